@@ -1,0 +1,108 @@
+// Local stand-in for Supabase's edge runtime (which needs Docker): one Deno process serving every
+// function in supabase/functions at /functions/v1/<name>. Each function's index.ts stays in the
+// form Supabase deploys (it calls Deno.serve(handler)); this server captures that handler instead
+// of opening a port, applies the gateway's verify_jwt rule from supabase/config.toml, and routes.
+//
+// Usage: deno run -A --config supabase/functions/deno.json scripts/functions-server.ts
+// Env: FUNCTIONS_PORT (default 54321), SUPABASE_JWT_SECRET, and whatever the functions read.
+
+import { parse as parseToml } from "smol-toml";
+import { verifyJwt } from "../supabase/functions/_shared/jwt.ts";
+import { errorResponse, HttpError, json } from "../supabase/functions/_shared/http.ts";
+import { closeDb } from "../supabase/functions/_shared/db.ts";
+
+type Handler = (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+
+interface LoadedFunction {
+  handler: Handler;
+  verifyJwt: boolean;
+}
+
+const root = new URL("..", import.meta.url);
+const functionsDir = new URL("supabase/functions/", root);
+
+async function functionNames(): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(functionsDir)) {
+    if (!e.isDirectory || e.name.startsWith("_") || e.name.startsWith(".") || e.name === "node_modules") continue;
+    try {
+      await Deno.stat(new URL(`${e.name}/index.ts`, functionsDir));
+      names.push(e.name);
+    } catch { /* not a function */ }
+  }
+  return names.sort();
+}
+
+async function verifyJwtSettings(): Promise<Record<string, boolean>> {
+  const config = parseToml(await Deno.readTextFile(new URL("supabase/config.toml", root))) as {
+    functions?: Record<string, { verify_jwt?: boolean }>;
+  };
+  return Object.fromEntries(Object.entries(config.functions ?? {}).map(([k, v]) => [k, v.verify_jwt ?? true]));
+}
+
+/** Imports a function module with Deno.serve swapped for a capture, and returns its handler. */
+async function load(name: string): Promise<Handler> {
+  const realServe = Deno.serve;
+  let captured: Handler | undefined;
+  const fakeServer = {
+    finished: new Promise<void>(() => {}),
+    addr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+    shutdown: () => Promise.resolve(),
+    ref() {},
+    unref() {},
+    [Symbol.asyncDispose]: () => Promise.resolve(),
+  };
+  // deno-lint-ignore no-explicit-any
+  (Deno as any).serve = (a: unknown, b?: unknown) => {
+    const h = typeof a === "function" ? a : typeof b === "function" ? b : (a as { handler?: Handler }).handler;
+    captured = h as Handler;
+    return fakeServer;
+  };
+  try {
+    await import(new URL(`${name}/index.ts`, functionsDir).href);
+  } finally {
+    // deno-lint-ignore no-explicit-any
+    (Deno as any).serve = realServe;
+  }
+  if (!captured) throw new Error(`supabase/functions/${name}/index.ts never called Deno.serve`);
+  return captured;
+}
+
+const jwtSecret = Deno.env.get("SUPABASE_JWT_SECRET");
+const port = Number(Deno.env.get("FUNCTIONS_PORT") ?? "54321");
+const settings = await verifyJwtSettings();
+const functions = new Map<string, LoadedFunction>();
+for (const name of await functionNames()) {
+  functions.set(name, { handler: await load(name), verifyJwt: settings[name] ?? true });
+}
+
+const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, async (req, info) => {
+  const url = new URL(req.url);
+  const m = /^\/functions\/v1\/([^/]+)(\/.*)?$/.exec(url.pathname);
+  const fn = m ? functions.get(m[1]) : undefined;
+  if (!m || !fn) return json({ error: { code: "not_found", message: `no function at ${url.pathname}` } }, 404);
+  try {
+    if (fn.verifyJwt) {
+      const auth = req.headers.get("authorization") ?? "";
+      const token = /^Bearer\s+(\S+)$/i.exec(auth)?.[1];
+      if (!token) throw new HttpError(401, "missing_jwt", "this function needs 'Authorization: Bearer <jwt>'");
+      if (!jwtSecret) throw new HttpError(500, "misconfigured", "SUPABASE_JWT_SECRET is not set for the local gateway");
+      await verifyJwt(token, jwtSecret);
+    }
+    // Functions see the path Supabase gives them: /<name>/..., not /functions/v1/<name>/...
+    const inner = new URL(`/${m[1]}${m[2] ?? ""}${url.search}`, url.origin);
+    return await fn.handler(new Request(inner, req), info);
+  } catch (err) {
+    return errorResponse(err);
+  }
+});
+
+console.log(`functions: serving ${[...functions.keys()].join(", ")} at http://127.0.0.1:${port}/functions/v1/<name>`);
+
+const stop = async () => {
+  await server.shutdown().catch(() => {});
+  await closeDb().catch(() => {});
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGTERM", stop);
+Deno.addSignalListener("SIGINT", stop);

@@ -1,0 +1,136 @@
+// A private PostgreSQL 15 cluster with pg_cron preloaded, standing in for `supabase start`'s
+// database (see shared/STACK.md: no Docker on these machines).
+
+import { exists, isRoot, run } from "./proc.ts";
+import { dbUrl, PG_BIN, ROOT, SUPABASE_BIN } from "./config.ts";
+
+const DEBIAN_PACKAGES = [
+  "postgresql-15",
+  "postgresql-client-15",
+  "postgresql-15-cron",
+  "postgresql-15-pgtap",
+  "postgresql-15-plpgsql-check",
+  "libtap-parser-sourcehandler-pgtap-perl",
+];
+
+const REQUIRED_FILES = [
+  `${PG_BIN}/postgres`,
+  "/usr/lib/postgresql/15/lib/pg_cron.so",
+  "/usr/share/postgresql/15/extension/pgtap.control",
+  "/usr/share/postgresql/15/extension/plpgsql_check.control",
+  "/usr/bin/pg_prove",
+  "/usr/bin/psql",
+];
+
+/** Installs the Debian packages the stack needs, as root or through passwordless sudo. */
+export async function ensureDebianPackages(log: (s: string) => void = console.log): Promise<void> {
+  const missing = [];
+  for (const f of REQUIRED_FILES) if (!(await exists(f))) missing.push(f);
+  if (missing.length === 0) return;
+  const apt = ["apt-get", "install", "-y", "--no-install-recommends", ...DEBIAN_PACKAGES];
+  let prefix: string[];
+  if (isRoot()) prefix = [];
+  else if ((await run("sudo", ["-n", "true"], { check: false }).catch(() => ({ code: 1 }))).code === 0) {
+    prefix = ["sudo", "-n"];
+  } else {
+    throw new Error(
+      `PostgreSQL 15 with pg_cron and pgTAP is missing (${missing.join(", ")}), and this user can neither ` +
+        `install packages (not root) nor use passwordless sudo. Run as root:\n  apt-get update && ${apt.join(" ")}`,
+    );
+  }
+  log(`installing Debian packages: ${DEBIAN_PACKAGES.join(" ")}`);
+  const sh = (args: string[]) => {
+    const full = [...prefix, "env", "DEBIAN_FRONTEND=noninteractive", ...args];
+    return run(full[0], full.slice(1));
+  };
+  await sh(["apt-get", "update", "-qq"]);
+  await sh(apt);
+}
+
+export class Cluster {
+  constructor(readonly dataDir: string, readonly port: number) {}
+
+  get url(): string {
+    return dbUrl(this.port);
+  }
+
+  /** initdb and postgres refuse root: run them as the postgres user, from a directory it can enter. */
+  private asPostgres(cmd: string, args: string[], check = true) {
+    if (isRoot()) return run("runuser", ["-u", "postgres", "--", cmd, ...args], { cwd: "/", check });
+    return run(cmd, args, { cwd: "/", check });
+  }
+
+  async initialized(): Promise<boolean> {
+    return await exists(`${this.dataDir}/PG_VERSION`);
+  }
+
+  async init(opts: { throwaway: boolean }): Promise<void> {
+    const parent = this.dataDir.replace(/\/[^/]+\/?$/, "");
+    await Deno.mkdir(parent, { recursive: true, mode: 0o755 });
+    await Deno.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    if (isRoot()) await run("chown", ["-R", "postgres:postgres", this.dataDir]);
+    await this.asPostgres(`${PG_BIN}/initdb`, [
+      "-D", this.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+    ]);
+    const conf = [
+      "listen_addresses = '127.0.0.1'",
+      `port = ${this.port}`,
+      `unix_socket_directories = '${this.dataDir}'`,
+      "shared_preload_libraries = 'pg_cron'",
+      "cron.database_name = 'postgres'",
+      "cron.use_background_workers = off",
+      "max_connections = 200",
+      "timezone = 'UTC'",
+      "log_min_messages = warning",
+      ...(opts.throwaway ? ["fsync = off", "synchronous_commit = off", "full_page_writes = off"] : []),
+    ];
+    await Deno.writeTextFile(`${this.dataDir}/postgresql.conf`, `\n# herald\n${conf.join("\n")}\n`, { append: true });
+  }
+
+  async running(): Promise<boolean> {
+    if (!(await this.initialized())) return false;
+    const r = await this.asPostgres(`${PG_BIN}/pg_ctl`, ["-D", this.dataDir, "status"], false);
+    return r.code === 0;
+  }
+
+  async start(): Promise<void> {
+    if (await this.running()) return;
+    await this.asPostgres(`${PG_BIN}/pg_ctl`, ["-D", this.dataDir, "-l", `${this.dataDir}/server.log`, "-w", "-t", "30", "start"]);
+  }
+
+  async stop(): Promise<void> {
+    if (!(await this.running())) return;
+    await this.asPostgres(`${PG_BIN}/pg_ctl`, ["-D", this.dataDir, "-m", "fast", "-w", "stop"]);
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
+  }
+
+  psqlFile(file: string): Promise<unknown> {
+    return run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", this.url, "-f", file]);
+  }
+
+  async psql(sql: string): Promise<string> {
+    const r = await run("psql", ["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", this.url, "-c", sql]);
+    return r.stdout.trim();
+  }
+
+  /** Supabase's roles, auth schema and default privileges (what hosted Supabase already has). */
+  bootstrap(): Promise<unknown> {
+    return this.psqlFile(`${ROOT}/scripts/local/supabase-bootstrap.sql`);
+  }
+
+  /** Applies pending migrations with the real Supabase CLI. */
+  migrate(): Promise<unknown> {
+    return run(SUPABASE_BIN, ["migration", "up", `--remote=${this.url}`, "--include-all", "--yes"], {
+      cwd: ROOT,
+      env: { SUPABASE_TELEMETRY_DISABLED: "1", PGSSLMODE: "disable" },
+    });
+  }
+
+  seed(): Promise<unknown> {
+    return this.psqlFile(`${ROOT}/supabase/seed.sql`);
+  }
+}

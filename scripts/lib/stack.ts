@@ -1,0 +1,163 @@
+// The pieces of Herald's local stack (database, Twilio sandbox, functions) composed for the stack
+// runner and the test harness alike; they differ only in ports, data directory and lifetime.
+
+import { Cluster, ensureDebianPackages } from "./cluster.ts";
+import {
+  DEMO_USER,
+  DENO_BIN,
+  DENO_CONFIG,
+  functionsUrl,
+  LOCAL_JWT_SECRET,
+  LOCAL_TWILIO,
+  ROOT,
+  type StackPorts,
+} from "./config.ts";
+import { portInUse, waitForPort } from "./proc.ts";
+import { signJwt } from "../../supabase/functions/_shared/jwt.ts";
+
+export interface Keys {
+  anon: string;
+  serviceRole: string;
+  demoUser: string;
+}
+
+const TEN_YEARS = 10 * 365 * 24 * 3600;
+
+export async function localKeys(): Promise<Keys> {
+  const iat = Math.floor(Date.now() / 1000);
+  const exp = iat + TEN_YEARS;
+  return {
+    anon: await signJwt({ iss: "supabase-demo", role: "anon", iat, exp }, LOCAL_JWT_SECRET),
+    serviceRole: await signJwt({ iss: "supabase-demo", role: "service_role", iat, exp }, LOCAL_JWT_SECRET),
+    demoUser: await signJwt({
+      iss: "supabase-demo",
+      aud: "authenticated",
+      role: "authenticated",
+      sub: DEMO_USER.id,
+      email: DEMO_USER.email,
+      iat,
+      exp: iat + 7 * 24 * 3600,
+    }, LOCAL_JWT_SECRET),
+  };
+}
+
+export interface ServiceProcess {
+  name: string;
+  child: Deno.ChildProcess;
+}
+
+export class Stack {
+  readonly cluster: Cluster;
+
+  constructor(readonly ports: StackPorts, dataDir: string, readonly throwaway: boolean) {
+    this.cluster = new Cluster(dataDir, ports.db);
+  }
+
+  get urls() {
+    return {
+      db: this.cluster.url,
+      functions: functionsUrl(this.ports.functions),
+      sandbox: `http://127.0.0.1:${this.ports.sandbox}`,
+    };
+  }
+
+  /** Creates or reuses the cluster, starts it, and brings its schema up to date. */
+  async upDatabase(log: (s: string) => void): Promise<{ startedCluster: boolean }> {
+    await ensureDebianPackages(log);
+    if (!(await this.cluster.initialized())) {
+      log(`creating a PostgreSQL 15 cluster in ${this.cluster.dataDir}`);
+      await this.cluster.init({ throwaway: this.throwaway });
+    }
+    const wasRunning = await this.cluster.running();
+    if (!wasRunning) {
+      if (await portInUse(this.ports.db)) {
+        throw new Error(`port ${this.ports.db} is taken by another process; stop it or choose another port`);
+      }
+      await this.cluster.start();
+    }
+    await this.cluster.bootstrap();
+    await this.cluster.migrate();
+    await this.cluster.seed();
+    return { startedCluster: !wasRunning };
+  }
+
+  functionEnv(keys: Keys): Record<string, string> {
+    return {
+      SUPABASE_URL: `http://127.0.0.1:${this.ports.functions}`,
+      SUPABASE_DB_URL: this.cluster.url,
+      SUPABASE_JWT_SECRET: LOCAL_JWT_SECRET,
+      SUPABASE_ANON_KEY: keys.anon,
+      SUPABASE_SERVICE_ROLE_KEY: keys.serviceRole,
+      TWILIO_ACCOUNT_SID: LOCAL_TWILIO.accountSid,
+      TWILIO_AUTH_TOKEN: LOCAL_TWILIO.authToken,
+      TWILIO_API_BASE: this.urls.sandbox,
+      HERALD_FUNCTIONS_URL: this.urls.functions,
+    };
+  }
+
+  /** Starts the Twilio sandbox and the functions server as child processes. */
+  async startServices(keys: Keys, opts: { logFile?: string } = {}): Promise<ServiceProcess[]> {
+    for (const [what, port] of [["sandbox", this.ports.sandbox], ["functions", this.ports.functions]] as const) {
+      if (await portInUse(port)) throw new Error(`port ${port} (${what}) is taken by another process`);
+    }
+    // Tests send service output to a log file (printed on failure); `npm start` shows it live.
+    const io = opts.logFile ? "piped" : "inherit";
+    const logFile = opts.logFile
+      ? await (async () => {
+        await Deno.mkdir(opts.logFile!.replace(/\/[^/]+$/, ""), { recursive: true });
+        return await Deno.open(opts.logFile!, { create: true, write: true, truncate: true });
+      })()
+      : undefined;
+    const spawn = (name: string, script: string, env: Record<string, string>): ServiceProcess => {
+      const child = new Deno.Command(DENO_BIN, {
+        args: ["run", "-A", "--config", DENO_CONFIG, script],
+        cwd: ROOT,
+        env,
+        stdin: "null",
+        stdout: io,
+        stderr: io,
+      }).spawn();
+      if (logFile) {
+        for (const stream of [child.stdout, child.stderr]) {
+          stream.pipeTo(new WritableStream({ write: (chunk) => void logFile.writeSync(chunk) })).catch(() => {});
+        }
+      }
+      return { name, child };
+    };
+    const services = [
+      spawn("sandbox", `${ROOT}/sandbox/twilio-sandbox.ts`, {
+        TWILIO_ACCOUNT_SID: LOCAL_TWILIO.accountSid,
+        TWILIO_AUTH_TOKEN: LOCAL_TWILIO.authToken,
+        SANDBOX_PORT: String(this.ports.sandbox),
+        SANDBOX_INBOUND_URL: `${this.urls.functions}/twilio-inbound`,
+      }),
+      spawn("functions", `${ROOT}/scripts/functions-server.ts`, {
+        ...this.functionEnv(keys),
+        FUNCTIONS_PORT: String(this.ports.functions),
+      }),
+    ];
+    try {
+      await waitForPort(this.ports.sandbox, 60_000);
+      await waitForPort(this.ports.functions, 60_000);
+    } catch (err) {
+      await stopServices(services);
+      throw err;
+    }
+    return services;
+  }
+}
+
+export async function stopServices(services: ServiceProcess[]): Promise<void> {
+  await Promise.all(services.map(async ({ child }) => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }, 5_000);
+    await child.status;
+    clearTimeout(timer);
+  }));
+}

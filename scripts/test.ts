@@ -1,0 +1,152 @@
+// npm test: a throwaway stack (own cluster and ports, so a running dev stack is untouched),
+// then every check Herald has, and one closing line `N passed, M failed`.
+//
+//   pgTAP      supabase/tests/database/*.sql through pg_prove, one count per assertion
+//   Deno       Deno.test files under supabase/functions, sandbox/ and tests/, against the served stack
+//   lint       supabase db lint --fail-on error (plpgsql_check)
+//   advisors   supabase db advisors: any ERROR-level finding fails
+//   types      the committed database types equal freshly generated ones
+//   deno check / deno lint over all TypeScript
+//
+// Filters: `npm test -- pgtap|deno|static` runs one group.
+
+import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, SUPABASE_BIN, TEST_PORTS } from "./lib/config.ts";
+import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
+import { run } from "./lib/proc.ts";
+import { generateTypes, TYPES_FILE } from "./lib/types.ts";
+
+interface Tally {
+  passed: number;
+  failed: number;
+}
+const total: Tally = { passed: 0, failed: 0 };
+const failures: string[] = [];
+const only = Deno.args[0];
+
+function record(stage: string, t: Tally, detail = "") {
+  total.passed += t.passed;
+  total.failed += t.failed;
+  if (t.failed) failures.push(stage);
+  console.log(`\n[${stage}] ${t.passed} passed, ${t.failed} failed${detail ? ` — ${detail}` : ""}`);
+}
+
+function check(stage: string, ok: boolean, output = "") {
+  if (!ok && output) console.log(output.trimEnd());
+  record(stage, ok ? { passed: 1, failed: 0 } : { passed: 0, failed: 1 });
+}
+
+const ANSI_ESCAPE = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
+const supabaseEnv = { SUPABASE_TELEMETRY_DISABLED: "1", PGSSLMODE: "disable" };
+
+async function pgtap(dbUrl: string) {
+  const r = await run("pg_prove", ["-d", dbUrl, "--ext", ".sql", "-v", "-r", `${ROOT}/supabase/tests/database`], {
+    check: false,
+  });
+  const lines = r.stdout.split("\n");
+  const ok = lines.filter((l) => /^\s*ok \d+/.test(l)).length;
+  const notOk = lines.filter((l) => /^\s*not ok \d+/.test(l)).length;
+  const failedOut = lines.filter((l) => /^\s*not ok \d+|^#\s|Dubious|Parse errors|Bad plan|Failed/.test(l));
+  if (r.code !== 0 || notOk) {
+    console.log(failedOut.join("\n"));
+    console.log(r.stderr.trimEnd());
+  }
+  console.log(lines.filter((l) => /^(Files=|Result:)/.test(l)).join("\n"));
+  // A file that dies mid-way (bad plan, SQL error) fails even if no assertion printed "not ok".
+  record("pgTAP", { passed: ok, failed: notOk + (r.code !== 0 && notOk === 0 ? 1 : 0) });
+}
+
+async function denoTests(env: Record<string, string>) {
+  const dirs = ["supabase/functions", "sandbox", "tests"].filter((d) => {
+    try {
+      return Deno.statSync(`${ROOT}/${d}`).isDirectory;
+    } catch {
+      return false;
+    }
+  });
+  const r = await run(DENO_BIN, ["test", "-A", "--config", DENO_CONFIG, "--no-prompt", ...dirs], {
+    cwd: ROOT,
+    env,
+    check: false,
+  });
+  const out = (r.stdout + r.stderr).replaceAll(ANSI_ESCAPE, "");
+  const m = /(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(out);
+  if (r.code !== 0) console.log(out.split("\n").slice(-80).join("\n"));
+  const t = m ? { passed: Number(m[1]), failed: Number(m[2]) } : { passed: 0, failed: 0 };
+  if (r.code !== 0 && t.failed === 0) t.failed = 1;
+  record("Deno tests", t);
+}
+
+async function staticChecks(dbUrl: string) {
+  const lint = await run(SUPABASE_BIN, ["db", "lint", `--remote=${dbUrl}`, "--schema", "public,herald", "--fail-on", "error", "--yes"], {
+    cwd: ROOT,
+    env: supabaseEnv,
+    check: false,
+  });
+  check("supabase db lint", lint.code === 0, lint.stdout + lint.stderr);
+
+  const adv = await run(SUPABASE_BIN, ["db", "advisors", `--remote=${dbUrl}`, "--level", "warn", "--yes"], {
+    cwd: ROOT,
+    env: supabaseEnv,
+    check: false,
+  });
+  const start = adv.stdout.indexOf("[");
+  let findings: { name: string; level: string; detail: string }[] = [];
+  try {
+    findings = start >= 0 ? JSON.parse(adv.stdout.slice(start)) : [];
+  } catch {
+    findings = [{ name: "unparsable", level: "ERROR", detail: adv.stdout + adv.stderr }];
+  }
+  for (const f of findings) console.log(`  advisor ${f.level} ${f.name}: ${f.detail}`);
+  check("supabase db advisors (no ERROR)", adv.code === 0 && !findings.some((f) => f.level === "ERROR"), adv.stderr);
+
+  const fresh = await generateTypes(dbUrl);
+  const committed = await Deno.readTextFile(TYPES_FILE).catch(() => "");
+  check("database types are current", fresh === committed, "supabase/functions/_shared/database.types.ts is stale: run `npm run types` and commit it");
+
+  const tsFiles = ["scripts", "supabase/functions", "sandbox", "tests", "bench"].filter((d) => {
+    try {
+      return Deno.statSync(`${ROOT}/${d}`).isDirectory;
+    } catch {
+      return false;
+    }
+  });
+  const dc = await run(DENO_BIN, ["check", "--config", DENO_CONFIG, ...tsFiles], { cwd: ROOT, check: false });
+  check("deno check", dc.code === 0, dc.stdout + dc.stderr);
+  const dl = await run(DENO_BIN, ["lint", "--config", DENO_CONFIG, ...tsFiles], { cwd: ROOT, check: false });
+  check("deno lint", dl.code === 0, dl.stdout + dl.stderr);
+}
+
+const stack = new Stack(TEST_PORTS, `/var/tmp/herald/test-${Deno.pid}`, true);
+let services: ServiceProcess[] = [];
+const started = Date.now();
+try {
+  console.log("herald test: starting a throwaway stack");
+  await stack.upDatabase((s) => console.log(`herald test: ${s}`));
+  await stack.cluster.psql("create extension if not exists pgtap with schema extensions");
+  const keys = await localKeys();
+  const env = {
+    ...stack.functionEnv(keys),
+    HERALD_TEST_DB_URL: stack.cluster.url,
+    HERALD_TEST_FUNCTIONS_URL: stack.urls.functions,
+    HERALD_TEST_SANDBOX_URL: stack.urls.sandbox,
+    HERALD_TEST_SERVICE_ROLE_KEY: keys.serviceRole,
+    HERALD_TEST_ANON_KEY: keys.anon,
+    TWILIO_ACCOUNT_SID: LOCAL_TWILIO.accountSid,
+  };
+  if (!only || only === "pgtap") await pgtap(stack.cluster.url);
+  if (!only || only === "deno") {
+    services = await stack.startServices(keys, { logFile: `${ROOT}/.local/test-services.log` });
+    await denoTests(env);
+  }
+  if (!only || only === "static") await staticChecks(stack.cluster.url);
+} catch (err) {
+  console.error(err instanceof Error ? err.message : err);
+  total.failed += 1;
+  failures.push("harness");
+} finally {
+  await stopServices(services);
+  await stack.cluster.destroy();
+}
+console.log(`\nherald test: ${((Date.now() - started) / 1000).toFixed(1)} s${failures.length ? `; failing: ${failures.join(", ")}` : ""}`);
+console.log(`${total.passed} passed, ${total.failed} failed`);
+Deno.exit(total.failed ? 1 : 0);

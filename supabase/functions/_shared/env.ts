@@ -1,0 +1,42 @@
+// Function configuration, read once from the environment and validated, so a missing variable
+// is named at start-up instead of failing a request later.
+
+import { z } from "zod";
+
+const Env = z.object({
+  SUPABASE_DB_URL: z.string().url(),
+  SUPABASE_URL: z.string().url().optional(),
+  /** Set locally by the stack; on hosted Supabase the gateway verifies JWTs (verify_jwt). */
+  SUPABASE_JWT_SECRET: z.string().min(32).optional(),
+  TWILIO_ACCOUNT_SID: z.string().regex(/^AC[0-9a-f]{32}$/, "must be AC followed by 32 hex digits").optional(),
+  TWILIO_AUTH_TOKEN: z.string().min(1).optional(),
+  /** Only for local development and tests: the Twilio sandbox's origin. Unset in production. */
+  TWILIO_API_BASE: z.string().url().optional(),
+  /** The public origin Twilio calls back (…/functions/v1); signatures are computed over it. */
+  HERALD_FUNCTIONS_URL: z.string().url().optional(),
+  HERALD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(5),
+});
+
+export type HeraldEnv = z.infer<typeof Env>;
+
+let cached: HeraldEnv | undefined;
+
+export function env(): HeraldEnv {
+  if (cached) return cached;
+  const parsed = Env.safeParse(Deno.env.toObject());
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`Herald function configuration is invalid: ${problems}`);
+  }
+  cached = parsed.data;
+  return cached;
+}
+
+/** Narrows an optional variable to a required one, naming it when absent. */
+export function required<K extends keyof HeraldEnv>(key: K): NonNullable<HeraldEnv[K]> {
+  const value = env()[key];
+  if (value === undefined || value === null) {
+    throw new Error(`Herald function configuration is missing ${String(key)}; set it with \`supabase secrets set\``);
+  }
+  return value as NonNullable<HeraldEnv[K]>;
+}

@@ -1,0 +1,70 @@
+/**
+ * Herald setup: the private `herald` schema that holds everything clients must not call
+ * directly (helpers, trigger functions, internal tables), the extensions Herald relies on, and
+ * the small helpers every later migration uses.
+ *
+ * The `herald` schema is not in the API's exposed schemas (supabase/config.toml `api.schemas`):
+ * `authenticated` gets usage on it only so RLS policies can call its membership helpers.
+ */
+
+/** Section - extensions */
+create extension if not exists pgcrypto with schema extensions;
+create extension if not exists pg_cron with schema pg_catalog;
+
+/** Section - private schema */
+create schema if not exists herald;
+comment on schema herald is 'Herald internals: helpers, trigger functions and private tables. Not exposed through the API.';
+revoke all on schema herald from public;
+grant usage on schema herald to authenticated, service_role;
+
+-- Functions are executable by PUBLIC by default; Herald grants each one on purpose instead.
+alter default privileges in schema herald revoke execute on functions from public;
+alter default privileges in schema public revoke execute on functions from public;
+alter default privileges in schema public revoke execute on functions from anon;
+
+/** Section - helpers */
+create function herald.touch_updated_at() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+comment on function herald.touch_updated_at() is 'Trigger: keeps updated_at current on every update.';
+
+-- The IANA names known to this server's tz database, cached: pg_timezone_names reads hundreds of
+-- files on every call, far too slow for a check constraint on bulk inserts.
+create table herald.iana_time_zones (name text primary key);
+insert into herald.iana_time_zones (name)
+select name from pg_catalog.pg_timezone_names
+where name !~ '^(posix|right)/' and name <> 'localtime'
+on conflict do nothing;
+comment on table herald.iana_time_zones is 'IANA time zone names, copied from pg_timezone_names when the schema was built.';
+
+create function herald.is_iana_time_zone(p_name text) returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select exists (select 1 from herald.iana_time_zones where name = p_name)
+$$;
+comment on function herald.is_iana_time_zone(text) is 'True for an IANA time zone name such as Europe/Paris or UTC; false for abbreviations, offsets and unknown names.';
+grant execute on function herald.is_iana_time_zone(text) to authenticated, service_role;
+
+create function herald.check_time_zone(p_name text) returns text
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if p_name is null or not herald.is_iana_time_zone(p_name) then
+    raise exception 'unknown time zone "%"', p_name
+      using errcode = '22023', hint = 'Use an IANA time zone name such as Europe/Paris, America/New_York or UTC.';
+  end if;
+  return p_name;
+end;
+$$;
+comment on function herald.check_time_zone(text) is 'Returns its argument if it is an IANA time zone name; raises 22023 with a hint otherwise.';
+grant execute on function herald.check_time_zone(text) to authenticated, service_role;
