@@ -7,6 +7,840 @@ export type Json = string | number | boolean | null | {
 export type Database = {
   "public": {
     Tables: {
+      "appointments": {
+        Row: {
+          "contact_id": string;
+          "created_at": string;
+          "id": string;
+          "starts_at": string;
+          "status": Database["public"]["Enums"]["appointment_status"];
+          "title": string;
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "contact_id": string;
+          "created_at"?: string;
+          "id"?: string;
+          "starts_at": string;
+          "status"?: Database["public"]["Enums"]["appointment_status"];
+          "title": string;
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "contact_id"?: string;
+          "created_at"?: string;
+          "id"?: string;
+          "starts_at"?: string;
+          "status"?: Database["public"]["Enums"]["appointment_status"];
+          "title"?: string;
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "appointments_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "campaign_groups": {
+        Row: {
+          "campaign_id": string;
+          "group_id": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "campaign_id": string;
+          "group_id": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "campaign_id"?: string;
+          "group_id"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "campaign_groups_workspace_id_campaign_id_fkey";
+            columns: ["workspace_id", "campaign_id"];
+            isOneToOne: false;
+            referencedRelation: "campaigns";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "campaign_groups_workspace_id_group_id_fkey";
+            columns: ["workspace_id", "group_id"];
+            isOneToOne: false;
+            referencedRelation: "whatsapp_groups";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "campaigns": {
+        Row: {
+          "created_at": string;
+          "id": string;
+          "name": string;
+          "status": Database["public"]["Enums"]["campaign_status"];
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "id"?: string;
+          "name": string;
+          "status"?: Database["public"]["Enums"]["campaign_status"];
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "created_at"?: string;
+          "id"?: string;
+          "name"?: string;
+          "status"?: Database["public"]["Enums"]["campaign_status"];
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "campaigns_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "contact_activities": {
+        Row: {
+          "actor": string;
+          "at": string;
+          "contact_id": string;
+          "detail": NonNullable<Json>;
+          "id": number;
+          "kind": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor": string;
+          "at"?: string;
+          "contact_id": string;
+          "detail"?: NonNullable<Json>;
+          "id"?: never;
+          "kind": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "actor"?: string;
+          "at"?: string;
+          "contact_id"?: string;
+          "detail"?: NonNullable<Json>;
+          "id"?: never;
+          "kind"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "contact_activities_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "contact_tags": {
+        Row: {
+          "contact_id": string;
+          "created_at": string;
+          "tag": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "contact_id": string;
+          "created_at"?: string;
+          "tag": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "contact_id"?: string;
+          "created_at"?: string;
+          "tag"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "contact_tags_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "contact_variables": {
+        Row: {
+          "contact_id": string;
+          "key": string;
+          "value": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "contact_id": string;
+          "key": string;
+          "value": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "contact_id"?: string;
+          "key"?: string;
+          "value"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "contact_variables_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "contacts": {
+        Row: {
+          "assigned_to": string | null;
+          "controlled_by": Database["public"]["Enums"]["controlled_by"];
+          "created_at": string;
+          "deleted_at": string | null;
+          "email": string | null;
+          "first_name": string | null;
+          "id": string;
+          "last_inbound_at": string | null;
+          "last_name": string | null;
+          "lead_status": Database["public"]["Enums"]["lead_status"];
+          "opted_out_at": string | null;
+          "phone": string;
+          "timezone": string | null;
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "assigned_to"?: string | null;
+          "controlled_by"?: Database["public"]["Enums"]["controlled_by"];
+          "created_at"?: string;
+          "deleted_at"?: string | null;
+          "email"?: string | null;
+          "first_name"?: string | null;
+          "id"?: string;
+          "last_inbound_at"?: string | null;
+          "last_name"?: string | null;
+          "lead_status"?: Database["public"]["Enums"]["lead_status"];
+          "opted_out_at"?: string | null;
+          "phone": string;
+          "timezone"?: string | null;
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "assigned_to"?: string | null;
+          "controlled_by"?: Database["public"]["Enums"]["controlled_by"];
+          "created_at"?: string;
+          "deleted_at"?: string | null;
+          "email"?: string | null;
+          "first_name"?: string | null;
+          "id"?: string;
+          "last_inbound_at"?: string | null;
+          "last_name"?: string | null;
+          "lead_status"?: Database["public"]["Enums"]["lead_status"];
+          "opted_out_at"?: string | null;
+          "phone"?: string;
+          "timezone"?: string | null;
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "contacts_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "deletion_log": {
+        Row: {
+          "actor": string;
+          "at": string;
+          "counts": NonNullable<Json>;
+          "entity": string;
+          "entity_id": string;
+          "id": number;
+          "mode": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor": string;
+          "at"?: string;
+          "counts": NonNullable<Json>;
+          "entity": string;
+          "entity_id": string;
+          "id"?: never;
+          "mode": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "actor"?: string;
+          "at"?: string;
+          "counts"?: NonNullable<Json>;
+          "entity"?: string;
+          "entity_id"?: string;
+          "id"?: never;
+          "mode"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [];
+      };
+      "message_attempts": {
+        Row: {
+          "attempt_no": number;
+          "error_code": number | null;
+          "error_message": string | null;
+          "id": string;
+          "last_callback_at": string | null;
+          "message_id": string;
+          "provider_sid": string | null;
+          "provider_status": string | null;
+          "requested_at": string;
+          "responded_at": string | null;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "attempt_no": number;
+          "error_code"?: number | null;
+          "error_message"?: string | null;
+          "id"?: string;
+          "last_callback_at"?: string | null;
+          "message_id": string;
+          "provider_sid"?: string | null;
+          "provider_status"?: string | null;
+          "requested_at"?: string;
+          "responded_at"?: string | null;
+          "workspace_id": string;
+        };
+        Update: {
+          "attempt_no"?: number;
+          "error_code"?: number | null;
+          "error_message"?: string | null;
+          "id"?: string;
+          "last_callback_at"?: string | null;
+          "message_id"?: string;
+          "provider_sid"?: string | null;
+          "provider_status"?: string | null;
+          "requested_at"?: string;
+          "responded_at"?: string | null;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "message_attempts_workspace_id_message_id_fkey";
+            columns: ["workspace_id", "message_id"];
+            isOneToOne: false;
+            referencedRelation: "messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "message_events": {
+        Row: {
+          "actor": string;
+          "at": string;
+          "detail": Json | null;
+          "from_status": Database["public"]["Enums"]["message_status"] | null;
+          "id": number;
+          "message_id": string;
+          "reason": string | null;
+          "to_status": Database["public"]["Enums"]["message_status"];
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor": string;
+          "at"?: string;
+          "detail"?: Json | null;
+          "from_status"?: Database["public"]["Enums"]["message_status"] | null;
+          "id"?: never;
+          "message_id": string;
+          "reason"?: string | null;
+          "to_status": Database["public"]["Enums"]["message_status"];
+          "workspace_id": string;
+        };
+        Update: {
+          "actor"?: string;
+          "at"?: string;
+          "detail"?: Json | null;
+          "from_status"?: Database["public"]["Enums"]["message_status"] | null;
+          "id"?: never;
+          "message_id"?: string;
+          "reason"?: string | null;
+          "to_status"?: Database["public"]["Enums"]["message_status"];
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "message_events_workspace_id_message_id_fkey";
+            columns: ["workspace_id", "message_id"];
+            isOneToOne: false;
+            referencedRelation: "messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "messages": {
+        Row: {
+          "appointment_id": string | null;
+          "attempts": number;
+          "body": string;
+          "campaign_id": string | null;
+          "cancel_reason": Database["public"]["Enums"]["cancel_reason"] | null;
+          "cancelled_at": string | null;
+          "channel": Database["public"]["Enums"]["channel"];
+          "contact_id": string;
+          "created_at": string;
+          "delivered_at": string | null;
+          "enrollment_id": string | null;
+          "failed_at": string | null;
+          "id": string;
+          "idempotency_key": string | null;
+          "last_error": string | null;
+          "last_error_code": number | null;
+          "lease_expires_at": string | null;
+          "max_attempts": number;
+          "provider_sid": string | null;
+          "retry_of": string | null;
+          "send_at": string;
+          "sender_id": string | null;
+          "sent_at": string | null;
+          "status": Database["public"]["Enums"]["message_status"];
+          "step_id": string | null;
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "appointment_id"?: string | null;
+          "attempts"?: number;
+          "body": string;
+          "campaign_id"?: string | null;
+          "cancel_reason"?: Database["public"]["Enums"]["cancel_reason"] | null;
+          "cancelled_at"?: string | null;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "contact_id": string;
+          "created_at"?: string;
+          "delivered_at"?: string | null;
+          "enrollment_id"?: string | null;
+          "failed_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "last_error"?: string | null;
+          "last_error_code"?: number | null;
+          "lease_expires_at"?: string | null;
+          "max_attempts"?: number;
+          "provider_sid"?: string | null;
+          "retry_of"?: string | null;
+          "send_at"?: string;
+          "sender_id"?: string | null;
+          "sent_at"?: string | null;
+          "status"?: Database["public"]["Enums"]["message_status"];
+          "step_id"?: string | null;
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "appointment_id"?: string | null;
+          "attempts"?: number;
+          "body"?: string;
+          "campaign_id"?: string | null;
+          "cancel_reason"?: Database["public"]["Enums"]["cancel_reason"] | null;
+          "cancelled_at"?: string | null;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "contact_id"?: string;
+          "created_at"?: string;
+          "delivered_at"?: string | null;
+          "enrollment_id"?: string | null;
+          "failed_at"?: string | null;
+          "id"?: string;
+          "idempotency_key"?: string | null;
+          "last_error"?: string | null;
+          "last_error_code"?: number | null;
+          "lease_expires_at"?: string | null;
+          "max_attempts"?: number;
+          "provider_sid"?: string | null;
+          "retry_of"?: string | null;
+          "send_at"?: string;
+          "sender_id"?: string | null;
+          "sent_at"?: string | null;
+          "status"?: Database["public"]["Enums"]["message_status"];
+          "step_id"?: string | null;
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "messages_workspace_id_appointment_id_fkey";
+            columns: ["workspace_id", "appointment_id"];
+            isOneToOne: false;
+            referencedRelation: "appointments";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_workspace_id_campaign_id_fkey";
+            columns: ["workspace_id", "campaign_id"];
+            isOneToOne: false;
+            referencedRelation: "campaigns";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_workspace_id_enrollment_id_fkey";
+            columns: ["workspace_id", "enrollment_id"];
+            isOneToOne: false;
+            referencedRelation: "sequence_enrollments";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_workspace_id_retry_of_fkey";
+            columns: ["workspace_id", "retry_of"];
+            isOneToOne: false;
+            referencedRelation: "messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_workspace_id_sender_id_fkey";
+            columns: ["workspace_id", "sender_id"];
+            isOneToOne: false;
+            referencedRelation: "senders";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_workspace_id_step_id_fkey";
+            columns: ["workspace_id", "step_id"];
+            isOneToOne: false;
+            referencedRelation: "sequence_steps";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "queue_settings": {
+        Row: {
+          "daily_capacity": number;
+          "default_sequence_id": string | null;
+          "updated_at": string;
+          "window_end": string;
+          "window_start": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "daily_capacity"?: number;
+          "default_sequence_id"?: string | null;
+          "updated_at"?: string;
+          "window_end"?: string;
+          "window_start"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "daily_capacity"?: number;
+          "default_sequence_id"?: string | null;
+          "updated_at"?: string;
+          "window_end"?: string;
+          "window_start"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName:
+              "queue_settings_workspace_id_default_sequence_id_fkey";
+            columns: ["workspace_id", "default_sequence_id"];
+            isOneToOne: false;
+            referencedRelation: "sequences";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "queue_settings_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: true;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "senders": {
+        Row: {
+          "channel": Database["public"]["Enums"]["channel"];
+          "created_at": string;
+          "id": string;
+          "is_default": boolean;
+          "last_seen_at": string | null;
+          "mps": number;
+          "phone_number": string | null;
+          "status": Database["public"]["Enums"]["sender_status"];
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "channel": Database["public"]["Enums"]["channel"];
+          "created_at"?: string;
+          "id"?: string;
+          "is_default"?: boolean;
+          "last_seen_at"?: string | null;
+          "mps"?: number;
+          "phone_number"?: string | null;
+          "status"?: Database["public"]["Enums"]["sender_status"];
+          "workspace_id": string;
+        };
+        Update: {
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "created_at"?: string;
+          "id"?: string;
+          "is_default"?: boolean;
+          "last_seen_at"?: string | null;
+          "mps"?: number;
+          "phone_number"?: string | null;
+          "status"?: Database["public"]["Enums"]["sender_status"];
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "senders_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "sequence_enrollments": {
+        Row: {
+          "completed_at": string | null;
+          "contact_id": string;
+          "current_position": number;
+          "enrolled_at": string;
+          "id": string;
+          "sequence_id": string;
+          "status": Database["public"]["Enums"]["enrollment_status"];
+          "stopped_reason": string | null;
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "completed_at"?: string | null;
+          "contact_id": string;
+          "current_position"?: number;
+          "enrolled_at"?: string;
+          "id"?: string;
+          "sequence_id": string;
+          "status"?: Database["public"]["Enums"]["enrollment_status"];
+          "stopped_reason"?: string | null;
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "completed_at"?: string | null;
+          "contact_id"?: string;
+          "current_position"?: number;
+          "enrolled_at"?: string;
+          "id"?: string;
+          "sequence_id"?: string;
+          "status"?: Database["public"]["Enums"]["enrollment_status"];
+          "stopped_reason"?: string | null;
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "sequence_enrollments_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName:
+              "sequence_enrollments_workspace_id_sequence_id_fkey";
+            columns: ["workspace_id", "sequence_id"];
+            isOneToOne: false;
+            referencedRelation: "sequences";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "sequence_steps": {
+        Row: {
+          "body": string;
+          "channel": Database["public"]["Enums"]["channel"];
+          "delay": string;
+          "id": string;
+          "position": number;
+          "sequence_id": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body": string;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "delay"?: string;
+          "id"?: string;
+          "position": number;
+          "sequence_id": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "body"?: string;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "delay"?: string;
+          "id"?: string;
+          "position"?: number;
+          "sequence_id"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "sequence_steps_workspace_id_sequence_id_fkey";
+            columns: ["workspace_id", "sequence_id"];
+            isOneToOne: false;
+            referencedRelation: "sequences";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "sequences": {
+        Row: {
+          "created_at": string;
+          "id": string;
+          "name": string;
+          "status": Database["public"]["Enums"]["sequence_status"];
+          "stop_on_reply": boolean;
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "id"?: string;
+          "name": string;
+          "status"?: Database["public"]["Enums"]["sequence_status"];
+          "stop_on_reply"?: boolean;
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "created_at"?: string;
+          "id"?: string;
+          "name"?: string;
+          "status"?: Database["public"]["Enums"]["sequence_status"];
+          "stop_on_reply"?: boolean;
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "sequences_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "suppressions": {
+        Row: {
+          "at": string;
+          "phone_hash": string;
+          "reason": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "at"?: string;
+          "phone_hash": string;
+          "reason": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "at"?: string;
+          "phone_hash"?: string;
+          "reason"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "suppressions_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      "whatsapp_groups": {
+        Row: {
+          "created_at": string;
+          "external_id": string;
+          "id": string;
+          "name": string | null;
+          "sender_id": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "created_at"?: string;
+          "external_id": string;
+          "id"?: string;
+          "name"?: string | null;
+          "sender_id": string;
+          "workspace_id": string;
+        };
+        Update: {
+          "created_at"?: string;
+          "external_id"?: string;
+          "id"?: string;
+          "name"?: string | null;
+          "sender_id"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "whatsapp_groups_workspace_id_sender_id_fkey";
+            columns: ["workspace_id", "sender_id"];
+            isOneToOne: false;
+            referencedRelation: "senders";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
       "workspace_members": {
         Row: {
           "created_at": string;
@@ -85,13 +919,87 @@ export type Database = {
       [_ in never]: never;
     };
     Functions: {
+      "cancel_message": { Args: { "message_id": string }; Returns: boolean };
+      "cleanup_stale_senders": {
+        Args: { "older_than"?: string };
+        Returns: number;
+      };
       "create_workspace": {
         Args: { "name": string; "timezone"?: string };
         Returns: string;
       };
+      "delete_contact": {
+        Args: { "contact_id": string; "hard"?: boolean };
+        Returns: Json;
+      };
+      "enroll_contact": {
+        Args: { "contact_id": string; "sequence_id": string };
+        Returns: string;
+      };
+      "preview_delete": {
+        Args: { "entity": string; "id": string };
+        Returns: Json;
+      };
+      "restore_contact": { Args: { "contact_id": string }; Returns: undefined };
+      "schedule_message": {
+        Args: {
+          "appointment_id"?: string;
+          "body": string;
+          "channel"?: string;
+          "contact_id": string;
+          "idempotency_key"?: string;
+          "send_at"?: string;
+        };
+        Returns: string;
+      };
     };
     Enums: {
-      [_ in never]: never;
+      "appointment_status": "scheduled" | "cancelled" | "completed";
+      "campaign_status":
+        | "draft"
+        | "active"
+        | "paused"
+        | "completed"
+        | "archived";
+      "cancel_reason":
+        | "contact_deleted"
+        | "contact_opted_out"
+        | "human_takeover"
+        | "sequence_stopped"
+        | "replied"
+        | "appointment_cancelled"
+        | "appointment_completed"
+        | "sender_deleted"
+        | "campaign_deleted"
+        | "user_cancelled";
+      "channel": "sms" | "whatsapp";
+      "controlled_by": "automation" | "human";
+      "enrollment_status": "active" | "completed" | "cancelled" | "failed";
+      "lead_status":
+        | "new"
+        | "queued"
+        | "contacted"
+        | "engaged"
+        | "booked"
+        | "won"
+        | "lost"
+        | "unqualified";
+      "message_status":
+        | "scheduled"
+        | "queued"
+        | "sending"
+        | "sent"
+        | "delivered"
+        | "read"
+        | "undelivered"
+        | "failed"
+        | "cancelled";
+      "sender_status":
+        | "connecting"
+        | "qr_pending"
+        | "connected"
+        | "disconnected";
+      "sequence_status": "draft" | "active" | "archived";
     };
     CompositeTypes: {
       [_ in never]: never;
@@ -236,6 +1144,52 @@ export type CompositeTypes<
 
 export const Constants = {
   "public": {
-    Enums: {},
+    Enums: {
+      "appointment_status": ["scheduled", "cancelled", "completed"],
+      "campaign_status": ["draft", "active", "paused", "completed", "archived"],
+      "cancel_reason": [
+        "contact_deleted",
+        "contact_opted_out",
+        "human_takeover",
+        "sequence_stopped",
+        "replied",
+        "appointment_cancelled",
+        "appointment_completed",
+        "sender_deleted",
+        "campaign_deleted",
+        "user_cancelled",
+      ],
+      "channel": ["sms", "whatsapp"],
+      "controlled_by": ["automation", "human"],
+      "enrollment_status": ["active", "completed", "cancelled", "failed"],
+      "lead_status": [
+        "new",
+        "queued",
+        "contacted",
+        "engaged",
+        "booked",
+        "won",
+        "lost",
+        "unqualified",
+      ],
+      "message_status": [
+        "scheduled",
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "read",
+        "undelivered",
+        "failed",
+        "cancelled",
+      ],
+      "sender_status": [
+        "connecting",
+        "qr_pending",
+        "connected",
+        "disconnected",
+      ],
+      "sequence_status": ["draft", "active", "archived"],
+    },
   },
 } as const;

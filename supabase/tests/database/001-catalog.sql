@@ -11,7 +11,7 @@ $$, 'RLS is enabled on every table in public');
 select is_empty($$
   select c.conrelid::regclass || '.' || a.attname
   from pg_constraint c
-  join pg_attribute a on a.attrelid = c.conrelid and a.attnum = any (c.conkey)
+  join pg_attribute a on a.attrelid = c.conrelid and a.attnum = any (coalesce(c.confdelsetcols, c.conkey))
   where c.contype = 'f' and c.confdeltype = 'n' and a.attnotnull
 $$, 'no foreign key sets null on a not-null column (seed 001)');
 
