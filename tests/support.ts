@@ -96,3 +96,44 @@ export async function callFunction(
 export function sandboxClient() {
   return createTwilioClient({ ...LOCAL_TWILIO, apiBase: stack.sandboxUrl });
 }
+
+/** Polls until check() returns a truthy value, or throws with the last value after timeoutMs. */
+export async function waitFor<T>(what: string, check: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A workspace with an owner and a default SMS sender, ready to send. */
+export async function sendingWorkspace(sql: postgres.Sql, opts: { mps?: number; retryBaseSeconds?: number } = {}) {
+  const owner = await createUser(sql, "owner");
+  const workspaceId = await createWorkspace(sql, owner);
+  // Quiet hours off (start = end) so tests send whatever the wall clock says.
+  await sql`update workspaces set quiet_hours_start = '00:00', quiet_hours_end = '00:00',
+            retry_base_seconds = ${opts.retryBaseSeconds ?? 60} where id = ${workspaceId}`;
+  const [{ id: senderId }] = await sql`
+    insert into senders (workspace_id, channel, phone_number, status, mps, is_default)
+    values (${workspaceId}, 'sms', '+15005550006', 'connected', ${opts.mps ?? 100}, true) returning id::text`;
+  return { owner, workspaceId, senderId };
+}
+
+export async function dispatchOnce(limit = 200) {
+  const res = await callFunction("dispatch", { token: stack.serviceRoleKey, body: { limit } });
+  if (res.status !== 200) throw new Error(`dispatch answered ${res.status}: ${res.text}`);
+  return res.body as { claimed: number; sent: number; retried: number; failed: number; deferred: number };
+}
+
+export interface SandboxRecord {
+  messages: { sid: string; to: string; from: string | null; body: string; status: string; direction: string }[];
+  create_requests_by_to: Record<string, number>;
+}
+
+export async function sandboxRecord(): Promise<SandboxRecord> {
+  const res = await fetch(`${stack.sandboxUrl}/_sandbox/messages`);
+  return await res.json();
+}

@@ -1,0 +1,124 @@
+// Sending a batch: claim in the database, send each through Twilio at its reserved slot, record
+// each answer in the database. Everything that decides (eligibility, rate, retry, backoff,
+// opt-out on 21610) is in SQL; this module only moves messages between Postgres and Twilio.
+
+import type { Sql } from "./db.ts";
+import { classifyProviderError, type TwilioClient } from "./twilio.ts";
+import { eraseProviderRecords } from "./erasure.ts";
+
+export interface DispatchOptions {
+  limit: number;
+  statusCallbackUrl: string;
+  leaseSeconds: number;
+  /** Provider calls in flight at once. */
+  concurrency: number;
+}
+
+export interface DispatchSummary {
+  claimed: number;
+  sent: number;
+  retried: number;
+  failed: number;
+  deferred: number;
+  reconciled: number;
+}
+
+interface ClaimedMessage {
+  message_id: string;
+  attempt_no: number;
+  to_phone: string;
+  from_phone: string;
+  body: string;
+  channel: "sms" | "whatsapp";
+  send_not_before: Date;
+  provider_check_required: boolean;
+  previous_attempt_requested_at: Date | null;
+}
+
+type Outcome = "sent" | "permanent" | "transient" | "not_sent";
+
+function address(channel: ClaimedMessage["channel"], phone: string): string {
+  return channel === "whatsapp" ? `whatsapp:${phone}` : phone;
+}
+
+/**
+ * After a lease expired with Twilio's answer unknown: did Twilio take the message? Looks for a
+ * message to the same number with the same body, created since the lost attempt was requested.
+ */
+async function findAtProvider(client: TwilioClient, m: ClaimedMessage) {
+  const since = new Date((m.previous_attempt_requested_at ?? m.send_not_before).getTime() - 60_000);
+  // No DateSent filter: a message Twilio has only queued has no date_sent yet. The list is
+  // newest first, so the lost attempt is among the first page.
+  const candidates = await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 });
+  return candidates.find((c) => c.body === m.body && c.dateCreated >= since && c.direction !== "inbound");
+}
+
+async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: DispatchOptions) {
+  const wait = m.send_not_before.getTime() - Date.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+
+  let outcome: Outcome = "sent";
+  let sid: string | null = null;
+  let providerStatus: string | null = null;
+  let code: number | null = null;
+  let message: string | null = null;
+  let reconciled = false;
+  try {
+    const found = m.provider_check_required ? await findAtProvider(client, m) : undefined;
+    if (found) {
+      reconciled = true;
+      sid = found.sid;
+      providerStatus = found.status;
+    } else {
+      const created = await client.messages.create({
+        to: address(m.channel, m.to_phone),
+        from: address(m.channel, m.from_phone),
+        body: m.body,
+        statusCallback: opts.statusCallbackUrl,
+      });
+      sid = created.sid;
+      providerStatus = created.status;
+    }
+  } catch (err) {
+    const failure = classifyProviderError(err);
+    code = failure.code;
+    message = failure.message;
+    // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
+    outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
+  }
+  const [row] = await sql`
+    select herald.record_send_result(${m.message_id}::uuid, ${m.attempt_no}, ${outcome}, ${sid}, ${providerStatus},
+                                     ${code}::integer, ${message}) as status`;
+  return { status: row.status as string | null, reconciled, outcome };
+}
+
+export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
+  const claimed = await sql<ClaimedMessage[]>`
+    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}))`;
+  const summary: DispatchSummary = { claimed: claimed.length, sent: 0, retried: 0, failed: 0, deferred: 0, reconciled: 0 };
+
+  let next = 0;
+  const worker = async () => {
+    while (next < claimed.length) {
+      const m = claimed[next++];
+      try {
+        const r = await sendOne(sql, client, m, opts);
+        if (r.reconciled) summary.reconciled++;
+        if (r.outcome === "not_sent") summary.deferred++;
+        else if (r.status === "scheduled") summary.retried++;
+        else if (r.status === "failed" || r.status === "undelivered") summary.failed++;
+        else if (r.status !== null) summary.sent++;
+      } catch (err) {
+        // The database did not take the answer; the lease expiry and provider check recover it.
+        console.error(`dispatch: could not record message ${m.message_id}`, err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency, claimed.length) }, worker));
+
+  // Provider erasures that failed earlier are retried here, on the dispatcher's cadence.
+  await eraseProviderRecords(sql, client, { deletionId: null, limit: 50 }).catch((err) =>
+    console.error("dispatch: provider erasure sweep failed", err)
+  );
+  return summary;
+}

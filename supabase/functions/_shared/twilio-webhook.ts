@@ -1,0 +1,37 @@
+// What both Twilio webhooks share: read the form body, check X-Twilio-Signature against the
+// public URL Twilio was given (not req.url: proxies rewrite it), then validate the fields.
+
+import { env, required } from "./env.ts";
+import { HttpError } from "./http.ts";
+import { signatureValid } from "./twilio.ts";
+
+/** The functions' public base URL (…/functions/v1), as configured or derived from SUPABASE_URL. */
+export function publicFunctionsUrl(): string {
+  const configured = env().HERALD_FUNCTIONS_URL;
+  if (configured) return configured.replace(/\/+$/, "");
+  const base = env().SUPABASE_URL;
+  if (!base) throw new Error("set HERALD_FUNCTIONS_URL (or SUPABASE_URL) so Twilio's signatures can be checked");
+  return `${base.replace(/\/+$/, "")}/functions/v1`;
+}
+
+export interface TwilioWebhook {
+  params: Record<string, string>;
+  /** Twilio's I-Twilio-Idempotency-Token: the same on every redelivery of one webhook. */
+  idempotencyToken: string | null;
+}
+
+export async function verifiedTwilioWebhook(req: Request, functionName: string): Promise<TwilioWebhook> {
+  if (req.method !== "POST") throw new HttpError(405, "method_not_allowed", "use POST");
+  const type = req.headers.get("content-type") ?? "";
+  if (!type.startsWith("application/x-www-form-urlencoded")) {
+    throw new HttpError(400, "invalid_body", "expected an application/x-www-form-urlencoded body");
+  }
+  const params: Record<string, string> = {};
+  for (const [k, v] of new URLSearchParams(await req.text())) params[k] = v;
+
+  const url = `${publicFunctionsUrl()}/${functionName}${new URL(req.url).search}`;
+  if (!signatureValid(required("TWILIO_AUTH_TOKEN"), req.headers.get("x-twilio-signature"), url, params)) {
+    throw new HttpError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match this request");
+  }
+  return { params, idempotencyToken: req.headers.get("i-twilio-idempotency-token") };
+}

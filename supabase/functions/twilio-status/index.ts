@@ -1,0 +1,29 @@
+// POST /functions/v1/twilio-status: Twilio's message status callback. Verified by signature;
+// the database applies it by rank, so duplicates and out-of-order callbacks change nothing.
+// An unknown sid is answered 200 (and stored) so Twilio does not retry it forever.
+
+import { z } from "zod";
+import { db } from "../_shared/db.ts";
+import { handle, HttpError, json } from "../_shared/http.ts";
+import { verifiedTwilioWebhook } from "../_shared/twilio-webhook.ts";
+
+const StatusCallback = z.object({
+  MessageSid: z.string().regex(/^(SM|MM)[0-9a-f]{32}$/, "MessageSid must be SM or MM followed by 32 hex digits"),
+  MessageStatus: z.enum([
+    "accepted", "scheduled", "queued", "sending", "sent", "receiving", "received", "delivered", "undelivered",
+    "failed", "read", "canceled", "partially_delivered",
+  ]),
+  ErrorCode: z.string().regex(/^\d+$/).optional(),
+});
+
+Deno.serve(handle(async (req) => {
+  const { params, idempotencyToken } = await verifiedTwilioWebhook(req, "twilio-status");
+  const parsed = StatusCallback.safeParse(params);
+  if (!parsed.success) throw new HttpError(400, "invalid_callback", parsed.error.issues[0].message);
+  const { MessageSid, MessageStatus, ErrorCode } = parsed.data;
+  const [row] = await db()`
+    select herald.apply_provider_status(${MessageSid}, ${MessageStatus}, ${ErrorCode ?? null}::integer,
+                                        ${db().json(params)}, ${idempotencyToken}) as outcome`;
+  if (row.outcome === "unknown_sid") console.warn(`twilio-status: unknown MessageSid ${MessageSid}`);
+  return json({ outcome: row.outcome });
+}));

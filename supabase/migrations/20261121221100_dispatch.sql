@@ -1,0 +1,494 @@
+/**
+ * Dispatching: claiming queued messages under a lease, per-sender rate slots, recording what
+ * the provider said, reaping expired leases, and applying Twilio's status callbacks and
+ * inbound messages. One database function per step, so the dispatch and webhook functions stay
+ * thin and a rule cannot be skipped by calling the tables another way.
+ *
+ *   claim_messages      queued → sending, re-checking the contact in the same statement
+ *   record_send_result  sending → sent | scheduled (transient, backoff) | failed (permanent)
+ *   reap_expired_leases sending → queued with provider_check_required: look before resending
+ *   apply_provider_status  moves the attempt and the message forward by rank only
+ *   apply_inbound       STOP / START keywords, last_inbound_at, stop_on_reply
+ */
+
+/** Section - provider events (the webhooks' inbox) */
+create table public.provider_events (
+  id bigint generated always as identity primary key,
+  workspace_id uuid,
+  message_id uuid,
+  contact_id uuid,
+  kind text not null,
+  provider_sid text,
+  provider_status text,
+  error_code integer,
+  outcome text not null,
+  payload jsonb not null,
+  idempotency_token text unique,
+  received_at timestamptz not null default now(),
+  foreign key (workspace_id, message_id) references public.messages (workspace_id, id) on delete cascade,
+  foreign key (workspace_id, contact_id) references public.contacts (workspace_id, id) on delete cascade,
+  constraint provider_events_kind_valid check (kind in ('status', 'inbound'))
+);
+comment on table public.provider_events is 'Every verified Twilio webhook call, as received, and what Herald did with it. Goes with the message or contact on a hard delete.';
+comment on column public.provider_events.outcome is 'applied, unchanged (late or duplicate status), unknown_sid, opted_out, opted_in, replied, unrouted…';
+comment on column public.provider_events.idempotency_token is 'Twilio''s I-Twilio-Idempotency-Token: a redelivered webhook is recognised and not applied twice.';
+create index provider_events_workspace_message_idx on public.provider_events (workspace_id, message_id) where message_id is not null;
+create index provider_events_workspace_contact_idx on public.provider_events (workspace_id, contact_id) where contact_id is not null;
+create index provider_events_sid_idx on public.provider_events (provider_sid);
+alter table public.provider_events enable row level security;
+create policy provider_events_select on public.provider_events for select to authenticated
+  using (workspace_id in (select herald.my_workspace_ids()));
+revoke all on public.provider_events from anon;
+revoke insert, update, delete, truncate on public.provider_events from authenticated;
+
+/** Section - message columns for dispatch */
+alter table public.messages add column provider_check_required boolean not null default false;
+comment on column public.messages.provider_check_required is 'Set when a lease expired with the provider''s answer unknown: the dispatcher looks the message up at Twilio before any resend.';
+
+/** Section - per-sender rate slots */
+create table herald.sender_slots (
+  sender_id uuid primary key references public.senders (id) on delete cascade,
+  next_slot_at timestamptz not null default now()
+);
+comment on table herald.sender_slots is 'The next free send slot of each sender. Claims reserve slots 1/mps apart, so a sender''s rate holds across any number of dispatchers.';
+alter table herald.sender_slots enable row level security;
+
+/** Section - ranks and error classes */
+create function herald.message_rank(p_status public.message_status) returns integer
+language sql
+immutable
+set search_path = ''
+as $$
+  select case p_status
+    when 'scheduled' then 1 when 'queued' then 2 when 'sending' then 3 when 'sent' then 4
+    when 'delivered' then 5 when 'read' then 6 when 'undelivered' then 7 when 'failed' then 7
+    when 'cancelled' then 8 end
+$$;
+
+-- Twilio's message statuses onto Herald's; the ones that say nothing new map to null.
+create function herald.from_provider_status(p_status text) returns public.message_status
+language sql
+immutable
+set search_path = ''
+as $$
+  select case lower(p_status)
+    when 'sent' then 'sent' when 'delivered' then 'delivered' when 'read' then 'read'
+    when 'undelivered' then 'undelivered' when 'failed' then 'failed' when 'canceled' then 'failed'
+  end::public.message_status
+$$;
+
+/** Section - claiming */
+create function herald.claim_messages(p_limit integer default 100, p_lease interval default '2 minutes')
+returns table (
+  message_id uuid,
+  workspace_id uuid,
+  attempt_no integer,
+  to_phone text,
+  from_phone text,
+  body text,
+  channel public.channel,
+  send_not_before timestamptz,
+  provider_check_required boolean,
+  previous_attempt_requested_at timestamptz
+)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_ids uuid[];
+  v_senders uuid[];
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 5000 then
+    raise exception 'limit must be between 1 and 5000' using errcode = '22023';
+  end if;
+  if p_lease is null or p_lease < interval '10 seconds' then
+    raise exception 'lease must be at least 10 seconds' using errcode = '22023';
+  end if;
+  perform set_config('herald.actor', 'dispatcher', true);
+
+  -- A queued message whose sender went away has nothing to send from: fail it visibly.
+  perform herald.set_reason('no_sender');
+  update public.messages m
+  set status = 'failed', failed_at = now(), last_error = 'no sender: the message names none and the workspace has no default sender'
+  where m.status = 'queued' and m.send_at <= now() and m.sender_id is null
+    and not exists (select 1 from public.senders s where s.workspace_id = m.workspace_id and s.channel = m.channel
+                    and s.is_default and s.phone_number is not null);
+  perform herald.set_reason(null);
+
+  -- Eligibility is re-checked here, in the claiming statement: a contact deleted, opted out or
+  -- taken over has had its messages cancelled in that same transaction, so a row that is still
+  -- queued under our lock belongs to a contact Herald may message.
+  select array_agg(due.id), array_agg(distinct due.sender_id) into v_ids, v_senders
+  from (
+    select m.id, coalesce(m.sender_id, d.id) as sender_id
+    from public.messages m
+    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    join public.workspaces w on w.id = m.workspace_id
+    left join public.senders d on m.sender_id is null and d.workspace_id = m.workspace_id
+      and d.channel = m.channel and d.is_default
+    where m.status = 'queued' and m.send_at <= now()
+      and w.automation_enabled
+      and c.deleted_at is null and c.opted_out_at is null and c.controlled_by = 'automation'
+      and not exists (select 1 from public.suppressions s where s.workspace_id = c.workspace_id and s.phone_hash = c.phone_hash)
+    order by m.send_at
+    limit p_limit
+    for update of m skip locked
+  ) due;
+  if v_ids is null then
+    return;
+  end if;
+
+  -- Slots are read under a lock (in sender order, so claimers never deadlock): concurrent
+  -- dispatchers of one sender take consecutive slots, never the same ones.
+  insert into herald.sender_slots (sender_id)
+  select unnest(v_senders) on conflict (sender_id) do nothing;
+  perform 1 from herald.sender_slots sl where sl.sender_id = any (v_senders) order by sl.sender_id for update;
+
+  return query
+  with cand as (
+    select m.id, m.workspace_id, m.send_at, coalesce(m.sender_id, d.id) as sender_id
+    from public.messages m
+    left join public.senders d on m.sender_id is null and d.workspace_id = m.workspace_id
+      and d.channel = m.channel and d.is_default
+    where m.id = any (v_ids)
+  ), slotted as (
+    select c.id, c.sender_id, s.mps, s.phone_number,
+           greatest(sl.next_slot_at, now())
+             + make_interval(secs => (row_number() over (partition by c.sender_id order by c.send_at, c.id) - 1) / s.mps) as slot
+    from cand c
+    join public.senders s on s.id = c.sender_id
+    join herald.sender_slots sl on sl.sender_id = c.sender_id
+    where s.phone_number is not null
+  ), taken as (
+    -- Only what can go out within half the lease; the rest stays queued for a later claim.
+    select * from slotted where slotted.slot <= now() + p_lease / 2
+  ), reserved as (
+    update herald.sender_slots sl
+    set next_slot_at = t.last_slot + make_interval(secs => 1 / t.mps)
+    from (select taken.sender_id, max(taken.slot) as last_slot, max(taken.mps) as mps from taken group by taken.sender_id) t
+    where sl.sender_id = t.sender_id
+    returning 1
+  ), claimed as (
+    update public.messages m
+    set status = 'sending', lease_expires_at = now() + p_lease, attempts = m.attempts + 1, sender_id = t.sender_id
+    from taken t
+    where m.id = t.id
+    returning m.id, m.workspace_id, m.contact_id, m.attempts, m.body, m.channel, m.provider_check_required,
+              t.slot, t.phone_number
+  ), attempts as (
+    insert into public.message_attempts (workspace_id, message_id, attempt_no, provider_status)
+    select cl.workspace_id, cl.id, cl.attempts, 'requested' from claimed cl
+    returning 1
+  )
+  select cl.id, cl.workspace_id, cl.attempts, c.phone, cl.phone_number, cl.body, cl.channel, cl.slot,
+         cl.provider_check_required,
+         (select a.requested_at from public.message_attempts a
+          where a.workspace_id = cl.workspace_id and a.message_id = cl.id and a.attempt_no = cl.attempts - 1)
+  from claimed cl
+  join public.contacts c on c.workspace_id = cl.workspace_id and c.id = cl.contact_id
+  order by cl.slot;
+end;
+$$;
+comment on function herald.claim_messages(integer, interval) is 'Claims due queued messages for sending (for update skip locked) with one attempt row each and the time each may go out, so every sender''s mps holds across dispatchers.';
+
+/** Section - recording the provider's answer */
+create function herald.retry_delay(p_attempts integer, p_base_seconds integer) returns interval
+language sql
+volatile
+set search_path = ''
+as $$
+  -- Exponential backoff with jitter (×0.5–1.5), capped at a day.
+  select least(make_interval(secs => p_base_seconds * power(2, greatest(p_attempts - 1, 0)) * (0.5 + random())),
+               interval '1 day')
+$$;
+
+-- p_outcome: 'sent' (provider accepted; p_sid set), 'permanent' (fails now), 'transient'
+-- (retried with backoff until max_attempts), or 'not_sent' (Herald's own problem, such as
+-- rejected credentials: back to queued without spending the attempt).
+create function herald.record_send_result(
+  p_message_id uuid,
+  p_attempt_no integer,
+  p_outcome text,
+  p_sid text default null,
+  p_provider_status text default null,
+  p_error_code integer default null,
+  p_error_message text default null
+) returns public.message_status
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  m public.messages;
+  v_base integer;
+  v_prev text;
+  v_target public.message_status;
+begin
+  if p_outcome not in ('sent', 'permanent', 'transient', 'not_sent') then
+    raise exception 'unknown outcome %', p_outcome using errcode = '22023';
+  end if;
+  perform set_config('herald.actor', 'dispatcher', true);
+
+  update public.message_attempts
+  set provider_sid = coalesce(p_sid, provider_sid),
+      provider_status = coalesce(lower(p_provider_status), case p_outcome when 'sent' then 'accepted' else 'error' end),
+      error_code = p_error_code, error_message = p_error_message, responded_at = now()
+  where message_id = p_message_id and attempt_no = p_attempt_no;
+
+  select * into m from public.messages where id = p_message_id for update;
+  if not found then
+    return null; -- erased meanwhile (hard delete): nothing left to record
+  end if;
+
+  if p_outcome = 'sent' then
+    if m.status in ('queued', 'scheduled') then
+      -- Our lease was reaped while Twilio accepted the message: it is sent all the same.
+      v_prev := herald.set_reason('late_provider_answer');
+      update public.messages set status = 'sending', lease_expires_at = now() where id = m.id and status = 'queued';
+      perform herald.set_reason(v_prev);
+    end if;
+    update public.messages
+    set status = case when herald.message_rank(status) < herald.message_rank('sent') then 'sent' else status end,
+        provider_sid = coalesce(provider_sid, p_sid), sent_at = coalesce(sent_at, now()),
+        lease_expires_at = null, provider_check_required = false, last_error_code = null, last_error = null
+    where id = m.id and status in ('sending', 'sent', 'delivered', 'read')
+    returning status into v_target;
+    return v_target;
+  end if;
+
+  if m.status <> 'sending' or m.attempts <> p_attempt_no then
+    return m.status; -- a stale answer for an attempt that no longer holds the message
+  end if;
+
+  if p_outcome = 'not_sent' then
+    v_prev := herald.set_reason(coalesce('not_sent_' || p_error_code, 'not_sent'));
+    update public.messages
+    set status = 'queued', lease_expires_at = null, attempts = attempts - 1,
+        last_error_code = p_error_code, last_error = p_error_message
+    where id = m.id returning status into v_target;
+  elsif p_outcome = 'transient' and m.attempts < m.max_attempts then
+    select w.retry_base_seconds into v_base from public.workspaces w where w.id = m.workspace_id;
+    v_prev := herald.set_reason('retry_backoff');
+    update public.messages
+    set status = 'scheduled', lease_expires_at = null,
+        send_at = now() + herald.retry_delay(m.attempts, v_base),
+        last_error_code = p_error_code, last_error = p_error_message
+    where id = m.id returning status into v_target;
+  else
+    v_prev := herald.set_reason(case when p_outcome = 'transient' then 'max_attempts' else 'provider_error_' || coalesce(p_error_code::text, 'unknown') end);
+    update public.messages
+    set status = 'failed', lease_expires_at = null, failed_at = now(),
+        last_error_code = p_error_code, last_error = p_error_message
+    where id = m.id returning status into v_target;
+    if p_error_code = 21610 then
+      -- Twilio says the recipient replied STOP to this sender: opt the contact out everywhere.
+      perform set_config('herald.opt_out_reason', 'provider_unsubscribed', true);
+      update public.contacts set opted_out_at = coalesce(opted_out_at, now())
+      where workspace_id = m.workspace_id and id = m.contact_id;
+      perform set_config('herald.opt_out_reason', '', true);
+    end if;
+  end if;
+  perform herald.set_reason(v_prev);
+  return v_target;
+end;
+$$;
+comment on function herald.record_send_result(uuid, integer, text, text, text, integer, text) is 'Records the provider''s answer to one attempt: sent, permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent.';
+
+/** Section - leases */
+create function herald.reap_expired_leases() returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_count integer;
+  v_prev text := herald.set_reason('lease_expired');
+begin
+  perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
+  -- Whether Twilio got the message is unknown: queue it again, but flagged so the dispatcher
+  -- looks it up at Twilio before sending anything (never lost, never sent twice).
+  with reaped as (
+    update public.messages m
+    set status = 'queued', lease_expires_at = null, provider_check_required = true
+    where m.id in (select id from public.messages where status = 'sending' and lease_expires_at < now()
+                   for update skip locked)
+    returning 1
+  ) select count(*) into v_count from reaped;
+  perform herald.set_reason(v_prev);
+  return v_count;
+end;
+$$;
+comment on function herald.reap_expired_leases() is 'pg_cron, every minute: messages whose dispatcher lease expired go back to queued, flagged for a provider look-up before any resend.';
+
+select cron.schedule('herald-reap-expired-leases', '* * * * *', $$select herald.reap_expired_leases()$$);
+
+/** Section - status callbacks */
+create function herald.apply_provider_status(
+  p_sid text,
+  p_status text,
+  p_error_code integer,
+  p_payload jsonb,
+  p_idempotency_token text default null
+) returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_event bigint;
+  a public.message_attempts;
+  m public.messages;
+  v_target public.message_status := herald.from_provider_status(p_status);
+  v_outcome text;
+  v_prev text;
+begin
+  perform set_config('herald.actor', 'provider', true);
+  insert into public.provider_events (kind, provider_sid, provider_status, error_code, outcome, payload, idempotency_token)
+  values ('status', p_sid, lower(p_status), p_error_code, 'pending', p_payload, p_idempotency_token)
+  on conflict (idempotency_token) do nothing
+  returning id into v_event;
+  if v_event is null then
+    return 'duplicate';
+  end if;
+
+  select * into a from public.message_attempts where provider_sid = p_sid for update;
+  if not found then
+    select * into m from public.messages where provider_sid = p_sid;
+    if not found then
+      update public.provider_events set outcome = 'unknown_sid' where id = v_event;
+      return 'unknown_sid';
+    end if;
+  else
+    -- The attempt keeps the furthest status Twilio reported, whatever order callbacks arrive in.
+    update public.message_attempts
+    set provider_status = case
+          when v_target is null or herald.message_rank(v_target) > coalesce(herald.message_rank(herald.from_provider_status(provider_status)), 0)
+          then lower(p_status) else provider_status end,
+        error_code = coalesce(p_error_code, error_code),
+        last_callback_at = now()
+    where id = a.id;
+  end if;
+
+  select * into m from public.messages
+  where id = coalesce(a.message_id, m.id) for update;
+
+  if v_target is not null
+     and herald.message_rank(v_target) > herald.message_rank(m.status)
+     and herald.message_transition_ok(m.status, v_target) then
+    v_prev := herald.set_reason('provider_' || lower(p_status) || coalesce('_' || p_error_code, ''));
+    update public.messages
+    set status = v_target,
+        provider_sid = coalesce(provider_sid, p_sid),
+        lease_expires_at = null,
+        sent_at = coalesce(sent_at, now()),
+        delivered_at = case when v_target in ('delivered', 'read') then coalesce(delivered_at, now()) else delivered_at end,
+        failed_at = case when v_target in ('failed', 'undelivered') then now() else failed_at end,
+        last_error_code = case when v_target in ('failed', 'undelivered') then p_error_code else last_error_code end,
+        last_error = case when v_target in ('failed', 'undelivered') then 'provider reported ' || lower(p_status)
+                          || coalesce(' with error ' || p_error_code, '') else last_error end
+    where id = m.id;
+    perform herald.set_reason(v_prev);
+    v_outcome := 'applied';
+  else
+    v_outcome := 'unchanged';
+  end if;
+  update public.provider_events
+  set outcome = v_outcome, workspace_id = m.workspace_id, message_id = m.id
+  where id = v_event;
+  return v_outcome;
+end;
+$$;
+comment on function herald.apply_provider_status(text, text, integer, jsonb, text) is 'Applies one Twilio status callback: stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing.';
+
+/** Section - inbound messages */
+create function herald.apply_inbound(
+  p_from text,
+  p_to text,
+  p_body text,
+  p_sid text,
+  p_payload jsonb,
+  p_idempotency_token text default null
+) returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_keyword text := upper(btrim(coalesce(p_body, '')));
+  v_stop boolean;
+  v_start boolean;
+  v_ws uuid;
+  c public.contacts;
+  v_outcome text := 'unrouted';
+  v_event bigint;
+  v_prev text;
+begin
+  perform set_config('herald.actor', 'provider', true);
+  insert into public.provider_events (kind, provider_sid, outcome, payload, idempotency_token)
+  values ('inbound', p_sid, 'pending', p_payload, coalesce(p_idempotency_token, 'inbound:' || p_sid))
+  on conflict (idempotency_token) do nothing
+  returning id into v_event;
+  if v_event is null then
+    return 'duplicate';
+  end if;
+
+  -- Twilio's opt-out and opt-in keywords: the whole message, any case.
+  v_stop := v_keyword in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT', 'REVOKE');
+  v_start := v_keyword in ('START', 'YES', 'UNSTOP');
+
+  -- The number written to names the workspace (through its sender).
+  for v_ws in select distinct s.workspace_id from public.senders s where s.phone_number = p_to loop
+    select * into c from public.contacts
+    where workspace_id = v_ws and phone = p_from and deleted_at is null for update;
+    if not found then
+      if v_stop then
+        insert into public.suppressions (workspace_id, phone_hash, reason)
+        values (v_ws, herald.phone_hash(v_ws, p_from), 'opted_out') on conflict do nothing;
+        v_outcome := 'opted_out';
+      elsif v_start then
+        delete from public.suppressions where workspace_id = v_ws and phone_hash = herald.phone_hash(v_ws, p_from);
+        v_outcome := 'opted_in';
+      else
+        v_outcome := 'unknown_contact';
+      end if;
+      continue;
+    end if;
+
+    update public.contacts
+    set last_inbound_at = now(),
+        opted_out_at = case when v_stop then coalesce(opted_out_at, now()) when v_start then null else opted_out_at end
+    where id = c.id;
+    insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
+    values (v_ws, c.id, 'replied', jsonb_build_object('provider_sid', p_sid, 'keyword',
+            case when v_stop then 'stop' when v_start then 'start' end), 'provider');
+
+    if not v_stop then
+      -- Any other reply ends the sequences that asked to stop on a reply.
+      update public.messages m
+      set status = 'cancelled', cancel_reason = 'replied', cancelled_at = now()
+      from public.sequence_enrollments e
+      join public.sequences s on s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
+      where e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active'
+        and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+      update public.sequence_enrollments e
+      set status = 'cancelled', stopped_reason = 'replied', completed_at = now()
+      from public.sequences s
+      where s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
+        and e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active';
+    end if;
+    v_outcome := case when v_stop then 'opted_out' when v_start then 'opted_in' else 'replied' end;
+    update public.provider_events set workspace_id = v_ws, contact_id = c.id where id = v_event;
+  end loop;
+  update public.provider_events set outcome = v_outcome where id = v_event;
+  return v_outcome;
+end;
+$$;
+comment on function herald.apply_inbound(text, text, text, text, jsonb, text) is 'Applies one inbound message: STOP-family keywords opt out (cancelling everything pending), START-family opt back in, any other reply stops stop_on_reply sequences.';
+
+revoke execute on function herald.claim_messages(integer, interval), herald.record_send_result(uuid, integer, text, text, text, integer, text),
+  herald.reap_expired_leases(), herald.apply_provider_status(text, text, integer, jsonb, text),
+  herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer) from public, authenticated;
+grant execute on function herald.claim_messages(integer, interval), herald.record_send_result(uuid, integer, text, text, text, integer, text),
+  herald.reap_expired_leases(), herald.apply_provider_status(text, text, integer, jsonb, text),
+  herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer) to service_role;
