@@ -232,6 +232,7 @@ export type Database = {
           "lead_status": Database["public"]["Enums"]["lead_status"];
           "opted_out_at": string | null;
           "phone": string;
+          "phone_hash": string | null;
           "timezone": string | null;
           "updated_at": string;
           "workspace_id": string;
@@ -250,6 +251,7 @@ export type Database = {
           "lead_status"?: Database["public"]["Enums"]["lead_status"];
           "opted_out_at"?: string | null;
           "phone": string;
+          "phone_hash"?: string | null;
           "timezone"?: string | null;
           "updated_at"?: string;
           "workspace_id": string;
@@ -267,6 +269,7 @@ export type Database = {
           "lead_status"?: Database["public"]["Enums"]["lead_status"];
           "opted_out_at"?: string | null;
           "phone"?: string;
+          "phone_hash"?: string | null;
           "timezone"?: string | null;
           "updated_at"?: string;
           "workspace_id"?: string;
@@ -431,6 +434,7 @@ export type Database = {
           "last_error_code": number | null;
           "lease_expires_at": string | null;
           "max_attempts": number;
+          "provider_check_required": boolean;
           "provider_sid": string | null;
           "retry_of": string | null;
           "send_at": string;
@@ -461,6 +465,7 @@ export type Database = {
           "last_error_code"?: number | null;
           "lease_expires_at"?: string | null;
           "max_attempts"?: number;
+          "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
           "retry_of"?: string | null;
           "send_at"?: string;
@@ -490,6 +495,7 @@ export type Database = {
           "last_error_code"?: number | null;
           "lease_expires_at"?: string | null;
           "max_attempts"?: number;
+          "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
           "retry_of"?: string | null;
           "send_at"?: string;
@@ -548,6 +554,67 @@ export type Database = {
             columns: ["workspace_id", "step_id"];
             isOneToOne: false;
             referencedRelation: "sequence_steps";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "provider_events": {
+        Row: {
+          "contact_id": string | null;
+          "error_code": number | null;
+          "id": number;
+          "idempotency_token": string | null;
+          "kind": string;
+          "message_id": string | null;
+          "outcome": string;
+          "payload": NonNullable<Json>;
+          "provider_sid": string | null;
+          "provider_status": string | null;
+          "received_at": string;
+          "workspace_id": string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          "contact_id"?: string | null;
+          "error_code"?: number | null;
+          "id"?: never;
+          "idempotency_token"?: string | null;
+          "kind": string;
+          "message_id"?: string | null;
+          "outcome": string;
+          "payload": NonNullable<Json>;
+          "provider_sid"?: string | null;
+          "provider_status"?: string | null;
+          "received_at"?: string;
+          "workspace_id"?: string | null;
+        };
+        Update: {
+          "contact_id"?: string | null;
+          "error_code"?: number | null;
+          "id"?: never;
+          "idempotency_token"?: string | null;
+          "kind"?: string;
+          "message_id"?: string | null;
+          "outcome"?: string;
+          "payload"?: NonNullable<Json>;
+          "provider_sid"?: string | null;
+          "provider_status"?: string | null;
+          "received_at"?: string;
+          "workspace_id"?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "provider_events_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "provider_events_workspace_id_message_id_fkey";
+            columns: ["workspace_id", "message_id"];
+            isOneToOne: false;
+            referencedRelation: "messages";
             referencedColumns: ["workspace_id", "id"];
           },
         ];
