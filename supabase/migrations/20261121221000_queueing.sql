@@ -81,7 +81,7 @@ as $$
 $$;
 
 /** Section - queueing */
-create function herald.queue_due_messages(p_limit integer default 20000) returns jsonb
+create function herald.queue_due_messages(p_limit integer default 20000, p_now timestamptz default now()) returns jsonb
 language plpgsql
 security definer
 set search_path = ''
@@ -100,7 +100,7 @@ begin
   select array_agg(id) into v_ids from (
     select m.id from public.messages m
     join public.workspaces w on w.id = m.workspace_id
-    where m.status = 'scheduled' and m.send_at <= now() and w.automation_enabled
+    where m.status = 'scheduled' and m.send_at <= p_now and w.automation_enabled
     order by m.send_at
     limit p_limit
     for update of m skip locked
@@ -151,7 +151,7 @@ begin
   -- 3. Quiet hours in the recipient's zone: deferred to the window's end, spread over its start.
   perform herald.set_reason('quiet_hours');
   with q as (
-    select m.id, herald.quiet_until(now(), coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
+    select m.id, herald.quiet_until(p_now, coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
            -- spread over a quarter of the open window, at most 30 minutes
            least(interval '30 minutes',
                  case when w.quiet_hours_start > w.quiet_hours_end then w.quiet_hours_start - w.quiet_hours_end
@@ -170,10 +170,10 @@ begin
   perform herald.set_reason('daily_limit');
   with ws as (
     select w.id, w.daily_limit, w.timezone,
-           (date_trunc('day', now() at time zone w.timezone)) at time zone w.timezone as day_start
+           (date_trunc('day', p_now at time zone w.timezone)) at time zone w.timezone as day_start
     from public.workspaces w
     where w.daily_limit is not null
-      and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids) and m.status = 'scheduled' and m.send_at <= now())
+      and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids) and m.status = 'scheduled' and m.send_at <= p_now)
   ), used as (
     select ws.id, ws.daily_limit, ws.timezone, ws.day_start,
            (select count(*) from public.messages m
@@ -184,7 +184,7 @@ begin
     select m.id, u.daily_limit - u.used as room, u.timezone, u.day_start,
            row_number() over (partition by m.workspace_id order by m.send_at, m.id) as n
     from public.messages m join used u on u.id = m.workspace_id
-    where m.id = any (v_ids) and m.status = 'scheduled' and m.send_at <= now()
+    where m.id = any (v_ids) and m.status = 'scheduled' and m.send_at <= p_now
   ), done as (
     update public.messages m
     set send_at = ((r.day_start at time zone r.timezone) + interval '1 day') at time zone r.timezone
@@ -197,7 +197,7 @@ begin
   perform herald.set_reason(null);
   with done as (
     update public.messages m set status = 'queued'
-    where m.id = any (v_ids) and m.status = 'scheduled' and m.send_at <= now()
+    where m.id = any (v_ids) and m.status = 'scheduled' and m.send_at <= p_now
     returning 1
   ) select count(*) into v_queued from done;
   perform herald.set_reason(v_prev);
@@ -206,6 +206,6 @@ begin
                             'deferred_quiet_hours', v_quiet, 'deferred_daily_limit', v_limited);
 end;
 $$;
-comment on function herald.queue_due_messages(integer) is 'pg_cron, every minute: validates due scheduled messages in SQL and queues, defers, fails or cancels each with a reason.';
+comment on function herald.queue_due_messages(integer, timestamptz) is 'pg_cron, every minute: validates due scheduled messages in SQL and queues, defers, fails or cancels each with a reason. p_now is the clock (tests pass a fixed one).';
 
 select cron.schedule('herald-queue-due-messages', '* * * * *', $$select herald.queue_due_messages()$$);

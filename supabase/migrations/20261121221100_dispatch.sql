@@ -488,7 +488,7 @@ comment on function herald.apply_inbound(text, text, text, text, jsonb, text) is
 
 revoke execute on function herald.claim_messages(integer, interval), herald.record_send_result(uuid, integer, text, text, text, integer, text),
   herald.reap_expired_leases(), herald.apply_provider_status(text, text, integer, jsonb, text),
-  herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer) from public, authenticated;
+  herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer, timestamptz) from public, authenticated;
 grant execute on function herald.claim_messages(integer, interval), herald.record_send_result(uuid, integer, text, text, text, integer, text),
   herald.reap_expired_leases(), herald.apply_provider_status(text, text, integer, jsonb, text),
-  herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer) to service_role;
+  herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer, timestamptz) to service_role;
