@@ -35,7 +35,7 @@ Herald is running.
 async function start() {
   const { startedCluster } = await stack.upDatabase(log);
   const keys = await localKeys();
-  const services = await stack.startServices(keys);
+  const services = await stack.startServices(keys, { cron: true });
   banner(keys);
   console.log("Press Ctrl-C to stop.");
   let stopping = false;
@@ -69,7 +69,7 @@ async function up() {
   const spawnDetached = (name: string, script: string, extra: Record<string, string>) => {
     const logPath = `${stateDir}/${name}.log`;
     const child = new Deno.Command("setsid", {
-      args: ["sh", "-c", `exec "$0" run -A --config "$1" "$2" >>"$3" 2>&1`, DENO_BIN, DENO_CONFIG, script, logPath],
+      args: ["sh", "-c", `exec "$0" run -A --unstable-no-legacy-abort --config "$1" "$2" >>"$3" 2>&1`, DENO_BIN, DENO_CONFIG, script, logPath],
       cwd: ROOT,
       env: { ...env, ...extra },
       stdin: "null",
@@ -84,6 +84,7 @@ async function up() {
     SANDBOX_INBOUND_URL: `${stack.urls.functions}/twilio-inbound`,
   });
   spawnDetached("functions", `${ROOT}/scripts/functions-server.ts`, { FUNCTIONS_PORT: String(DEV_PORTS.functions) });
+  spawnDetached("local-cron", `${ROOT}/scripts/local-cron.ts`, stack.cronEnv(keys));
   await Deno.writeTextFile(pidFile, JSON.stringify(pids));
   await waitForPort(DEV_PORTS.sandbox, 60_000);
   await waitForPort(DEV_PORTS.functions, 60_000);

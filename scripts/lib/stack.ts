@@ -75,10 +75,24 @@ export class Stack {
       }
       await this.cluster.start();
     }
-    await this.cluster.bootstrap();
-    await this.cluster.migrate();
-    await this.cluster.seed();
+    try {
+      await this.cluster.bootstrap();
+      await this.cluster.migrate();
+      await this.cluster.seed();
+    } catch (err) {
+      // Leave nothing running that this call started: a failed start is a stopped stack.
+      if (!wasRunning) await this.cluster.stop();
+      throw err;
+    }
     return { startedCluster: !wasRunning };
+  }
+
+  cronEnv(keys: Keys): Record<string, string> {
+    return {
+      HERALD_DISPATCH_URL: `${this.urls.functions}/dispatch`,
+      SUPABASE_SERVICE_ROLE_KEY: keys.serviceRole,
+      HERALD_DISPATCH_INTERVAL_MS: Deno.env.get("HERALD_DISPATCH_INTERVAL_MS") ?? "5000",
+    };
   }
 
   functionEnv(keys: Keys): Record<string, string> {
@@ -95,8 +109,11 @@ export class Stack {
     };
   }
 
-  /** Starts the Twilio sandbox and the functions server as child processes. */
-  async startServices(keys: Keys, opts: { logFile?: string } = {}): Promise<ServiceProcess[]> {
+  /**
+   * Starts the Twilio sandbox and the functions server as child processes; with `cron`, also the
+   * stand-in for the pg_net dispatch job (not in tests, which dispatch when they choose).
+   */
+  async startServices(keys: Keys, opts: { logFile?: string; cron?: boolean } = {}): Promise<ServiceProcess[]> {
     for (const [what, port] of [["sandbox", this.ports.sandbox], ["functions", this.ports.functions]] as const) {
       if (await portInUse(port)) throw new Error(`port ${port} (${what}) is taken by another process`);
     }
@@ -110,7 +127,8 @@ export class Stack {
       : undefined;
     const spawn = (name: string, script: string, env: Record<string, string>): ServiceProcess => {
       const child = new Deno.Command(DENO_BIN, {
-        args: ["run", "-A", "--config", DENO_CONFIG, script],
+        // The new Request.signal behaviour: Herald's handlers never rely on the legacy abort.
+        args: ["run", "-A", "--unstable-no-legacy-abort", "--config", DENO_CONFIG, script],
         cwd: ROOT,
         env,
         stdin: "null",
@@ -142,6 +160,9 @@ export class Stack {
     } catch (err) {
       await stopServices(services);
       throw err;
+    }
+    if (opts.cron) {
+      services.push(spawn("local-cron", `${ROOT}/scripts/local-cron.ts`, this.cronEnv(keys)));
     }
     return services;
   }
