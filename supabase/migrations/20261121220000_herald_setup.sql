@@ -42,6 +42,8 @@ select name from pg_catalog.pg_timezone_names
 where name !~ '^(posix|right)/' and name <> 'localtime'
 on conflict do nothing;
 comment on table herald.iana_time_zones is 'IANA time zone names, copied from pg_timezone_names when the schema was built.';
+-- Read by check constraints, which run as whoever writes the row.
+grant select on herald.iana_time_zones to authenticated, service_role;
 
 create function herald.is_iana_time_zone(p_name text) returns boolean
 language sql

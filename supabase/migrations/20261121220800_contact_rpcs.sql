@@ -20,25 +20,29 @@ stable
 set search_path = ''
 as $$
 declare
-  v_out text := p_body;
   v_first text;
   v_last text;
-  m text[];
-  v_value text;
+  v_placeholder constant text := '\{\{\s*(first_name|last_name|var\.([a-z][a-z0-9_]*))\s*\}\}';
 begin
+  if strpos(p_body, '{{') = 0 then
+    return p_body;
+  end if;
   select first_name, last_name into v_first, v_last
   from public.contacts where workspace_id = p_workspace_id and id = p_contact_id;
-  -- replace() rather than regexp_replace(): a value containing \1 or & must come out as written.
-  for m in select distinct regexp_matches(p_body, '(\{\{\s*(first_name|last_name|var\.([a-z][a-z0-9_]*))\s*\}\})', 'g') loop
-    v_value := case m[2]
-      when 'first_name' then v_first
-      when 'last_name' then v_last
-      else (select value from public.contact_variables
-            where workspace_id = p_workspace_id and contact_id = p_contact_id and key = m[3])
-    end;
-    v_out := replace(v_out, m[1], coalesce(v_value, ''));
-  end loop;
-  return v_out;
+  -- One pass, left to right: each piece of text between placeholders, then the value of the
+  -- placeholder after it. A value is never read as a template in turn (a first name written
+  -- "{{last_name}}" stays as written), and no value goes through regexp_replace(), so one
+  -- containing \1 or & comes out as written.
+  return (
+    select string_agg(t.piece || coalesce(case m.token[1]
+             when 'first_name' then v_first
+             when 'last_name' then v_last
+             else (select v.value from public.contact_variables v
+                   where v.workspace_id = p_workspace_id and v.contact_id = p_contact_id and v.key = m.token[2])
+           end, ''), '' order by t.n)
+    from unnest(regexp_split_to_array(p_body, v_placeholder)) with ordinality t(piece, n)
+    left join regexp_matches(p_body, v_placeholder, 'g') with ordinality m(token, n) on m.n = t.n
+  );
 end;
 $$;
 comment on function herald.render_template(text, uuid, uuid) is 'Fills {{first_name}}, {{last_name}} and {{var.KEY}} from the contact; a missing value renders empty.';
@@ -415,7 +419,11 @@ begin
       'messages', case when v_replacement is null then 0 else (v_impact -> 'cancel' ->> 'messages')::bigint end,
       'to_sender_id', v_replacement));
     if v_replacement is not null then
-      v_impact := jsonb_set(v_impact, '{cancel,messages}', '0');
+      -- Re-bound messages keep a sender: they are neither set null nor cancelled, and stop no
+      -- enrollment (a sender's delete removes none itself).
+      v_impact := jsonb_set(v_impact, '{set_null,public.messages.sender_id}', to_jsonb(
+        (v_impact -> 'set_null' ->> 'public.messages.sender_id')::bigint - (v_impact -> 'rebind' ->> 'messages')::bigint));
+      v_impact := jsonb_set(v_impact, '{cancel}', '{"messages": 0, "sequence_enrollments": 0}');
     end if;
   end if;
   return jsonb_build_object('entity', preview_delete.entity, 'id', preview_delete.id) || v_impact;

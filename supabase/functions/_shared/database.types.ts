@@ -364,6 +364,13 @@ export type Database = {
             foreignKeyName: "message_attempts_workspace_id_message_id_fkey";
             columns: ["workspace_id", "message_id"];
             isOneToOne: false;
+            referencedRelation: "failed_messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "message_attempts_workspace_id_message_id_fkey";
+            columns: ["workspace_id", "message_id"];
+            isOneToOne: false;
             referencedRelation: "messages";
             referencedColumns: ["workspace_id", "id"];
           },
@@ -405,6 +412,13 @@ export type Database = {
           "workspace_id"?: string;
         };
         Relationships: [
+          {
+            foreignKeyName: "message_events_workspace_id_message_id_fkey";
+            columns: ["workspace_id", "message_id"];
+            isOneToOne: false;
+            referencedRelation: "failed_messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
           {
             foreignKeyName: "message_events_workspace_id_message_id_fkey";
             columns: ["workspace_id", "message_id"];
@@ -539,6 +553,13 @@ export type Database = {
             foreignKeyName: "messages_workspace_id_retry_of_fkey";
             columns: ["workspace_id", "retry_of"];
             isOneToOne: false;
+            referencedRelation: "failed_messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_workspace_id_retry_of_fkey";
+            columns: ["workspace_id", "retry_of"];
+            isOneToOne: false;
             referencedRelation: "messages";
             referencedColumns: ["workspace_id", "id"];
           },
@@ -614,7 +635,70 @@ export type Database = {
             foreignKeyName: "provider_events_workspace_id_message_id_fkey";
             columns: ["workspace_id", "message_id"];
             isOneToOne: false;
+            referencedRelation: "failed_messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "provider_events_workspace_id_message_id_fkey";
+            columns: ["workspace_id", "message_id"];
+            isOneToOne: false;
             referencedRelation: "messages";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "queue_entries": {
+        Row: {
+          "actor": string;
+          "contact_id": string;
+          "enrollment_id": string | null;
+          "first_send_at": string;
+          "for_date": string;
+          "queued_at": string;
+          "sequence_id": string | null;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor": string;
+          "contact_id": string;
+          "enrollment_id"?: string | null;
+          "first_send_at": string;
+          "for_date": string;
+          "queued_at"?: string;
+          "sequence_id"?: string | null;
+          "workspace_id": string;
+        };
+        Update: {
+          "actor"?: string;
+          "contact_id"?: string;
+          "enrollment_id"?: string | null;
+          "first_send_at"?: string;
+          "for_date"?: string;
+          "queued_at"?: string;
+          "sequence_id"?: string | null;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "queue_entries_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: true;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "queue_entries_workspace_id_enrollment_id_fkey";
+            columns: ["workspace_id", "enrollment_id"];
+            isOneToOne: false;
+            referencedRelation: "sequence_enrollments";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "queue_entries_workspace_id_sequence_id_fkey";
+            columns: ["workspace_id", "sequence_id"];
+            isOneToOne: false;
+            referencedRelation: "sequences";
             referencedColumns: ["workspace_id", "id"];
           },
         ];
@@ -983,7 +1067,53 @@ export type Database = {
       };
     };
     Views: {
-      [_ in never]: never;
+      "failed_messages": {
+        Row: {
+          "attempts": number;
+          "body": string;
+          "channel": Database["public"]["Enums"]["channel"];
+          "contact_id": string;
+          "created_at": string;
+          "failed_at": string | null;
+          "first_name": string | null;
+          "id": string;
+          "last_error": string | null;
+          "last_error_code": number | null;
+          "last_name": string | null;
+          "phone": string;
+          "retried": boolean | null;
+          "send_at": string;
+          "status": Database["public"]["Enums"]["message_status"];
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Relationships: [
+          {
+            foreignKeyName: "messages_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
+      "queue_metrics": {
+        Row: {
+          "cancelled": number | null;
+          "cancelled_by_reason": Json | null;
+          "day": string | null;
+          "deferred_by_reason": Json | null;
+          "delivered": number | null;
+          "delivery_rate": number | null;
+          "failed": number | null;
+          "median_delay_seconds": number | null;
+          "scheduled": number | null;
+          "sent": number | null;
+          "workspace_id": string | null;
+        };
+        ComputedFields: never;
+        Relationships: [];
+      };
     };
     Functions: {
       "cancel_message": { Args: { "message_id": string }; Returns: boolean };
@@ -1003,11 +1133,17 @@ export type Database = {
         Args: { "contact_id": string; "sequence_id": string };
         Returns: string;
       };
+      "prepare_queue": {
+        Args: { "for_date"?: string; "workspace_id": string };
+        Returns: number;
+      };
       "preview_delete": {
         Args: { "entity": string; "id": string };
         Returns: Json;
       };
+      "release_lead": { Args: { "contact_id": string }; Returns: undefined };
       "restore_contact": { Args: { "contact_id": string }; Returns: undefined };
+      "retry_message": { Args: { "message_id": string }; Returns: string };
       "schedule_message": {
         Args: {
           "appointment_id"?: string;
@@ -1019,6 +1155,11 @@ export type Database = {
         };
         Returns: string;
       };
+      "set_automation": {
+        Args: { "enabled": boolean; "workspace_id": string };
+        Returns: undefined;
+      };
+      "take_lead": { Args: { "contact_id": string }; Returns: Json };
     };
     Enums: {
       "appointment_status": "scheduled" | "cancelled" | "completed";
