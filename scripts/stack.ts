@@ -84,10 +84,11 @@ async function up() {
     SANDBOX_INBOUND_URL: `${stack.urls.functions}/twilio-inbound`,
   });
   spawnDetached("functions", `${ROOT}/scripts/functions-server.ts`, { FUNCTIONS_PORT: String(DEV_PORTS.functions) });
-  spawnDetached("local-cron", `${ROOT}/scripts/local-cron.ts`, stack.cronEnv(keys));
   await Deno.writeTextFile(pidFile, JSON.stringify(pids));
   await waitForPort(DEV_PORTS.sandbox, 60_000);
   await waitForPort(DEV_PORTS.functions, 60_000);
+  spawnDetached("local-cron", `${ROOT}/scripts/local-cron.ts`, stack.cronEnv(keys));
+  await Deno.writeTextFile(pidFile, JSON.stringify(pids));
   banner(keys);
   log(`logs in ${stateDir}/*.log; stop with: npm run stack -- down`);
 }
@@ -129,6 +130,8 @@ async function status() {
     const r = await run("psql", ["-X", "-t", "-A", "-d", u.db, "-c", "select count(*) from supabase_migrations.schema_migrations"], { check: false });
     console.log(`migrations applied: ${r.stdout.trim()}`);
   }
+  const keys = await localKeys();
+  console.log(`\nSERVICE_ROLE_KEY=${keys.serviceRole}\nDEMO_USER_TOKEN=${keys.demoUser}`);
 }
 
 const commands: Record<string, () => Promise<void>> = { start, up, down, reset, status };
