@@ -10,9 +10,9 @@
 //
 // Filters: `npm test -- pgtap|deno|static` runs one group.
 
-import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, SUPABASE_BIN, TEST_PORTS } from "./lib/config.ts";
+import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, type StackPorts, SUPABASE_BIN, TEST_PORTS } from "./lib/config.ts";
 import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
-import { run } from "./lib/proc.ts";
+import { portInUse, run } from "./lib/proc.ts";
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
 
 interface Tally {
@@ -116,7 +116,17 @@ async function staticChecks(dbUrl: string) {
   check("deno lint", dl.code === 0, dl.stdout + dl.stderr);
 }
 
-const stack = new Stack(TEST_PORTS, `/var/tmp/herald/test-${Deno.pid}`, true);
+// The usual test ports, or the next free block, so two runs (or a run beside a dev stack) coexist.
+async function freePorts(): Promise<StackPorts> {
+  for (let k = 0; k < 20; k++) {
+    const ports = { db: TEST_PORTS.db + 10 * k, functions: TEST_PORTS.functions + 10 * k, sandbox: TEST_PORTS.sandbox + 10 * k };
+    const taken = await Promise.all(Object.values(ports).map((p) => portInUse(p)));
+    if (!taken.some(Boolean)) return ports;
+  }
+  throw new Error("no free block of test ports from 54340 upwards");
+}
+
+const stack = new Stack(await freePorts(), `/var/tmp/herald/test-${Deno.pid}`, true);
 let services: ServiceProcess[] = [];
 const started = Date.now();
 try {

@@ -3,8 +3,9 @@
 
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
 import { Stack } from "./lib/stack.ts";
+import { firstFreePort } from "./lib/proc.ts";
 
-const stack = new Stack({ db: 54352, functions: 0, sandbox: 0 }, `/var/tmp/herald/types-${Deno.pid}`, true);
+const stack = new Stack({ db: await firstFreePort(54352), functions: 0, sandbox: 0 }, `/var/tmp/herald/types-${Deno.pid}`, true);
 try {
   await stack.upDatabase(() => {});
   await Deno.writeTextFile(TYPES_FILE, await generateTypes(stack.cluster.url));

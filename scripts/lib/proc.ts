@@ -80,3 +80,11 @@ export async function portInUse(port: number, hostname = "127.0.0.1"): Promise<b
     return false;
   }
 }
+
+/** The first port from `start` (stepping by `step`) where nothing listens. */
+export async function firstFreePort(start: number, step = 1, tries = 50): Promise<number> {
+  for (let port = start; port < start + step * tries; port += step) {
+    if (!(await portInUse(port))) return port;
+  }
+  throw new Error(`no free port from ${start} upwards`);
+}
