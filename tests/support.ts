@@ -2,6 +2,7 @@
 // as postgres and as users, users with real signed JWTs, and calls to functions over HTTP.
 
 import postgres from "postgres";
+import twilio from "twilio";
 import { signJwt } from "../supabase/functions/_shared/jwt.ts";
 import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "../scripts/lib/config.ts";
 import { createTwilioClient } from "../supabase/functions/_shared/twilio.ts";
@@ -136,4 +137,84 @@ export interface SandboxRecord {
 export async function sandboxRecord(): Promise<SandboxRecord> {
   const res = await fetch(`${stack.sandboxUrl}/_sandbox/messages`);
   return await res.json();
+}
+
+/** Twilio's signature of a webhook call to `${functionsUrl}/${name}`, with the local auth token by default. */
+export function twilioSignature(name: string, params: Record<string, string>, authToken = LOCAL_TWILIO.authToken): string {
+  return twilio.getExpectedTwilioSignature(authToken, `${stack.functionsUrl}/${name}`, params);
+}
+
+export interface WebhookCall {
+  /** The X-Twilio-Signature header: default a valid one; null sends none. */
+  signature?: string | null;
+  /** Twilio's I-Twilio-Idempotency-Token header, if any. */
+  idempotencyToken?: string;
+  /** A raw body and its content type instead of the form-encoded params. */
+  raw?: { body: string; contentType: string };
+}
+
+/** Posts a Twilio webhook (form-encoded and signed, as Twilio does) to one of the functions. */
+export async function postTwilioWebhook(name: string, params: Record<string, string>, call: WebhookCall = {}) {
+  const headers: Record<string, string> = {
+    "content-type": call.raw?.contentType ?? "application/x-www-form-urlencoded",
+  };
+  const signature = call.signature === undefined ? twilioSignature(name, params) : call.signature;
+  if (signature !== null) headers["x-twilio-signature"] = signature;
+  if (call.idempotencyToken) headers["i-twilio-idempotency-token"] = call.idempotencyToken;
+  const res = await fetch(`${stack.functionsUrl}/${name}`, {
+    method: "POST",
+    headers,
+    body: call.raw?.body ?? new URLSearchParams(params).toString(),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch { /* TwiML or plain text */ }
+  return { status: res.status, contentType: res.headers.get("content-type"), text, body };
+}
+
+/** A random Twilio-shaped message sid (SM + 32 hex digits). */
+export function messageSid(): string {
+  return `SM${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/** A random, valid E.164 number for a sender of its own, so inbound messages route to one workspace. */
+export function senderPhone(): string {
+  return `+1555${String(Math.floor(Math.random() * 1e7)).padStart(7, "0")}`;
+}
+
+/** Adds a user to a workspace with a role, as postgres (tests set membership up directly). */
+export async function addMember(sql: postgres.Sql, workspaceId: string, user: TestUser, role: "admin" | "agent") {
+  await sql`insert into workspace_members (workspace_id, user_id, role) values (${workspaceId}, ${user.id}, ${role})`;
+}
+
+export interface QueueSetup {
+  sequenceId: string;
+  /** The default sequence's step ids, by position. */
+  stepIds: string[];
+}
+
+/**
+ * What prepare_queue() needs: an active default sequence with these steps, and queue settings
+ * with a daily capacity and a local send window.
+ */
+export async function queueSetup(
+  sql: postgres.Sql,
+  workspaceId: string,
+  opts: { capacity: number; windowStart?: string; windowEnd?: string; steps: { delay: string; body: string }[] },
+): Promise<QueueSetup> {
+  const [{ id: sequenceId }] = await sql`
+    insert into sequences (workspace_id, name, status) values (${workspaceId}, 'Queue sequence', 'active') returning id::text`;
+  const stepIds: string[] = [];
+  for (const [i, step] of opts.steps.entries()) {
+    const [{ id }] = await sql`
+      insert into sequence_steps (workspace_id, sequence_id, position, delay, body)
+      values (${workspaceId}, ${sequenceId}, ${i + 1}, ${step.delay}::interval, ${step.body}) returning id::text`;
+    stepIds.push(id);
+  }
+  await sql`
+    insert into queue_settings (workspace_id, daily_capacity, window_start, window_end, default_sequence_id)
+    values (${workspaceId}, ${opts.capacity}, ${opts.windowStart ?? "09:00"}::time, ${opts.windowEnd ?? "17:00"}::time, ${sequenceId})`;
+  return { sequenceId, stepIds };
 }

@@ -112,9 +112,11 @@ begin
     limit v_room
     for update of c skip locked
   ), slotted as (
-    -- Evenly over the window, each at its place in the contact's own local day.
-    select p.id, ((v_date + v_settings.window_start) at time zone p.tz)
-                + v_window * ((row_number() over (order by p.created_at, p.id) - 0.5) / count(*) over ()) as first_send_at
+    -- Evenly over the window, each at its place in the contact's own local day: wall-clock
+    -- arithmetic first, then through the zone, so a daylight-saving day keeps the window.
+    select p.id, ((v_date + v_settings.window_start)
+                  + v_window * ((row_number() over (order by p.created_at, p.id) - 0.5) / count(*) over ()))
+                 at time zone p.tz as first_send_at
     from picked p
   ), enrolled as (
     insert into public.sequence_enrollments (workspace_id, sequence_id, contact_id, current_position)
@@ -158,6 +160,9 @@ as $$
 declare
   v_ws public.workspaces;
 begin
+  if set_automation.workspace_id is null then
+    raise exception 'workspace_id is required' using errcode = '22023';
+  end if;
   if enabled is null then
     raise exception 'enabled must be true or false' using errcode = '22023';
   end if;
@@ -203,11 +208,22 @@ begin
     raise exception 'contact % is deleted', v.id using errcode = '55000';
   end if;
   if v.controlled_by = 'human' then
-    if v.assigned_to is distinct from v_user then
+    if v.assigned_to is not null and v.assigned_to <> v_user then
       raise exception 'contact % is already handled by another agent', v.id using errcode = '55000',
         hint = 'That agent (or an admin) must release_lead() first.';
     end if;
-    return jsonb_build_object('contact_id', v.id, 'assigned_to', v_user, 'already_taken', true,
+    if v.assigned_to = v_user then
+      return jsonb_build_object('contact_id', v.id, 'assigned_to', v_user, 'already_taken', true,
+                                'cancelled', jsonb_build_object('messages', 0, 'sequence_enrollments', 0));
+    end if;
+    -- Human-controlled with nobody assigned (the agent's user was deleted, which sets assigned_to
+    -- null, or a client set controlled_by directly): the caller picks it up. Its automation was
+    -- cancelled when it became human-controlled, so there is nothing left to cancel.
+    update public.contacts c set assigned_to = v_user where c.id = v.id;
+    insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
+    values (v.workspace_id, v.id, 'taken_over', jsonb_build_object('cancelled_messages', 0, 'cancelled_enrollments', 0),
+            v_user::text);
+    return jsonb_build_object('contact_id', v.id, 'assigned_to', v_user, 'already_taken', false,
                               'cancelled', jsonb_build_object('messages', 0, 'sequence_enrollments', 0));
   end if;
 
@@ -230,6 +246,9 @@ as $$
 declare
   v public.contacts;
 begin
+  if release_lead.contact_id is null then
+    raise exception 'contact_id is required' using errcode = '22023';
+  end if;
   select * into v from public.contacts c where c.id = release_lead.contact_id for update;
   if not found or not herald.has_role(v.workspace_id) then
     raise exception 'contact % not found', release_lead.contact_id using errcode = 'P0002';
@@ -256,6 +275,9 @@ declare
   m public.messages;
   v_id uuid;
 begin
+  if retry_message.message_id is null then
+    raise exception 'message_id is required' using errcode = '22023';
+  end if;
   select * into m from public.messages x where x.id = retry_message.message_id for update;
   if not found or not herald.has_role(m.workspace_id) then
     raise exception 'message % not found', retry_message.message_id using errcode = 'P0002';
@@ -275,10 +297,15 @@ begin
     return v_id;
   end if;
   perform set_config('herald.reason', 'retry_of_' || m.id, true);
+  -- A step's failure stops its enrollment (herald.advance_enrollments), and queueing cancels the
+  -- messages of a stopped enrollment (sequence_stopped): the retry keeps the enrollment only while
+  -- it is active, else it is a one-off that still names its step and, through retry_of, the original.
   insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, enrollment_id, step_id,
                                appointment_id, campaign_id, retry_of, max_attempts)
-  select m.workspace_id, m.contact_id, m.sender_id, m.channel, m.body, now(), m.enrollment_id, m.step_id,
-         m.appointment_id, m.campaign_id, m.id, w.max_attempts
+  select m.workspace_id, m.contact_id, m.sender_id, m.channel, m.body, now(),
+         (select e.id from public.sequence_enrollments e
+          where e.workspace_id = m.workspace_id and e.id = m.enrollment_id and e.status = 'active'),
+         m.step_id, m.appointment_id, m.campaign_id, m.id, w.max_attempts
   from public.workspaces w where w.id = m.workspace_id
   returning id into v_id;
   perform set_config('herald.reason', '', true);
