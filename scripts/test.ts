@@ -14,6 +14,7 @@ import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, type StackPorts, SUPABASE_BI
 import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
 import { portInUse, run } from "./lib/proc.ts";
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
+import { CHROMIUM, ensureDebianPackages } from "./lib/debian.ts";
 
 interface Tally {
   passed: number;
@@ -145,6 +146,7 @@ try {
   };
   if (!only || only === "pgtap") await pgtap(stack.cluster.url);
   if (!only || only === "deno") {
+    await ensureDebianPackages(CHROMIUM, (s) => console.log(`herald test: ${s}`));
     services = await stack.startServices(keys, { logFile: `${ROOT}/.local/test-services.log` });
     await denoTests(env);
   }

@@ -4,49 +4,6 @@
 import { exists, isRoot, run } from "./proc.ts";
 import { dbUrl, PG_BIN, ROOT, SUPABASE_BIN } from "./config.ts";
 
-const DEBIAN_PACKAGES = [
-  "postgresql-15",
-  "postgresql-client-15",
-  "postgresql-15-cron",
-  "postgresql-15-pgtap",
-  "postgresql-15-plpgsql-check",
-  "libtap-parser-sourcehandler-pgtap-perl",
-];
-
-const REQUIRED_FILES = [
-  `${PG_BIN}/postgres`,
-  "/usr/lib/postgresql/15/lib/pg_cron.so",
-  "/usr/share/postgresql/15/extension/pgtap.control",
-  "/usr/share/postgresql/15/extension/plpgsql_check.control",
-  "/usr/bin/pg_prove",
-  "/usr/bin/psql",
-];
-
-/** Installs the Debian packages the stack needs, as root or through passwordless sudo. */
-export async function ensureDebianPackages(log: (s: string) => void = console.log): Promise<void> {
-  const missing = [];
-  for (const f of REQUIRED_FILES) if (!(await exists(f))) missing.push(f);
-  if (missing.length === 0) return;
-  const apt = ["apt-get", "install", "-y", "--no-install-recommends", ...DEBIAN_PACKAGES];
-  let prefix: string[];
-  if (isRoot()) prefix = [];
-  else if ((await run("sudo", ["-n", "true"], { check: false }).catch(() => ({ code: 1 }))).code === 0) {
-    prefix = ["sudo", "-n"];
-  } else {
-    throw new Error(
-      `PostgreSQL 15 with pg_cron and pgTAP is missing (${missing.join(", ")}), and this user can neither ` +
-        `install packages (not root) nor use passwordless sudo. Run as root:\n  apt-get update && ${apt.join(" ")}`,
-    );
-  }
-  log(`installing Debian packages: ${DEBIAN_PACKAGES.join(" ")}`);
-  const sh = (args: string[]) => {
-    const full = [...prefix, "env", "DEBIAN_FRONTEND=noninteractive", ...args];
-    return run(full[0], full.slice(1));
-  };
-  await sh(["apt-get", "update", "-qq"]);
-  await sh(apt);
-}
-
 export class Cluster {
   constructor(readonly dataDir: string, readonly port: number) {}
 

@@ -1,7 +1,8 @@
 // The pieces of Herald's local stack (database, Twilio sandbox, functions) composed for the stack
 // runner and the test harness alike; they differ only in ports, data directory and lifetime.
 
-import { Cluster, ensureDebianPackages } from "./cluster.ts";
+import { Cluster } from "./cluster.ts";
+import { ensureDebianPackages, POSTGRES } from "./debian.ts";
 import {
   DEMO_USER,
   DENO_BIN,
@@ -63,7 +64,7 @@ export class Stack {
 
   /** Creates or reuses the cluster, starts it, and brings its schema up to date. */
   async upDatabase(log: (s: string) => void): Promise<{ startedCluster: boolean }> {
-    await ensureDebianPackages(log);
+    await ensureDebianPackages(POSTGRES, log);
     if (!(await this.cluster.initialized())) {
       log(`creating a PostgreSQL 15 cluster in ${this.cluster.dataDir}`);
       await this.cluster.init({ throwaway: this.throwaway });
