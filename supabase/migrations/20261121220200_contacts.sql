@@ -135,6 +135,8 @@ begin
 end;
 $$;
 comment on function herald.phone_hash(uuid, text) is 'Keyed hash of a phone number for the suppression list.';
+-- Security definer with any workspace's key: Herald's triggers and RPCs only, never a client.
+revoke execute on function herald.phone_hash(uuid, text) from public;
 
 create function herald.is_suppressed(p_workspace_id uuid, p_phone text) returns boolean
 language sql

@@ -221,12 +221,16 @@ create function herald.messages_ledger_insert() returns trigger
 language plpgsql
 security definer
 set search_path = ''
+-- Transition tables have no statistics: plan each firing for the rows it really has.
+set plan_cache_mode = force_custom_plan
 as $$
+declare
+  -- Once per statement, not once per row.
+  v_actor text := herald.current_actor();
+  v_reason text := coalesce(nullif(current_setting('herald.reason', true), ''), 'created');
 begin
   insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
-  select n.workspace_id, n.id, null, n.status,
-         coalesce(n.cancel_reason::text, nullif(current_setting('herald.reason', true), ''), 'created'),
-         herald.current_actor()
+  select n.workspace_id, n.id, null, n.status, coalesce(n.cancel_reason::text, v_reason), v_actor
   from new_rows n;
   return null;
 end;
@@ -236,13 +240,20 @@ create function herald.messages_ledger_update() returns trigger
 language plpgsql
 security definer
 set search_path = ''
+-- Transition tables have no statistics: plan each firing for the rows it really has.
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_bad record;
+  v_actor text := herald.current_actor();
+  v_reason text := nullif(current_setting('herald.reason', true), '');
 begin
+  -- Ordered rather than a bare LIMIT 1: with a bare limit the planner bets on finding a bad
+  -- row early and joins the two transition tables by nested loop (quadratic when none is bad).
   select o.id, o.status as from_status, n.status as to_status into v_bad
   from old_rows o join new_rows n on n.id = o.id
   where not herald.message_transition_ok(o.status, n.status)
+  order by o.id
   limit 1;
   if found then
     raise exception 'message % cannot go from % to %', v_bad.id, v_bad.from_status, v_bad.to_status
@@ -254,10 +265,10 @@ begin
          case
            when n.status = 'cancelled' then n.cancel_reason::text
            when n.status in ('failed', 'undelivered') and n.last_error_code is not null
-             then coalesce(nullif(current_setting('herald.reason', true), ''), 'provider_error_' || n.last_error_code)
-           else nullif(current_setting('herald.reason', true), '')
+             then coalesce(v_reason, 'provider_error_' || n.last_error_code)
+           else v_reason
          end,
-         herald.current_actor(),
+         v_actor,
          case when o.send_at is distinct from n.send_at
            then jsonb_build_object('send_at_from', o.send_at, 'send_at_to', n.send_at) end
   from old_rows o join new_rows n on n.id = o.id

@@ -111,14 +111,16 @@ begin
   end loop;
 
   -- Every pending message the delete touches is cancelled first (or, for a sender, re-bound).
-  select string_agg(format('select ctid, status from (%s) q', q), ' union ') into v_affected_messages
+  select string_agg(format('select ctid, status, workspace_id, enrollment_id, retry_of from (%s) q', q), ' union ')
+    into v_affected_messages
   from (
     select jsonb_array_elements_text(v_paths -> 'cascade' -> 'public.messages') q
     union all
     select jsonb_array_elements_text(value) from jsonb_each(v_paths -> 'set_null') where key like 'public.messages.%'
   ) s;
   if p_table = 'public.messages'::regclass then
-    v_affected_messages := concat_ws(' union ', v_affected_messages, format('select ctid, status from (%s) r', v_root));
+    v_affected_messages := concat_ws(' union ', v_affected_messages,
+                                     format('select ctid, status, workspace_id, enrollment_id, retry_of from (%s) r', v_root));
   end if;
   v_count := 0;
   if v_affected_messages is not null and v_affected_messages <> '' then
@@ -127,11 +129,18 @@ begin
   end if;
   v_result := v_result || jsonb_build_object('cancel', jsonb_build_object('messages', v_count));
 
+  -- Active enrollments stop: those the delete removes, and those whose pending message it
+  -- cancels (herald.advance_enrollments stops an enrollment when its message is cancelled).
+  select string_agg(format('select q.id from (%s) q where q.status = ''active''', q), ' union ') into v_union
+  from jsonb_array_elements_text(v_paths -> 'cascade' -> 'public.sequence_enrollments') q;
+  if v_affected_messages is not null and v_affected_messages <> '' then
+    v_union := concat_ws(' union ', v_union, format(
+      'select e.id from public.sequence_enrollments e join (%s) m on m.workspace_id = e.workspace_id and m.enrollment_id = e.id '
+      'where e.status = ''active'' and m.status in (''scheduled'', ''queued'') and m.retry_of is null', v_affected_messages));
+  end if;
   v_count := 0;
-  if v_paths -> 'cascade' ? 'public.sequence_enrollments' then
-    select string_agg(format('select ctid, status from (%s) q', q), ' union ') into v_union
-    from jsonb_array_elements_text(v_paths -> 'cascade' -> 'public.sequence_enrollments') q;
-    execute format('select count(*) from (%s) e where e.status = ''active''', v_union) into v_count;
+  if v_union is not null and v_union <> '' then
+    execute format('select count(*) from (%s) e', v_union) into v_count;
   end if;
   v_result := jsonb_set(v_result, '{cancel,sequence_enrollments}', to_jsonb(v_count));
   return v_result;

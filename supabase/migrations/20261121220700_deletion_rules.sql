@@ -72,6 +72,8 @@ create function herald.contacts_after_update() returns trigger
 language plpgsql
 security definer
 set search_path = ''
+-- Transition tables have no statistics: plan each firing for the rows it really has.
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_actor text := herald.current_actor();
@@ -137,6 +139,19 @@ begin
   where o.opted_out_at is null and n.opted_out_at is not null
   on conflict (workspace_id, phone_hash) do nothing;
 
+  -- An opt-out is the number's: every other row with it (the live contact when a soft-deleted
+  -- twin opted out, say through a late 21610) opts out too, which cancels what it had pending
+  -- (this trigger again, one level down, with nothing left to propagate). Guarded, because a
+  -- statement trigger fires even for an update of no rows.
+  if exists (select 1 from old_rows o join new_rows n on n.id = o.id
+             where o.opted_out_at is null and n.opted_out_at is not null) then
+    update public.contacts c
+    set opted_out_at = n.opted_out_at
+    from old_rows o join new_rows n on n.id = o.id
+    where o.opted_out_at is null and n.opted_out_at is not null
+      and c.workspace_id = n.workspace_id and c.phone = n.phone and c.id <> n.id and c.opted_out_at is null;
+  end if;
+
   delete from public.suppressions s
   using old_rows o join new_rows n on n.id = o.id
   where o.opted_out_at is not null and n.opted_out_at is null
@@ -163,30 +178,33 @@ begin
     return old;
   end if;
 
-  -- Cancel first, exactly as a soft delete would, so nothing can be claimed meanwhile.
-  with c as (
-    update public.messages set status = 'cancelled', cancel_reason = 'contact_deleted', cancelled_at = now()
-    where workspace_id = old.workspace_id and contact_id = old.id and status in ('scheduled', 'queued')
-    returning 1
-  ) select count(*) into v_cancelled from c;
+  -- Measured before anything changes, so the log says what preview_delete() showed: the
+  -- cancellations below add one ledger row per pending message, which go with their messages
+  -- and are not history the delete erased.
+  v_log := herald.log_deletion('contact', 'public.contacts', old.workspace_id, old.id);
+
+  -- Cancel, exactly as a soft delete would, before the rows go. Enrollments first: cancelling
+  -- a step message stops its enrollment by itself (herald.advance_enrollments), which would
+  -- hide it from this count.
   with e as (
     update public.sequence_enrollments set status = 'cancelled', stopped_reason = 'contact_deleted', completed_at = now()
     where workspace_id = old.workspace_id and contact_id = old.id and status = 'active'
     returning 1
   ) select count(*) into v_stopped from e;
+  with c as (
+    update public.messages set status = 'cancelled', cancel_reason = 'contact_deleted', cancelled_at = now()
+    where workspace_id = old.workspace_id and contact_id = old.id and status in ('scheduled', 'queued')
+    returning 1
+  ) select count(*) into v_cancelled from c;
+  update public.deletion_log
+  set counts = jsonb_set(counts, '{cancelled}', jsonb_build_object('messages', v_cancelled, 'sequence_enrollments', v_stopped))
+  where id = v_log;
 
   if old.opted_out_at is not null then
     insert into public.suppressions (workspace_id, phone_hash, reason)
     values (old.workspace_id, herald.phone_hash(old.workspace_id, old.phone), 'opted_out')
     on conflict (workspace_id, phone_hash) do nothing;
   end if;
-
-  v_log := herald.log_deletion('contact', 'public.contacts', old.workspace_id, old.id);
-  update public.deletion_log
-  set counts = jsonb_set(counts, '{cancelled}', jsonb_build_object(
-        'messages', (counts -> 'cancelled' ->> 'messages')::bigint + v_cancelled,
-        'sequence_enrollments', (counts -> 'cancelled' ->> 'sequence_enrollments')::bigint + v_stopped))
-  where id = v_log;
 
   -- Twilio keeps a copy of every message; erase those too (the delete-contact function and the
   -- dispatcher work this outbox until each is erased).

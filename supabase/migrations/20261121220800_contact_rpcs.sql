@@ -175,6 +175,9 @@ as $$
 declare
   v public.messages;
 begin
+  if cancel_message.message_id is null then
+    raise exception 'message_id is required' using errcode = '22023';
+  end if;
   select * into v from public.messages m where m.id = cancel_message.message_id for update;
   if not found or not herald.has_role(v.workspace_id) then
     raise exception 'message % not found', cancel_message.message_id using errcode = 'P0002';
@@ -202,6 +205,9 @@ declare
   v_step public.sequence_steps;
   v_id uuid;
 begin
+  if enroll_contact.sequence_id is null then
+    raise exception 'sequence_id is required' using errcode = '22023';
+  end if;
   select * into v_seq from public.sequences s where s.id = enroll_contact.sequence_id;
   if not found or not herald.has_role(v_seq.workspace_id) then
     raise exception 'sequence % not found', enroll_contact.sequence_id using errcode = 'P0002';
@@ -261,6 +267,8 @@ create function herald.advance_enrollments() returns trigger
 language plpgsql
 security definer
 set search_path = ''
+-- Transition tables have no statistics: plan each firing for the rows it really has.
+set plan_cache_mode = force_custom_plan
 as $$
 begin
   with done as (
@@ -363,6 +371,9 @@ as $$
 declare
   v public.contacts;
 begin
+  if restore_contact.contact_id is null then
+    raise exception 'contact_id is required' using errcode = '22023';
+  end if;
   select * into v from public.contacts c where c.id = restore_contact.contact_id for update;
   if not found or not herald.has_role(v.workspace_id) then
     raise exception 'contact % not found', restore_contact.contact_id using errcode = 'P0002';
@@ -479,6 +490,10 @@ begin
 end;
 $$;
 comment on function herald.purge_deleted_contacts(interval) is 'Hard-deletes contacts soft-deleted longer ago than the retention period (pg_cron, daily).';
+-- Cron's alone: any other caller could erase every workspace's soft-deleted contacts early.
+-- (`alter default privileges in schema herald` cannot take back the global default EXECUTE for
+-- PUBLIC, so a security-definer function in herald is revoked by name.)
+revoke execute on function herald.purge_deleted_contacts(interval) from public;
 
 select cron.schedule('herald-purge-deleted-contacts', '17 3 * * *', $$select herald.purge_deleted_contacts()$$);
 select cron.schedule('herald-cleanup-stale-senders', '7 * * * *', $$select public.cleanup_stale_senders()$$);
@@ -492,4 +507,7 @@ grant execute on function public.schedule_message(uuid, text, timestamptz, text,
   public.cancel_message(uuid), public.enroll_contact(uuid, uuid), public.delete_contact(uuid, boolean),
   public.restore_contact(uuid), public.preview_delete(text, uuid), public.cleanup_stale_senders(interval)
   to authenticated, service_role;
-grant execute on function herald.is_suppressed(uuid, text) to authenticated, service_role;
+-- Not to authenticated: it answers for any workspace, so a member could ask about another
+-- tenant's opt-outs. The RPCs call it as their owner.
+revoke execute on function herald.is_suppressed(uuid, text) from public;
+grant execute on function herald.is_suppressed(uuid, text) to service_role;

@@ -149,8 +149,11 @@ begin
   ) select count(*) into v_failed from done;
 
   -- 3. Quiet hours in the recipient's zone: deferred to the window's end, spread over its start.
+  -- Materialized, so quiet_until() runs once per message: inlined, the planner may push
+  -- `until is not null` down into the contacts scan and call it for every message × contact
+  -- pair of the workspace (minutes for a 5,000-message batch right after a bulk load).
   perform herald.set_reason('quiet_hours');
-  with q as (
+  with q as materialized (
     select m.id, herald.quiet_until(p_now, coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
            -- spread over a quarter of the open window, at most 30 minutes
            least(interval '30 minutes',

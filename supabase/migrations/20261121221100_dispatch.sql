@@ -224,11 +224,16 @@ declare
   v_base integer;
   v_prev text;
   v_target public.message_status;
+  v_early record;
 begin
   if p_outcome not in ('sent', 'permanent', 'transient', 'not_sent') then
     raise exception 'unknown outcome %', p_outcome using errcode = '22023';
   end if;
   perform set_config('herald.actor', 'dispatcher', true);
+  if p_sid is not null then
+    -- Twilio may call back before this answer is recorded (see apply_provider_status).
+    perform pg_advisory_xact_lock(hashtextextended(p_sid, 0));
+  end if;
 
   update public.message_attempts
   set provider_sid = coalesce(p_sid, provider_sid),
@@ -254,6 +259,17 @@ begin
         lease_expires_at = null, provider_check_required = false, last_error_code = null, last_error = null
     where id = m.id and status in ('sending', 'sent', 'delivered', 'read')
     returning status into v_target;
+    -- Callbacks that arrived before the sid was known were kept as unknown_sid (Twilio is
+    -- answered 200 and does not send them again): they are applied now, in arrival order.
+    for v_early in
+      select e.id, e.provider_status, e.error_code from public.provider_events e
+      where e.provider_sid = p_sid and e.kind = 'status' and e.outcome = 'unknown_sid'
+      order by e.id
+    loop
+      perform set_config('herald.actor', 'provider', true);
+      perform herald.apply_status_event(v_early.id, p_sid, v_early.provider_status, v_early.error_code);
+      select status into v_target from public.messages where id = m.id;
+    end loop;
     return v_target;
   end if;
 
@@ -267,6 +283,9 @@ begin
     set status = 'queued', lease_expires_at = null, attempts = attempts - 1,
         last_error_code = p_error_code, last_error = p_error_message
     where id = m.id returning status into v_target;
+    -- The attempt is not spent, so its row goes too (the ledger keeps the not_sent event): the
+    -- next claim makes this attempt number again, and attempts stays the count of attempt rows.
+    delete from public.message_attempts where message_id = m.id and attempt_no = p_attempt_no;
   elsif p_outcome = 'transient' and m.attempts < m.max_attempts then
     select w.retry_base_seconds into v_base from public.workspaces w where w.id = m.workspace_id;
     v_prev := herald.set_reason('retry_backoff');
@@ -293,7 +312,7 @@ begin
   return v_target;
 end;
 $$;
-comment on function herald.record_send_result(uuid, integer, text, text, text, integer, text) is 'Records the provider''s answer to one attempt: sent, permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent.';
+comment on function herald.record_send_result(uuid, integer, text, text, text, integer, text) is 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent.';
 
 /** Section - leases */
 create function herald.reap_expired_leases() returns integer
@@ -324,48 +343,43 @@ comment on function herald.reap_expired_leases() is 'pg_cron, every minute: mess
 select cron.schedule('herald-reap-expired-leases', '* * * * *', $$select herald.reap_expired_leases()$$);
 
 /** Section - status callbacks */
-create function herald.apply_provider_status(
-  p_sid text,
-  p_status text,
-  p_error_code integer,
-  p_payload jsonb,
-  p_idempotency_token text default null
-) returns text
+-- Applies one stored status callback to the attempt and the message of its sid, forward by rank
+-- only, and records on the event what was done. Shared by apply_provider_status and by
+-- record_send_result, which replays the callbacks that reached Herald before the sid did.
+create function herald.apply_status_event(p_event bigint, p_sid text, p_status text, p_error_code integer) returns text
 language plpgsql
-security definer
 set search_path = ''
 as $$
 declare
-  v_event bigint;
   a public.message_attempts;
   m public.messages;
   v_target public.message_status := herald.from_provider_status(p_status);
+  v_current public.message_status;
+  v_advances boolean;
   v_outcome text;
   v_prev text;
 begin
-  perform set_config('herald.actor', 'provider', true);
-  insert into public.provider_events (kind, provider_sid, provider_status, error_code, outcome, payload, idempotency_token)
-  values ('status', p_sid, lower(p_status), p_error_code, 'pending', p_payload, p_idempotency_token)
-  on conflict (idempotency_token) do nothing
-  returning id into v_event;
-  if v_event is null then
-    return 'duplicate';
-  end if;
-
   select * into a from public.message_attempts where provider_sid = p_sid for update;
   if not found then
     select * into m from public.messages where provider_sid = p_sid;
     if not found then
-      update public.provider_events set outcome = 'unknown_sid' where id = v_event;
+      update public.provider_events set outcome = 'unknown_sid' where id = p_event;
       return 'unknown_sid';
     end if;
   else
-    -- The attempt keeps the furthest status Twilio reported, whatever order callbacks arrive in.
+    -- The attempt keeps the furthest status Twilio reported, whatever order callbacks arrive in:
+    -- the statuses before sent (queued, sending…) only replace each other, and from sent on it
+    -- moves forward along the message graph, as the message does. A late queued after delivered
+    -- must not take the attempt back.
+    v_current := herald.from_provider_status(a.provider_status);
+    v_advances := case
+      when v_current is null then true
+      when v_target is null then false
+      else herald.message_rank(v_target) > herald.message_rank(v_current) and herald.message_transition_ok(v_current, v_target)
+    end;
     update public.message_attempts
-    set provider_status = case
-          when v_target is null or herald.message_rank(v_target) > coalesce(herald.message_rank(herald.from_provider_status(provider_status)), 0)
-          then lower(p_status) else provider_status end,
-        error_code = coalesce(p_error_code, error_code),
+    set provider_status = case when v_advances then lower(p_status) else provider_status end,
+        error_code = case when v_advances then coalesce(p_error_code, error_code) else error_code end,
         last_callback_at = now()
     where id = a.id;
   end if;
@@ -395,8 +409,38 @@ begin
   end if;
   update public.provider_events
   set outcome = v_outcome, workspace_id = m.workspace_id, message_id = m.id
-  where id = v_event;
+  where id = p_event;
   return v_outcome;
+end;
+$$;
+comment on function herald.apply_status_event(bigint, text, text, integer) is 'Applies one stored status callback to its attempt and message by rank; the outcome is written on the event.';
+
+create function herald.apply_provider_status(
+  p_sid text,
+  p_status text,
+  p_error_code integer,
+  p_payload jsonb,
+  p_idempotency_token text default null
+) returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_event bigint;
+begin
+  perform set_config('herald.actor', 'provider', true);
+  insert into public.provider_events (kind, provider_sid, provider_status, error_code, outcome, payload, idempotency_token)
+  values ('status', p_sid, lower(p_status), p_error_code, 'pending', p_payload, p_idempotency_token)
+  on conflict (idempotency_token) do nothing
+  returning id into v_event;
+  if v_event is null then
+    return 'duplicate';
+  end if;
+  -- Taken in turn with record_send_result for the same sid: a callback that beats the
+  -- dispatcher's answer either waits for it here, or is kept as unknown_sid and replayed there.
+  perform pg_advisory_xact_lock(hashtextextended(p_sid, 0));
+  return herald.apply_status_event(v_event, p_sid, p_status, p_error_code);
 end;
 $$;
 comment on function herald.apply_provider_status(text, text, integer, jsonb, text) is 'Applies one Twilio status callback: stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing.';
@@ -486,6 +530,7 @@ end;
 $$;
 comment on function herald.apply_inbound(text, text, text, text, jsonb, text) is 'Applies one inbound message: STOP-family keywords opt out (cancelling everything pending), START-family opt back in, any other reply stops stop_on_reply sequences.';
 
+revoke execute on function herald.apply_status_event(bigint, text, text, integer) from public, authenticated;
 revoke execute on function herald.claim_messages(integer, interval), herald.record_send_result(uuid, integer, text, text, text, integer, text),
   herald.reap_expired_leases(), herald.apply_provider_status(text, text, integer, jsonb, text),
   herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer, timestamptz) from public, authenticated;

@@ -78,6 +78,99 @@ begin
 end;
 $$;
 
+-- Catalog-driven helpers for the deletion tests: they follow whatever tables and foreign keys the
+-- migrations define, so a table added later is counted and checked without editing a test.
+
+-- Rows per table of Herald's schemas (as the table owner, so RLS does not hide any).
+create or replace function tests.table_counts() returns table (table_name text, row_count bigint)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  t regclass;
+begin
+  for t in
+    select c.oid::regclass from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('public', 'herald') and c.relkind in ('r', 'p')
+    order by c.oid::regclass::text
+  loop
+    table_name := t::text;
+    execute format('select count(*) from %s', t) into row_count;
+    return next;
+  end loop;
+end;
+$$;
+
+-- A digest of every row of one workspace, per table that has a workspace_id column (and the
+-- workspace row itself): equal digests before and after prove nothing of it changed.
+create or replace function tests.workspace_digest(p_workspace_id uuid)
+returns table (table_name text, row_count bigint, digest text)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  t regclass;
+  v_col text;
+begin
+  for t, v_col in
+    select c.oid::regclass, case when c.oid = 'public.workspaces'::regclass then 'id' else 'workspace_id' end
+    from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('public', 'herald') and c.relkind in ('r', 'p')
+      and (c.oid = 'public.workspaces'::regclass or exists (
+        select 1 from pg_catalog.pg_attribute a
+        where a.attrelid = c.oid and a.attname = 'workspace_id' and not a.attisdropped))
+    order by c.oid::regclass::text
+  loop
+    table_name := t::text;
+    execute format($q$select count(*), md5(coalesce(string_agg(r::text, ',' order by r::text), '')) from %s r where r.%I = $1$q$,
+                   t, v_col)
+      into row_count, digest using p_workspace_id;
+    return next;
+  end loop;
+end;
+$$;
+
+-- One query counting, for every foreign key of a table in public or herald, the rows whose key
+-- (all columns non-null: MATCH SIMPLE) points at no parent row. Built from pg_constraint, so it
+-- covers keys added later; returned as text so a loop can build it once and run it often.
+create or replace function tests.orphan_check_sql() returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce(string_agg(format(
+           'select %L::text as constraint_name, %L::text as table_name, count(*) as orphans from %s c where %s and not exists (select 1 from %s p where %s)',
+           k.conname, k.conrelid::regclass::text, k.conrelid::regclass,
+           (select string_agg(format('c.%I is not null', a.attname), ' and ')
+              from unnest(k.conkey) u(attnum) join pg_catalog.pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.attnum),
+           k.confrelid::regclass,
+           (select string_agg(format('p.%I = c.%I', pa.attname, ca.attname), ' and ')
+              from unnest(k.conkey, k.confkey) u(cnum, pnum)
+              join pg_catalog.pg_attribute ca on ca.attrelid = k.conrelid and ca.attnum = u.cnum
+              join pg_catalog.pg_attribute pa on pa.attrelid = k.confrelid and pa.attnum = u.pnum)),
+           ' union all ' order by k.conrelid::regclass::text, k.conname),
+         'select null::text, null::text, 0::bigint where false')
+  from pg_catalog.pg_constraint k
+  join pg_catalog.pg_class c on c.oid = k.conrelid
+  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+  where k.contype = 'f' and n.nspname in ('public', 'herald')
+$$;
+
+-- The foreign keys with orphans right now, and how many.
+create or replace function tests.foreign_key_orphans()
+returns table (constraint_name text, table_name text, orphans bigint)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  return query execute format('select * from (%s) o where o.orphans > 0', tests.orphan_check_sql());
+end;
+$$;
+
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 select plan(1);

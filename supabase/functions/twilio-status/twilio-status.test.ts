@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import type postgres from "postgres";
+import { LOCAL_TWILIO } from "../../../scripts/lib/config.ts";
+import { connect, messageSid, phone, postTwilioWebhook, sendingWorkspace, twilioSignature, waitFor } from "../../../tests/support.ts";
+
+// Twilio's status callbacks, over HTTP against the served function: signed as Twilio signs them
+// (twilio.getExpectedTwilioSignature over the configured public URL and the form fields).
+
+/** A message a dispatcher has claimed and is handing to the provider (attempt 1, no sid yet). */
+async function sendingMessage(sql: postgres.Sql) {
+  const { workspaceId } = await sendingWorkspace(sql);
+  const [c] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${phone()}) returning id::text`;
+  const [m] = await sql`
+    insert into messages (workspace_id, contact_id, body, status, lease_expires_at, attempts)
+    values (${workspaceId}, ${c.id}, 'status callbacks', 'sending', now() + interval '1 minute', 1) returning id::text`;
+  await sql`insert into message_attempts (workspace_id, message_id, attempt_no, provider_status)
+            values (${workspaceId}, ${m.id}, 1, 'requested')`;
+  return { workspaceId, messageId: m.id as string, sid: messageSid() };
+}
+
+/** A message the provider has accepted (status sent) under a sid of our own, so no sandbox callback races ours. */
+async function sentMessage(sql: postgres.Sql) {
+  const m = await sendingMessage(sql);
+  const [{ status }] = await sql`select herald.record_send_result(${m.messageId}::uuid, 1, 'sent', ${m.sid}, 'queued')::text as status`;
+  assert.equal(status, "sent");
+  return m;
+}
+
+function callback(sid: string, status: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    MessageSid: sid,
+    SmsSid: sid,
+    AccountSid: LOCAL_TWILIO.accountSid,
+    From: "+15005550006",
+    To: "+14155550100",
+    MessageStatus: status,
+    SmsStatus: status,
+    ApiVersion: "2010-04-01",
+    ...extra,
+  };
+}
+
+/** Everything a callback could change about one message. */
+async function snapshot(sql: postgres.Sql, messageId: string, sid: string) {
+  const [m] = await sql`select status, delivered_at, last_error_code, updated_at from messages where id = ${messageId}`;
+  const [a] = await sql`select provider_status, error_code, last_callback_at from message_attempts where message_id = ${messageId}`;
+  const [{ events }] = await sql`select count(*)::int as events from message_events where message_id = ${messageId}`;
+  const [{ callbacks }] = await sql`select count(*)::int as callbacks from provider_events where provider_sid = ${sid}`;
+  return { message: { ...m }, attempt: { ...a }, events, callbacks };
+}
+
+Deno.test("twilio-status: a missing or wrong signature is refused with 403 and changes nothing", async () => {
+  const sql = connect();
+  try {
+    const { messageId, sid } = await sentMessage(sql);
+    const before = await snapshot(sql, messageId, sid);
+    const params = callback(sid, "delivered");
+
+    const missing = await postTwilioWebhook("twilio-status", params, { signature: null });
+    assert.equal(missing.status, 403);
+    assert.deepEqual(missing.body, {
+      error: { code: "invalid_signature", message: "X-Twilio-Signature is missing or does not match this request" },
+    });
+    const wrongToken = await postTwilioWebhook("twilio-status", params, {
+      signature: twilioSignature("twilio-status", params, "not-the-auth-token"),
+    });
+    assert.equal(wrongToken.status, 403, "signed with another auth token");
+    const tampered = await postTwilioWebhook("twilio-status", params, {
+      signature: twilioSignature("twilio-status", callback(sid, "sent")),
+    });
+    assert.equal(tampered.status, 403, "signed for other fields");
+    const otherUrl = await postTwilioWebhook("twilio-status", params, { signature: twilioSignature("twilio-inbound", params) });
+    assert.equal(otherUrl.status, 403, "signed for another URL");
+    const garbage = await postTwilioWebhook("twilio-status", params, { signature: "bm90IGEgc2lnbmF0dXJl" });
+    assert.equal(garbage.status, 403, "a signature that is no HMAC at all");
+
+    assert.deepEqual(await snapshot(sql, messageId, sid), before, "the message, its attempt, the ledger and the inbox are untouched");
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: a body that is not form-encoded or is malformed is refused with 400 and changes nothing", async () => {
+  const sql = connect();
+  try {
+    const { messageId, sid } = await sentMessage(sql);
+    const before = await snapshot(sql, messageId, sid);
+    const params = callback(sid, "delivered");
+
+    const asJson = await postTwilioWebhook("twilio-status", params, {
+      raw: { body: JSON.stringify(params), contentType: "application/json" },
+    });
+    assert.equal(asJson.status, 400);
+    assert.equal((asJson.body as { error: { code: string } }).error.code, "invalid_body");
+
+    const malformed: Record<string, string>[] = [
+      callback("SM123", "delivered"), // not SM + 32 hex digits
+      callback(`XX${sid.slice(2)}`, "delivered"), // not a message sid
+      callback(sid, "exploded"), // not a Twilio status
+      callback(sid, "undelivered", { ErrorCode: "30003; drop table messages" }),
+      Object.fromEntries(Object.entries(params).filter(([k]) => k !== "MessageStatus")), // no status
+    ];
+    for (const p of malformed) {
+      const res = await postTwilioWebhook("twilio-status", p); // correctly signed: only the content is wrong
+      assert.equal(res.status, 400, `expected 400 for ${JSON.stringify(p)}, got ${res.status} ${res.text}`);
+      assert.equal((res.body as { error: { code: string } }).error.code, "invalid_callback");
+    }
+    assert.deepEqual(await snapshot(sql, messageId, sid), before);
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: a replayed callback (same I-Twilio-Idempotency-Token) is a duplicate", async () => {
+  const sql = connect();
+  try {
+    const { messageId, sid } = await sentMessage(sql);
+    const params = callback(sid, "delivered");
+    const token = `${sid}-delivered`;
+    const first = await postTwilioWebhook("twilio-status", params, { idempotencyToken: token });
+    assert.equal(first.status, 200);
+    assert.deepEqual(first.body, { outcome: "applied" });
+    const after = await snapshot(sql, messageId, sid);
+    assert.equal(after.message.status, "delivered");
+    assert.equal(after.attempt.provider_status, "delivered");
+
+    const replay = await postTwilioWebhook("twilio-status", params, { idempotencyToken: token });
+    assert.equal(replay.status, 200, "a replay is acknowledged, so Twilio stops retrying");
+    assert.deepEqual(replay.body, { outcome: "duplicate" });
+    const final = await snapshot(sql, messageId, sid);
+    assert.deepEqual({ ...final, attempt: { ...final.attempt, last_callback_at: null } },
+      { ...after, attempt: { ...after.attempt, last_callback_at: null } }, "the replay changed nothing");
+    assert.equal(final.callbacks, 1, "stored once");
+
+    // Without Twilio's token the same callback is stored again, and still changes nothing.
+    const untokened = await postTwilioWebhook("twilio-status", params);
+    assert.deepEqual(untokened.body, { outcome: "unchanged" });
+    const [{ status }] = await sql`select status from messages where id = ${messageId}`;
+    assert.equal(status, "delivered");
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: out of order (delivered, then sent, then queued) ends delivered", async () => {
+  const sql = connect();
+  try {
+    const { messageId, sid } = await sentMessage(sql);
+    const outcomes = [];
+    for (const status of ["delivered", "sent", "queued"]) {
+      const res = await postTwilioWebhook("twilio-status", callback(sid, status), { idempotencyToken: `${sid}-${status}` });
+      assert.equal(res.status, 200);
+      outcomes.push((res.body as { outcome: string }).outcome);
+    }
+    assert.deepEqual(outcomes, ["applied", "unchanged", "unchanged"]);
+    const final = await snapshot(sql, messageId, sid);
+    assert.equal(final.message.status, "delivered");
+    assert.ok(final.message.delivered_at);
+    assert.equal(final.attempt.provider_status, "delivered", "the attempt keeps the furthest status too");
+    const ledger = await sql`select coalesce(from_status::text, '-') || '>' || to_status as step from message_events
+                             where message_id = ${messageId} order by id`;
+    assert.deepEqual(ledger.map((e) => e.step), ["->sending", "sending>sent", "sent>delivered"]);
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: undelivered with an error code fails the message with that code", async () => {
+  const sql = connect();
+  try {
+    const { messageId, sid } = await sentMessage(sql);
+    const res = await postTwilioWebhook("twilio-status", callback(sid, "undelivered", { ErrorCode: "30003" }), {
+      idempotencyToken: `${sid}-undelivered`,
+    });
+    assert.deepEqual(res.body, { outcome: "applied" });
+    const final = await snapshot(sql, messageId, sid);
+    assert.equal(final.message.status, "undelivered");
+    assert.equal(final.message.last_error_code, 30003);
+    assert.deepEqual([final.attempt.provider_status, final.attempt.error_code], ["undelivered", 30003]);
+    // a late delivered cannot revive it
+    const late = await postTwilioWebhook("twilio-status", callback(sid, "delivered"), { idempotencyToken: `${sid}-delivered` });
+    assert.deepEqual(late.body, { outcome: "unchanged" });
+    assert.equal((await snapshot(sql, messageId, sid)).message.status, "undelivered");
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: an unknown sid is answered 200 (unknown_sid) and kept", async () => {
+  const sql = connect();
+  try {
+    const sid = messageSid();
+    const res = await postTwilioWebhook("twilio-status", callback(sid, "delivered"), { idempotencyToken: `${sid}-delivered` });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, { outcome: "unknown_sid" });
+    const rows = await sql`select outcome, message_id, provider_status from provider_events where provider_sid = ${sid}`;
+    assert.deepEqual(rows.map((r) => ({ ...r })), [{ outcome: "unknown_sid", message_id: null, provider_status: "delivered" }]);
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: a callback that beats the dispatcher's record of the sid is applied, not lost", async () => {
+  const sql = connect(6);
+  try {
+    // Before: Twilio's failed callback arrives before the dispatcher has recorded the sid. It is
+    // answered 200 (unknown_sid) and Twilio will not send it again; recording the sid applies it.
+    const early = await sendingMessage(sql);
+    const res = await postTwilioWebhook("twilio-status", callback(early.sid, "failed", { ErrorCode: "30008" }), {
+      idempotencyToken: `${early.sid}-failed`,
+    });
+    assert.deepEqual(res.body, { outcome: "unknown_sid" });
+    const [{ status }] = await sql`select herald.record_send_result(${early.messageId}::uuid, 1, 'sent', ${early.sid}, 'queued')::text as status`;
+    assert.equal(status, "failed");
+    const after = await snapshot(sql, early.messageId, early.sid);
+    assert.deepEqual([after.message.status, after.message.last_error_code, after.attempt.provider_status], ["failed", 30008, "failed"]);
+
+    // During: the callback arrives while the dispatcher's transaction recording the sid is still
+    // open. It waits for that transaction instead of missing the sid.
+    const racing = await sendingMessage(sql);
+    let posted: ReturnType<typeof postTwilioWebhook> | undefined;
+    await sql.begin(async (tx) => {
+      await tx`select herald.record_send_result(${racing.messageId}::uuid, 1, 'sent', ${racing.sid}, 'queued')`;
+      posted = postTwilioWebhook("twilio-status", callback(racing.sid, "delivered"), { idempotencyToken: `${racing.sid}-delivered` });
+      await waitFor("the callback to wait for the dispatcher's transaction", async () => {
+        const [{ n }] = await sql`select count(*)::int as n from pg_stat_activity
+                                  where wait_event_type = 'Lock' and wait_event = 'advisory'`;
+        return n > 0;
+      });
+    });
+    assert.deepEqual((await posted!).body, { outcome: "applied" });
+    assert.equal((await snapshot(sql, racing.messageId, racing.sid)).message.status, "delivered");
+  } finally {
+    await sql.end();
+  }
+});
