@@ -194,7 +194,8 @@ as $$
   select p_from = p_to or case p_from
     when 'scheduled' then p_to in ('queued', 'cancelled', 'failed')
     when 'queued' then p_to in ('scheduled', 'sending', 'cancelled', 'failed')
-    when 'sending' then p_to in ('queued', 'scheduled', 'sent', 'delivered', 'read', 'undelivered', 'failed')
+    -- sending → cancelled only when Twilio provably never got it and the contact may no longer be messaged
+    when 'sending' then p_to in ('queued', 'scheduled', 'sent', 'delivered', 'read', 'undelivered', 'failed', 'cancelled')
     when 'sent' then p_to in ('delivered', 'read', 'undelivered', 'failed')
     when 'delivered' then p_to = 'read'
     else false
@@ -300,6 +301,24 @@ create trigger message_events_append_only before update or delete on public.mess
 for each row execute function herald.message_events_append_only();
 create trigger message_events_no_truncate before truncate on public.message_events
 for each statement execute function herald.message_events_append_only();
+
+-- Messages are never deleted on their own: they go with their contact (hard delete) or their
+-- workspace, both foreign-key cascades (trigger depth > 1). A direct delete would take the
+-- message's ledger with it.
+create function herald.messages_delete_only_by_cascade() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if pg_trigger_depth() > 1 then
+    return null;
+  end if;
+  raise exception 'messages are not deleted one by one' using errcode = '42501',
+    hint = 'cancel_message() stops a message; delete_contact(id, hard => true) erases a contact with its messages.';
+end;
+$$;
+create trigger messages_delete_only_by_cascade before delete on public.messages
+for each statement execute function herald.messages_delete_only_by_cascade();
 
 /** Section - row level security */
 alter table public.messages enable row level security;

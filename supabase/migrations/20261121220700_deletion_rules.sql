@@ -68,6 +68,24 @@ $$;
 create trigger contacts_before_write before insert or update of phone on public.contacts
 for each row execute function herald.contacts_before_write();
 
+-- Only the contact lifts an opt-out, by replying START (apply_inbound sets herald.opt_in for
+-- that one statement). An agent clearing opted_out_at would message someone who said STOP.
+create function herald.contacts_guard_opt_in() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if old.opted_out_at is not null and new.opted_out_at is null
+     and coalesce(current_setting('herald.opt_in', true), '') <> 'on' then
+    raise exception 'contact % opted out; only the contact can opt back in', old.id using errcode = '42501',
+      hint = 'The contact opts back in by replying START (or YES, UNSTOP) to your number.';
+  end if;
+  return new;
+end;
+$$;
+create trigger contacts_guard_opt_in before update of opted_out_at on public.contacts
+for each row execute function herald.contacts_guard_opt_in();
+
 create function herald.contacts_after_update() returns trigger
 language plpgsql
 security definer

@@ -481,11 +481,13 @@ set search_path = ''
 as $$
 declare
   v_count integer;
+  v_actor text := coalesce(current_setting('herald.actor', true), '');
 begin
   perform set_config('herald.actor', 'cron', true);
   with gone as (
     delete from public.contacts where deleted_at < now() - p_retention returning 1
   ) select count(*) into v_count from gone;
+  perform set_config('herald.actor', v_actor, true);
   return v_count;
 end;
 $$;

@@ -46,6 +46,23 @@ drop trigger contacts_before_write on public.contacts;
 create trigger contacts_before_write before insert or update of phone, phone_hash on public.contacts
 for each row execute function herald.contacts_before_write();
 
+/** Section - who may be messaged */
+-- Why Herald may not message this contact now, or null if it may. The one definition used when
+-- queueing, when claiming, and when a message comes back from a lost lease or an unsent attempt.
+create function herald.contact_block_reason(c public.contacts) returns public.cancel_reason
+language sql
+stable
+set search_path = ''
+as $$
+  select case
+    when c.deleted_at is not null then 'contact_deleted'
+    when c.opted_out_at is not null then 'contact_opted_out'
+    when exists (select 1 from public.suppressions s
+                 where s.workspace_id = c.workspace_id and s.phone_hash = c.phone_hash) then 'contact_opted_out'
+    when c.controlled_by = 'human' then 'human_takeover'
+  end::public.cancel_reason
+$$;
+
 /** Section - time windows */
 -- The end of the quiet window containing p_at in zone p_tz, or null if p_at is outside it.
 -- Windows may cross midnight (21:00–08:00). Local wall-clock arithmetic, converted back through
@@ -113,15 +130,11 @@ begin
   with verdict as (
     select m.id,
            case
-             when c.deleted_at is not null then 'contact_deleted'
-             when c.opted_out_at is not null then 'contact_opted_out'
-             when exists (select 1 from public.suppressions s
-                          where s.workspace_id = c.workspace_id and s.phone_hash = c.phone_hash) then 'contact_opted_out'
-             when c.controlled_by = 'human' then 'human_takeover'
+             when herald.contact_block_reason(c) is not null then herald.contact_block_reason(c)
              when m.appointment_id is not null and a.status = 'completed' then 'appointment_completed'
              when m.appointment_id is not null and a.status is distinct from 'scheduled' then 'appointment_cancelled'
              when m.enrollment_id is not null and e.status is distinct from 'active' then 'sequence_stopped'
-           end::public.cancel_reason as reason
+           end as reason
     from public.messages m
     join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
     left join public.appointments a on a.workspace_id = m.workspace_id and a.id = m.appointment_id

@@ -89,7 +89,8 @@ returns table (
   channel public.channel,
   send_not_before timestamptz,
   provider_check_required boolean,
-  previous_attempt_requested_at timestamptz
+  previous_attempt_requested_at timestamptz,
+  blocked_reason public.cancel_reason
 )
 language plpgsql
 security definer
@@ -129,8 +130,9 @@ begin
       and d.channel = m.channel and d.is_default
     where m.status = 'queued' and m.send_at <= now()
       and w.automation_enabled
-      and c.deleted_at is null and c.opted_out_at is null and c.controlled_by = 'automation'
-      and not exists (select 1 from public.suppressions s where s.workspace_id = c.workspace_id and s.phone_hash = c.phone_hash)
+      -- A message back from a lost lease is claimed whatever its contact's state: the dispatcher
+      -- must first ask Twilio whether it went out, and otherwise it is cancelled, not sent.
+      and (herald.contact_block_reason(c) is null or m.provider_check_required)
     order by m.send_at
     limit p_limit
     for update of m skip locked
@@ -142,7 +144,7 @@ begin
   -- Slots are read under a lock (in sender order, so claimers never deadlock): concurrent
   -- dispatchers of one sender take consecutive slots, never the same ones.
   insert into herald.sender_slots (sender_id)
-  select unnest(v_senders) on conflict (sender_id) do nothing;
+  select s from unnest(v_senders) s order by s on conflict (sender_id) do nothing;
   perform 1 from herald.sender_slots sl where sl.sender_id = any (v_senders) order by sl.sender_id for update;
 
   return query
@@ -184,7 +186,8 @@ begin
   select cl.id, cl.workspace_id, cl.attempts, c.phone, cl.phone_number, cl.body, cl.channel, cl.slot,
          cl.provider_check_required,
          (select a.requested_at from public.message_attempts a
-          where a.workspace_id = cl.workspace_id and a.message_id = cl.id and a.attempt_no = cl.attempts - 1)
+          where a.workspace_id = cl.workspace_id and a.message_id = cl.id and a.attempt_no = cl.attempts - 1),
+         herald.contact_block_reason(c)
   from claimed cl
   join public.contacts c on c.workspace_id = cl.workspace_id and c.id = cl.contact_id
   order by cl.slot;
@@ -225,6 +228,7 @@ declare
   v_prev text;
   v_target public.message_status;
   v_early record;
+  v_block public.cancel_reason;
 begin
   if p_outcome not in ('sent', 'permanent', 'transient', 'not_sent') then
     raise exception 'unknown outcome %', p_outcome using errcode = '22023';
@@ -278,9 +282,15 @@ begin
   end if;
 
   if p_outcome = 'not_sent' then
+    select herald.contact_block_reason(c) into v_block
+    from public.contacts c where c.workspace_id = m.workspace_id and c.id = m.contact_id;
     v_prev := herald.set_reason(coalesce('not_sent_' || p_error_code, 'not_sent'));
+    -- Back to the queue, unless the contact may no longer be messaged: then it is cancelled
+    -- here, since nothing else would ever pick a queued message of a blocked contact up.
     update public.messages
-    set status = 'queued', lease_expires_at = null, attempts = attempts - 1,
+    set status = case when v_block is null then 'queued' else 'cancelled' end::public.message_status,
+        cancel_reason = v_block, cancelled_at = case when v_block is not null then now() end,
+        lease_expires_at = null, attempts = attempts - 1,
         last_error_code = p_error_code, last_error = p_error_message
     where id = m.id returning status into v_target;
     -- The attempt is not spent, so its row goes too (the ledger keeps the not_sent event): the
@@ -499,10 +509,12 @@ begin
       continue;
     end if;
 
+    perform set_config('herald.opt_in', case when v_start then 'on' else '' end, true);
     update public.contacts
     set last_inbound_at = now(),
         opted_out_at = case when v_stop then coalesce(opted_out_at, now()) when v_start then null else opted_out_at end
     where id = c.id;
+    perform set_config('herald.opt_in', '', true);
     insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
     values (v_ws, c.id, 'replied', jsonb_build_object('provider_sid', p_sid, 'keyword',
             case when v_stop then 'stop' when v_start then 'start' end), 'provider');

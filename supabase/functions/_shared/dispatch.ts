@@ -20,6 +20,8 @@ export interface DispatchSummary {
   retried: number;
   failed: number;
   deferred: number;
+  /** Back from a lost lease, never sent, and its contact now off limits. */
+  cancelled: number;
   reconciled: number;
 }
 
@@ -33,6 +35,8 @@ interface ClaimedMessage {
   send_not_before: Date;
   provider_check_required: boolean;
   previous_attempt_requested_at: Date | null;
+  /** Set when the contact may no longer be messaged (only for a message back from a lost lease). */
+  blocked_reason: string | null;
 }
 
 type Outcome = "sent" | "permanent" | "transient" | "not_sent";
@@ -69,6 +73,10 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
       reconciled = true;
       sid = found.sid;
       providerStatus = found.status;
+    } else if (m.blocked_reason) {
+      // Twilio never got it and the contact is now off limits: the database cancels it.
+      outcome = "not_sent";
+      message = `not sent: ${m.blocked_reason}`;
     } else {
       const created = await client.messages.create({
         to: address(m.channel, m.to_phone),
@@ -95,7 +103,15 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
   const claimed = await sql<ClaimedMessage[]>`
     select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}))`;
-  const summary: DispatchSummary = { claimed: claimed.length, sent: 0, retried: 0, failed: 0, deferred: 0, reconciled: 0 };
+  const summary: DispatchSummary = {
+    claimed: claimed.length,
+    sent: 0,
+    retried: 0,
+    failed: 0,
+    deferred: 0,
+    cancelled: 0,
+    reconciled: 0,
+  };
 
   let next = 0;
   const worker = async () => {
@@ -104,7 +120,8 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       try {
         const r = await sendOne(sql, client, m, opts);
         if (r.reconciled) summary.reconciled++;
-        if (r.outcome === "not_sent") summary.deferred++;
+        if (r.status === "cancelled") summary.cancelled++;
+        else if (r.outcome === "not_sent") summary.deferred++;
         else if (r.status === "scheduled") summary.retried++;
         else if (r.status === "failed" || r.status === "undelivered") summary.failed++;
         else if (r.status !== null) summary.sent++;

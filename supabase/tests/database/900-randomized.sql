@@ -263,7 +263,10 @@ begin
       when 'opt_out' then
         update public.contacts set opted_out_at = now() where id = v_id and opted_out_at is null;
       when 'opt_in' then
+        -- as a START reply does it: only the contact may opt back in (contacts_guard_opt_in)
+        perform set_config('herald.opt_in', 'on', true);
         update public.contacts set opted_out_at = null where id = v_id;
+        perform set_config('herald.opt_in', '', true);
       when 'take_over' then
         update public.contacts set controlled_by = 'human', assigned_to = v_owner[v_w] where id = v_id;
       when 'release' then
