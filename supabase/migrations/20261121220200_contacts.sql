@@ -33,6 +33,7 @@ create table public.contacts (
   opted_out_at timestamptz,
   last_inbound_at timestamptz,
   deleted_at timestamptz,
+  phone_hash text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (workspace_id, id),
@@ -47,6 +48,7 @@ comment on column public.contacts.timezone is 'IANA time zone for quiet hours an
 comment on column public.contacts.controlled_by is 'human after take_lead(): every pending automated message and active enrollment is cancelled.';
 comment on column public.contacts.assigned_to is 'The agent who took the lead; cleared if that user is deleted.';
 comment on column public.contacts.opted_out_at is 'Set by STOP (or a 21610 from Twilio): nothing is sent while set, and the number stays suppressed even after a hard delete.';
+comment on column public.contacts.phone_hash is 'Keyed hash of phone (herald.phone_hash), matched against suppressions with an index lookup instead of an HMAC per message. Maintained by trigger.';
 comment on column public.contacts.deleted_at is 'Soft delete: setting it cancels every pending message and active enrollment in the same transaction. restore_contact() clears it.';
 
 create unique index contacts_live_phone_key on public.contacts (workspace_id, phone) where deleted_at is null;

@@ -56,16 +56,21 @@ security definer
 set search_path = ''
 as $$
 begin
-  -- A number on the suppression list stays opted out when it is added (or changed to) again.
-  if (tg_op = 'INSERT' or new.phone is distinct from old.phone)
-     and new.opted_out_at is null
-     and herald.is_suppressed(new.workspace_id, new.phone) then
-    new.opted_out_at := now();
+  if tg_op = 'INSERT' or new.phone is distinct from old.phone then
+    new.phone_hash := herald.phone_hash(new.workspace_id, new.phone);
+    -- A number on the suppression list stays opted out when it is added (or changed to) again.
+    if new.opted_out_at is null and exists (
+      select 1 from public.suppressions s where s.workspace_id = new.workspace_id and s.phone_hash = new.phone_hash
+    ) then
+      new.opted_out_at := now();
+    end if;
+  elsif new.phone_hash is distinct from old.phone_hash then
+    new.phone_hash := old.phone_hash; -- derived, never set by hand
   end if;
   return new;
 end;
 $$;
-create trigger contacts_before_write before insert or update of phone on public.contacts
+create trigger contacts_before_write before insert or update of phone, phone_hash on public.contacts
 for each row execute function herald.contacts_before_write();
 
 -- Only the contact lifts an opt-out, by replying START (apply_inbound sets herald.opt_in for

@@ -52,9 +52,25 @@ alter table public.sequence_steps add constraint sequence_steps_template_tokens
 comment on constraint sequence_steps_template_tokens on public.sequence_steps is 'Only {{first_name}}, {{last_name}} and {{var.KEY}} are placeholders: a typo fails at save time, not at send time.';
 
 /** Section - shared checks */
--- The contact, locked, if Herald may message it now; raises the reason otherwise. The same
--- rules run set-based when cron queues messages and when the dispatcher claims them.
-create function herald.sendable_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
+-- Why Herald may not message this contact now, or null if it may. The one definition used when
+-- queueing, when claiming, and when a message comes back from a lost lease or an unsent attempt.
+create function herald.contact_block_reason(c public.contacts) returns public.cancel_reason
+language sql
+stable
+set search_path = ''
+as $$
+  select case
+    when c.deleted_at is not null then 'contact_deleted'
+    when c.opted_out_at is not null then 'contact_opted_out'
+    when exists (select 1 from public.suppressions s
+                 where s.workspace_id = c.workspace_id and s.phone_hash = c.phone_hash) then 'contact_opted_out'
+    when c.controlled_by = 'human' then 'human_takeover'
+  end::public.cancel_reason
+$$;
+
+-- The contact, locked, if the caller is a member of its workspace with at least p_min_role.
+-- An unknown id and another workspace's id give the same P0002, so nothing leaks.
+create function herald.member_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
 language plpgsql
 set search_path = ''
 as $$
@@ -64,28 +80,60 @@ begin
   if p_contact_id is null then
     raise exception 'contact_id is required' using errcode = '22023';
   end if;
-  select * into v from public.contacts where id = p_contact_id for share;
+  select * into v from public.contacts where id = p_contact_id for update;
   if not found or not herald.has_role(v.workspace_id) then
     raise exception 'contact % not found', p_contact_id using errcode = 'P0002';
   end if;
   perform herald.require_role(v.workspace_id, p_min_role);
-  if v.deleted_at is not null then
-    raise exception 'contact % is deleted', p_contact_id using errcode = '55000',
-      hint = 'restore_contact() brings a soft-deleted contact back.';
-  end if;
-  if v.opted_out_at is not null then
-    raise exception 'contact % has opted out', p_contact_id using errcode = '55000',
-      hint = 'Only the contact can opt back in, by replying START.';
-  end if;
-  if herald.is_suppressed(v.workspace_id, v.phone) then
-    raise exception 'contact %''s number is suppressed', p_contact_id using errcode = '55000',
-      hint = 'The number opted out before; only a START reply from it lifts the suppression.';
-  end if;
-  if v.controlled_by = 'human' then
-    raise exception 'contact % is handled by a human', p_contact_id using errcode = '55000',
-      hint = 'release_lead() hands the contact back to automation.';
-  end if;
   return v;
+end;
+$$;
+
+-- The same for a message.
+create function herald.member_message(p_message_id uuid) returns public.messages
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v public.messages;
+begin
+  if p_message_id is null then
+    raise exception 'message_id is required' using errcode = '22023';
+  end if;
+  select * into v from public.messages where id = p_message_id for update;
+  if not found or not herald.has_role(v.workspace_id) then
+    raise exception 'message % not found', p_message_id using errcode = 'P0002';
+  end if;
+  perform herald.require_role(v.workspace_id);
+  return v;
+end;
+$$;
+
+-- The contact, locked, if Herald may message it now; raises why not otherwise, with a hint.
+create function herald.sendable_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v public.contacts := herald.member_contact(p_contact_id, p_min_role);
+begin
+  case herald.contact_block_reason(v)
+    when 'contact_deleted' then
+      raise exception 'contact % is deleted', p_contact_id using errcode = '55000',
+        hint = 'restore_contact() brings a soft-deleted contact back.';
+    when 'contact_opted_out' then
+      if v.opted_out_at is null then
+        raise exception 'contact %''s number is suppressed', p_contact_id using errcode = '55000',
+          hint = 'The number opted out before; only a START reply from it lifts the suppression.';
+      end if;
+      raise exception 'contact % has opted out', p_contact_id using errcode = '55000',
+        hint = 'Only the contact can opt back in, by replying START.';
+    when 'human_takeover' then
+      raise exception 'contact % is handled by a human', p_contact_id using errcode = '55000',
+        hint = 'release_lead() hands the contact back to automation.';
+    else
+      return v;
+  end case;
 end;
 $$;
 
@@ -173,16 +221,8 @@ security definer
 set search_path = ''
 as $$
 declare
-  v public.messages;
+  v public.messages := herald.member_message(cancel_message.message_id);
 begin
-  if cancel_message.message_id is null then
-    raise exception 'message_id is required' using errcode = '22023';
-  end if;
-  select * into v from public.messages m where m.id = cancel_message.message_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'message % not found', cancel_message.message_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id);
   if v.status not in ('scheduled', 'queued') then
     return false;
   end if;
@@ -328,18 +368,11 @@ security definer
 set search_path = ''
 as $$
 declare
-  v public.contacts;
+  -- Erasing personal data for good is an admin's call; any member may soft-delete.
+  v public.contacts := herald.member_contact(delete_contact.contact_id,
+                                             case when coalesce(hard, false) then 'admin' else 'agent' end);
   v_log public.deletion_log;
 begin
-  if delete_contact.contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
-  select * into v from public.contacts c where c.id = delete_contact.contact_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'contact % not found', delete_contact.contact_id using errcode = 'P0002';
-  end if;
-  -- Erasing personal data for good is an admin's call; any member may soft-delete.
-  perform herald.require_role(v.workspace_id, case when coalesce(hard, false) then 'admin' else 'agent' end);
 
   if coalesce(hard, false) then
     delete from public.contacts c where c.id = v.id;
@@ -369,16 +402,8 @@ security definer
 set search_path = ''
 as $$
 declare
-  v public.contacts;
+  v public.contacts := herald.member_contact(restore_contact.contact_id);
 begin
-  if restore_contact.contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
-  select * into v from public.contacts c where c.id = restore_contact.contact_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'contact % not found', restore_contact.contact_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id);
   if v.deleted_at is null then
     raise exception 'contact % is not deleted', v.id using errcode = '55000';
   end if;

@@ -192,18 +192,10 @@ security definer
 set search_path = ''
 as $$
 declare
-  v public.contacts;
+  v public.contacts := herald.member_contact(take_lead.contact_id);
   v_user uuid := (select auth.uid());
   v_detail jsonb;
 begin
-  if take_lead.contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
-  select * into v from public.contacts c where c.id = take_lead.contact_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'contact % not found', take_lead.contact_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id);
   if v.deleted_at is not null then
     raise exception 'contact % is deleted', v.id using errcode = '55000';
   end if;
@@ -244,16 +236,8 @@ security definer
 set search_path = ''
 as $$
 declare
-  v public.contacts;
+  v public.contacts := herald.member_contact(release_lead.contact_id);
 begin
-  if release_lead.contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
-  select * into v from public.contacts c where c.id = release_lead.contact_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'contact % not found', release_lead.contact_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id);
   if v.controlled_by <> 'human' then
     raise exception 'contact % is not handled by a human', v.id using errcode = '55000';
   end if;
@@ -272,17 +256,9 @@ security definer
 set search_path = ''
 as $$
 declare
-  m public.messages;
+  m public.messages := herald.member_message(retry_message.message_id);
   v_id uuid;
 begin
-  if retry_message.message_id is null then
-    raise exception 'message_id is required' using errcode = '22023';
-  end if;
-  select * into m from public.messages x where x.id = retry_message.message_id for update;
-  if not found or not herald.has_role(m.workspace_id) then
-    raise exception 'message % not found', retry_message.message_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(m.workspace_id);
   if m.status not in ('failed', 'undelivered') then
     raise exception 'message % is %: only failed or undelivered messages can be retried', m.id, m.status
       using errcode = '55000';
