@@ -415,7 +415,9 @@ function cell(s: string): string {
 
 function triggerWhen(t: Trigger): string {
   const events = t.events.map((e) => e === "UPDATE" && t.updateCols.length ? `UPDATE OF ${cols(t.updateCols)}` : e);
-  return `${t.timing} ${events.join(" OR ")}, per ${t.level}${t.when ? ` WHEN (${t.when})` : ""}${t.enabled ? "" : " (disabled)"}`;
+  return `${t.timing} ${events.join(" OR ")}, per ${t.level}${t.when ? ` WHEN (${t.when})` : ""}${
+    t.enabled ? "" : " (disabled)"
+  }`;
 }
 
 function triggerRule(t: Trigger): string {

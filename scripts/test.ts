@@ -57,7 +57,7 @@ async function pgtap(dbUrl: string) {
 }
 
 async function denoTests(env: Record<string, string>) {
-  const dirs = ["supabase/functions", "sandbox", "tests"].filter((d) => {
+  const dirs = ["supabase/functions", "sandbox", "tests", "docs"].filter((d) => {
     try {
       return Deno.statSync(`${ROOT}/${d}`).isDirectory;
     } catch {
@@ -104,7 +104,7 @@ async function staticChecks(dbUrl: string) {
   const committed = await Deno.readTextFile(TYPES_FILE).catch(() => "");
   check("database types are current", fresh === committed, "supabase/functions/_shared/database.types.ts is stale: run `npm run types` and commit it");
 
-  const tsFiles = ["scripts", "supabase/functions", "sandbox", "tests", "bench"].filter((d) => {
+  const tsFiles = ["scripts", "supabase/functions", "sandbox", "tests", "bench", "docs"].filter((d) => {
     try {
       return Deno.statSync(`${ROOT}/${d}`).isDirectory;
     } catch {

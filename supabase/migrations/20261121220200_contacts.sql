@@ -188,3 +188,4 @@ revoke all on public.contacts, public.contact_tags, public.contact_variables, pu
   public.suppressions from anon;
 -- The history and the suppression list are written by Herald only.
 revoke insert, update, delete, truncate on public.contact_activities, public.suppressions from authenticated;
+comment on trigger contacts_updated_at on public.contacts is 'Keeps updated_at current on every update (moddatetime).';

@@ -116,3 +116,4 @@ create policy campaign_groups_delete on public.campaign_groups for delete to aut
   using (workspace_id in (select herald.my_workspace_ids('admin')));
 
 revoke all on public.senders, public.whatsapp_groups, public.campaigns, public.campaign_groups from anon;
+comment on trigger campaigns_updated_at on public.campaigns is 'Keeps updated_at current on every update (moddatetime).';

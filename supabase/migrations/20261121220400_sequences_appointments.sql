@@ -119,3 +119,6 @@ create policy appointments_all on public.appointments for all to authenticated
 
 revoke all on public.sequences, public.sequence_steps, public.sequence_enrollments, public.appointments from anon;
 revoke insert, update, delete, truncate on public.sequence_enrollments from authenticated;
+comment on trigger sequences_updated_at on public.sequences is 'Keeps updated_at current on every update (moddatetime).';
+comment on trigger sequence_enrollments_updated_at on public.sequence_enrollments is 'Keeps updated_at current on every update (moddatetime).';
+comment on trigger appointments_updated_at on public.appointments is 'Keeps updated_at current on every update (moddatetime).';

@@ -218,21 +218,20 @@ as $$
 $$;
 grant execute on function herald.current_actor() to authenticated, service_role;
 
+-- The ledger triggers read transition tables, which have no statistics: their statements run
+-- through EXECUTE so each firing is planned for the rows it really has (a plan cached from a
+-- one-row statement joins a 10,000-row one by nested loop). A function-level
+-- plan_cache_mode setting would also re-plan every foreign-key check nested inside.
 create function herald.messages_ledger_insert() returns trigger
 language plpgsql
 security definer
 set search_path = ''
--- Transition tables have no statistics: plan each firing for the rows it really has.
-set plan_cache_mode = force_custom_plan
 as $$
-declare
-  -- Once per statement, not once per row.
-  v_actor text := herald.current_actor();
-  v_reason text := coalesce(nullif(current_setting('herald.reason', true), ''), 'created');
 begin
-  insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
-  select n.workspace_id, n.id, null, n.status, coalesce(n.cancel_reason::text, v_reason), v_actor
-  from new_rows n;
+  execute 'insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
+           select n.workspace_id, n.id, null, n.status, coalesce(n.cancel_reason::text, $1), $2
+           from new_rows n'
+    using coalesce(nullif(current_setting('herald.reason', true), ''), 'created'), herald.current_actor();
   return null;
 end;
 $$;
@@ -241,39 +240,40 @@ create function herald.messages_ledger_update() returns trigger
 language plpgsql
 security definer
 set search_path = ''
--- Transition tables have no statistics: plan each firing for the rows it really has.
-set plan_cache_mode = force_custom_plan
 as $$
 declare
+  v_ok boolean;
   v_bad record;
-  v_actor text := herald.current_actor();
-  v_reason text := nullif(current_setting('herald.reason', true), '');
 begin
-  -- Ordered rather than a bare LIMIT 1: with a bare limit the planner bets on finding a bad
-  -- row early and joins the two transition tables by nested loop (quadratic when none is bad).
-  select o.id, o.status as from_status, n.status as to_status into v_bad
-  from old_rows o join new_rows n on n.id = o.id
-  where not herald.message_transition_ok(o.status, n.status)
-  order by o.id
-  limit 1;
-  if found then
+  -- The status graph, checked once per distinct (from, to) pair rather than once per row.
+  execute 'select coalesce(bool_and(herald.message_transition_ok(p.from_status, p.to_status)), true)
+           from (select distinct o.status as from_status, n.status as to_status
+                 from old_rows o join new_rows n on n.id = o.id) p'
+    into v_ok;
+  if not v_ok then
+    execute 'select o.id, o.status as from_status, n.status as to_status
+             from old_rows o join new_rows n on n.id = o.id
+             where not herald.message_transition_ok(o.status, n.status)
+             order by o.id limit 1'
+      into v_bad;
     raise exception 'message % cannot go from % to %', v_bad.id, v_bad.from_status, v_bad.to_status
       using errcode = '55000', hint = 'A message only moves forward; cancelled, failed, undelivered and read are final.';
   end if;
 
-  insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
-  select n.workspace_id, n.id, o.status, n.status,
-         case
-           when n.status = 'cancelled' then n.cancel_reason::text
-           when n.status in ('failed', 'undelivered') and n.last_error_code is not null
-             then coalesce(v_reason, 'provider_error_' || n.last_error_code)
-           else v_reason
-         end,
-         v_actor,
-         case when o.send_at is distinct from n.send_at
-           then jsonb_build_object('send_at_from', o.send_at, 'send_at_to', n.send_at) end
-  from old_rows o join new_rows n on n.id = o.id
-  where o.status is distinct from n.status or o.send_at is distinct from n.send_at;
+  execute 'insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
+           select n.workspace_id, n.id, o.status, n.status,
+                  case
+                    when n.status = ''cancelled'' then n.cancel_reason::text
+                    when n.status in (''failed'', ''undelivered'') and n.last_error_code is not null
+                      then coalesce($1, ''provider_error_'' || n.last_error_code)
+                    else $1
+                  end,
+                  $2,
+                  case when o.send_at is distinct from n.send_at
+                    then jsonb_build_object(''send_at_from'', o.send_at, ''send_at_to'', n.send_at) end
+           from old_rows o join new_rows n on n.id = o.id
+           where o.status is distinct from n.status or o.send_at is distinct from n.send_at'
+    using nullif(current_setting('herald.reason', true), ''), herald.current_actor();
   return null;
 end;
 $$;
@@ -350,3 +350,11 @@ revoke all on public.messages, public.message_attempts, public.message_events, p
 -- Messages change only through Herald's RPCs, cron and the dispatcher; the logs only by trigger.
 revoke insert, update, delete, truncate on public.messages, public.message_attempts, public.message_events,
   public.deletion_log from authenticated;
+
+/** Section - what each trigger function does (shown in docs/deletion-rules.md) */
+comment on function herald.message_events_append_only() is 'Ledger is append-only: no update, delete or truncate except the cascade of a hard delete.';
+comment on function herald.messages_delete_only_by_cascade() is 'Messages go only with their contact or workspace (foreign-key cascade); a direct delete fails 42501.';
+comment on function herald.messages_ledger_insert() is 'Ledger: one message_events row per new message.';
+comment on function herald.messages_ledger_update() is 'Ledger: rejects a move outside the status graph (55000); one message_events row per status change or send_at move, with reason and actor.';
+comment on trigger messages_updated_at on public.messages is 'Keeps updated_at current on every update (moddatetime).';
+comment on trigger queue_settings_updated_at on public.queue_settings is 'Keeps updated_at current on every update (moddatetime).';

@@ -95,12 +95,14 @@ create function herald.contacts_after_update() returns trigger
 language plpgsql
 security definer
 set search_path = ''
--- Transition tables have no statistics: plan each firing for the rows it really has.
-set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_actor text := herald.current_actor();
+  v_opted_out boolean;
 begin
+  -- Statements over the transition tables go through EXECUTE: planned for this firing's rows
+  -- (a bulk update of 100,000 contacts must not reuse a plan made for one).
+  execute $sql$
   with changed as (
     select n.id, n.workspace_id, n.phone,
            o.deleted_at is null and n.deleted_at is not null as deleted,
@@ -133,7 +135,7 @@ begin
     select contact_id, count(*) as n from stopped group by contact_id
   ), logged as (
     insert into public.deletion_log (workspace_id, entity, entity_id, mode, actor, counts)
-    select s.workspace_id, 'contact', s.id, 'soft', v_actor,
+    select s.workspace_id, 'contact', s.id, 'soft', $1,
            jsonb_build_object('cancelled', jsonb_build_object('messages', coalesce(cm.n, 0),
                                                              'sequence_enrollments', coalesce(ce.n, 0)),
                               'deleted', '{}'::jsonb, 'set_null', '{}'::jsonb)
@@ -152,33 +154,43 @@ begin
     where k.happened
   )
   insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
-  select workspace_id, id, kind, detail, v_actor from activities;
+  select workspace_id, id, kind, detail, $1 from activities
+  $sql$ using v_actor;
 
   -- The suppression list follows opt-outs, keyed by a hash so it can outlive the contact.
+  execute $sql$
   insert into public.suppressions (workspace_id, phone_hash, reason)
   select n.workspace_id, herald.phone_hash(n.workspace_id, n.phone),
-         coalesce(nullif(current_setting('herald.opt_out_reason', true), ''), 'opted_out')
+         $1
   from old_rows o join new_rows n on n.id = o.id
   where o.opted_out_at is null and n.opted_out_at is not null
-  on conflict (workspace_id, phone_hash) do nothing;
+  on conflict (workspace_id, phone_hash) do nothing
+  $sql$ using coalesce(nullif(current_setting('herald.opt_out_reason', true), ''), 'opted_out');
 
   -- An opt-out is the number's: every other row with it (the live contact when a soft-deleted
   -- twin opted out, say through a late 21610) opts out too, which cancels what it had pending
   -- (this trigger again, one level down, with nothing left to propagate). Guarded, because a
-  -- statement trigger fires even for an update of no rows.
-  if exists (select 1 from old_rows o join new_rows n on n.id = o.id
-             where o.opted_out_at is null and n.opted_out_at is not null) then
-    update public.contacts c
-    set opted_out_at = n.opted_out_at
-    from old_rows o join new_rows n on n.id = o.id
-    where o.opted_out_at is null and n.opted_out_at is not null
-      and c.workspace_id = n.workspace_id and c.phone = n.phone and c.id <> n.id and c.opted_out_at is null;
+  -- statement trigger fires even for an update of no rows: unguarded, it would recurse forever.
+  execute $sql$
+    select exists (select 1 from old_rows o join new_rows n on n.id = o.id
+                   where o.opted_out_at is null and n.opted_out_at is not null)
+  $sql$ into v_opted_out;
+  if v_opted_out then
+    execute $sql$
+      update public.contacts c
+      set opted_out_at = n.opted_out_at
+      from old_rows o join new_rows n on n.id = o.id
+      where o.opted_out_at is null and n.opted_out_at is not null
+        and c.workspace_id = n.workspace_id and c.phone = n.phone and c.id <> n.id and c.opted_out_at is null
+    $sql$;
   end if;
 
+  execute $sql$
   delete from public.suppressions s
   using old_rows o join new_rows n on n.id = o.id
   where o.opted_out_at is not null and n.opted_out_at is null
-    and s.workspace_id = n.workspace_id and s.phone_hash = herald.phone_hash(n.workspace_id, n.phone);
+    and s.workspace_id = n.workspace_id and s.phone_hash = herald.phone_hash(n.workspace_id, n.phone)
+  $sql$;
   return null;
 end;
 $$;
@@ -437,3 +449,17 @@ end;
 $$;
 create trigger workspaces_before_delete before delete on public.workspaces
 for each row execute function herald.workspaces_before_delete();
+
+/** Section - what each trigger function does (shown in docs/deletion-rules.md) */
+comment on function herald.contacts_before_write() is 'Contact added or phone changed: keeps phone_hash, and a number on the suppression list comes back opted out.';
+comment on function herald.contacts_guard_opt_in() is 'Only the contact can lift an opt-out (a START reply); any other update clearing opted_out_at fails 42501.';
+comment on function herald.contacts_after_update() is 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out to every row with the number, keeps suppressions in step.';
+comment on function herald.contacts_before_delete() is 'Hard delete: logs the impact, cancels pending messages and active enrollments (contact_deleted), keeps an opt-out as a suppression, queues provider erasure. Skipped inside a workspace delete.';
+comment on function herald.sequences_after_update() is 'Sequence archived: stops active enrollments and cancels their pending messages (sequence_stopped).';
+comment on function herald.sequences_before_delete() is 'Sequence delete: logs the impact, stops active enrollments, cancels their pending messages (sequence_stopped); sent history stays.';
+comment on function herald.senders_before_delete() is 'Sender delete: re-binds pending messages to the default sender of the channel, else cancels them (sender_deleted); logs the impact.';
+comment on function herald.whatsapp_groups_before_delete() is 'Group deleted on its own: logs the impact (a sender delete logs its groups).';
+comment on function herald.appointments_after_update() is 'Appointment cancelled or completed: cancels pending reminders (appointment_cancelled / appointment_completed); moved: shifts them by the same amount.';
+comment on function herald.appointments_before_delete() is 'Appointment delete: logs the impact, cancels pending reminders (appointment_cancelled); inside a contact delete they go with the contact.';
+comment on function herald.campaigns_before_delete() is 'Campaign delete: logs the impact, cancels pending messages (campaign_deleted).';
+comment on function herald.workspaces_before_delete() is 'Workspace delete: logs the impact, queues every provider message record of the workspace for erasure.';

@@ -307,10 +307,10 @@ create function herald.advance_enrollments() returns trigger
 language plpgsql
 security definer
 set search_path = ''
--- Transition tables have no statistics: plan each firing for the rows it really has.
-set plan_cache_mode = force_custom_plan
 as $$
 begin
+  -- Through EXECUTE: statements over transition tables planned for this firing's rows.
+  execute $sql$
   with done as (
     select n.workspace_id, n.enrollment_id, n.step_id, coalesce(n.sent_at, now()) as sent_at
     from old_rows o join new_rows n on n.id = o.id
@@ -343,7 +343,9 @@ begin
       status = case when n.next_step_id is null then 'completed'::public.enrollment_status else e.status end,
       completed_at = case when n.next_step_id is null then now() else e.completed_at end
   from nxt n
-  where e.workspace_id = n.workspace_id and e.id = n.enrollment_id;
+  where e.workspace_id = n.workspace_id and e.id = n.enrollment_id
+  $sql$;
+  execute $sql$
 
   update public.sequence_enrollments e
   set status = case when n.status = 'cancelled' then 'cancelled' else 'failed' end::public.enrollment_status,
@@ -353,7 +355,8 @@ begin
   from old_rows o join new_rows n on n.id = o.id
   where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
     and n.status in ('cancelled', 'failed', 'undelivered')
-    and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active';
+    and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
+  $sql$;
   return null;
 end;
 $$;
@@ -538,3 +541,6 @@ grant execute on function public.schedule_message(uuid, text, timestamptz, text,
 -- tenant's opt-outs. The RPCs call it as their owner.
 revoke execute on function herald.is_suppressed(uuid, text) from public;
 grant execute on function herald.is_suppressed(uuid, text) to service_role;
+
+/** Section - what each trigger function does (shown in docs/deletion-rules.md) */
+comment on function herald.advance_enrollments() is 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it.';

@@ -1,0 +1,302 @@
+// Shared pieces of `npm run bench`: a throwaway cluster, acting as a workspace member the way
+// PostgREST does, timing helpers and the results table. Each suite (bench/<topic>.ts) exports a
+// Suite; bench/run.ts runs the ones asked for against one cluster.
+
+import postgres from "postgres";
+import { Stack } from "../scripts/lib/stack.ts";
+
+export type Sql = postgres.Sql;
+export type TransactionSql = postgres.TransactionSql;
+
+export interface BenchCluster {
+  stack: Stack;
+  url: string;
+  /** One connection, so plan caches warm up as they would on a pooled PostgREST connection. */
+  sql: Sql;
+  /** What the numbers were measured on, printed above the table. */
+  settings: Record<string, string>;
+  destroy(): Promise<void>;
+}
+
+/**
+ * Boots a migrated throwaway cluster (fsync off: see settings) on its own port and data dir.
+ * `extraSql` files are applied after the migrations: a way to measure a proposed migration
+ * before it is written into supabase/migrations.
+ */
+export async function bootBenchCluster(
+  port: number,
+  log: (s: string) => void,
+  extraSql: string[] = [],
+): Promise<BenchCluster> {
+  const stack = new Stack({ db: port, functions: 0, sandbox: 0 }, `/var/tmp/herald/bench-${Deno.pid}`, true);
+  try {
+    await stack.upDatabase(log);
+    for (const file of extraSql) {
+      log(`applying ${file}`);
+      await stack.cluster.psqlFile(file);
+    }
+  } catch (err) {
+    await stack.cluster.destroy();
+    throw err;
+  }
+  const sql = postgres(stack.cluster.url, { max: 1, onnotice: () => {}, prepare: true });
+  const settings: Record<string, string> = {};
+  for (
+    const name of [
+      "server_version",
+      "fsync",
+      "synchronous_commit",
+      "full_page_writes",
+      "shared_buffers",
+      "work_mem",
+      "jit",
+    ]
+  ) {
+    const [row] = await sql`select current_setting(${name}) as v`;
+    settings[name] = row.v;
+  }
+  return {
+    stack,
+    url: stack.cluster.url,
+    sql,
+    settings,
+    destroy: async () => {
+      await sql.end({ timeout: 1 });
+      await stack.cluster.destroy();
+    },
+  };
+}
+
+export interface Member {
+  userId: string;
+  email: string;
+}
+
+/** The claims PostgREST would set for a signed-in member. */
+export function memberClaims(m: Member): string {
+  return JSON.stringify({ sub: m.userId, role: "authenticated", aud: "authenticated", email: m.email });
+}
+
+class Rollback extends Error {}
+
+/** Runs fn in a transaction that is always rolled back, and returns fn's result. */
+export async function rolledBack<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  let result: T | undefined;
+  try {
+    await sql.begin(async (tx) => {
+      result = await fn(tx);
+      throw new Rollback();
+    });
+  } catch (err) {
+    if (!(err instanceof Rollback)) throw err;
+  }
+  return result as T;
+}
+
+/** Takes on a member inside tx exactly as PostgREST does: role authenticated plus the JWT claims. */
+export async function actAs(tx: TransactionSql, m: Member): Promise<void> {
+  await tx.unsafe("set local role authenticated");
+  await tx`select set_config('request.jwt.claims', ${memberClaims(m)}, true)`;
+}
+
+/** Milliseconds fn takes, measured on the client, round trips included. */
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; result: T }> {
+  const t0 = performance.now();
+  const result = await fn();
+  return { ms: performance.now() - t0, result };
+}
+
+/** The server process behind a connection (or transaction). */
+export async function backendPid(sql: Sql | TransactionSql): Promise<number> {
+  const [row] = await sql`select pg_backend_pid() as pid`;
+  return Number(row.pid);
+}
+
+/**
+ * A process's time on a CPU and time spent runnable but waiting for one, in ns, from
+ * /proc/<pid>/schedstat; null where the kernel does not provide it. On a shared machine the wait
+ * says how much of a wall-clock figure was other people's work.
+ */
+export function schedstat(pid: number): { cpuNs: number; waitNs: number } | null {
+  try {
+    const [cpu, wait] = Deno.readTextFileSync(`/proc/${pid}/schedstat`).trim().split(/\s+/).map(Number);
+    return Number.isFinite(cpu) && Number.isFinite(wait) ? { cpuNs: cpu, waitNs: wait } : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface BackendTiming<T> {
+  ms: number;
+  /** CPU time of the backend (parallel workers not included), when /proc allows. */
+  cpuMs?: number;
+  /** Time the backend was runnable but waiting for a CPU. */
+  waitMs?: number;
+  result: T;
+}
+
+/** Like timed(), plus the CPU and run-queue wait of backend `pid` over the same span. */
+export async function timedOnBackend<T>(pid: number, fn: () => Promise<T>): Promise<BackendTiming<T>> {
+  const before = schedstat(pid);
+  const { ms, result } = await timed(fn);
+  const after = schedstat(pid);
+  if (!before || !after) return { ms, result };
+  return { ms, cpuMs: (after.cpuNs - before.cpuNs) / 1e6, waitMs: (after.waitNs - before.waitNs) / 1e6, result };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Nearest-rank percentile: with 5 samples p95 is the slowest run. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+export function formatMs(ms: number): string {
+  if (ms >= 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 100) return `${ms.toFixed(0)} ms`;
+  return `${ms.toFixed(1)} ms`;
+}
+
+/** One statement auto_explain reported during a profiled run: nested statements included. */
+export interface ProfiledStatement {
+  ms: number;
+  query: string;
+  plan: string[];
+}
+
+/**
+ * Runs fn on its own connection with auto_explain (ANALYZE, nested statements, reported to the
+ * client as NOTICEs) and returns every statement that took at least minMs, slowest first. The
+ * times of nested statements are included in their callers': the deepest slow one is the culprit.
+ */
+export async function profiled(
+  url: string,
+  fn: (sql: Sql) => Promise<void>,
+  minMs = 5,
+): Promise<ProfiledStatement[]> {
+  const notices: string[] = [];
+  const sql = postgres(url, { max: 1, onnotice: (n) => void notices.push(String(n.message ?? "")) });
+  try {
+    await sql.unsafe("load 'auto_explain'");
+    for (
+      const set of [
+        `auto_explain.log_min_duration = ${Math.max(0, Math.round(minMs))}`,
+        "auto_explain.log_analyze = on",
+        "auto_explain.log_buffers = off",
+        "auto_explain.log_nested_statements = on",
+        "auto_explain.log_level = notice",
+        "client_min_messages = notice",
+      ]
+    ) await sql.unsafe(`set ${set}`);
+    await fn(sql);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+  const out: ProfiledStatement[] = [];
+  for (const n of notices) {
+    const m = /^duration: ([\d.]+) ms\s+plan:\n([\s\S]*)$/.exec(n);
+    if (!m) continue;
+    const lines = m[2].split("\n");
+    const planAt = lines.findIndex((l) => /\(cost=\d/.test(l));
+    const queryLines = (planAt > 0 ? lines.slice(0, planAt) : lines.slice(0, 1)).join(" ");
+    out.push({
+      ms: Number(m[1]),
+      query: queryLines.replace(/^Query Text:\s*/, "").replace(/\s+/g, " ").trim(),
+      plan: planAt >= 0 ? lines.slice(planAt) : [],
+    });
+  }
+  return out.sort((a, b) => b.ms - a.ms);
+}
+
+/** One line of the results table: a timed case (samples in ms, maybe a target) or a derived figure. */
+export type Line =
+  | {
+    kind: "timing";
+    label: string;
+    samples: number[];
+    /** Backend CPU ms and run-queue wait ms per sample, where measured. */
+    cpu?: number[];
+    wait?: number[];
+    targetMs?: number;
+    note?: string;
+    error?: string;
+    profile?: ProfiledStatement[];
+  }
+  | { kind: "figure"; label: string; value: string; note?: string };
+
+export type TimingLine = Extract<Line, { kind: "timing" }>;
+
+export function passed(line: Line): boolean | undefined {
+  if (line.kind !== "timing") return undefined;
+  if (line.error) return false;
+  if (line.targetMs === undefined) return undefined;
+  // The median decides; p95 is printed beside it so a noisy run is visible, not hidden.
+  return median(line.samples) < line.targetMs;
+}
+
+export interface SuiteContext {
+  cluster: BenchCluster;
+  /** Timed runs per case (after one untimed warm-up where the case allows it). */
+  runs: number;
+  /** Profile a case that missed its target with one more run under auto_explain. */
+  profile: boolean;
+  log: (s: string) => void;
+}
+
+export interface Suite {
+  name: string;
+  title: string;
+  run(ctx: SuiteContext): Promise<Line[]>;
+}
+
+function pad(s: string, n: number, right = false): string {
+  const len = [...s].length;
+  return len >= n ? s : right ? " ".repeat(n - len) + s : s + " ".repeat(n - len);
+}
+
+/** Prints a plain-text table; returns the number of lines that missed their target. */
+export function printTable(title: string, lines: Line[], print: (s: string) => void = console.log): number {
+  const header = ["case", "runs", "median", "p95", "cpu", "cpu wait", "target", "result"];
+  const med = (xs?: number[]) => (xs && xs.length ? formatMs(median(xs)) : "-");
+  const rows = lines.map((l) => {
+    if (l.kind === "figure") return [l.label, "", l.value, "", "", "", "", ""];
+    const ok = passed(l);
+    return [
+      l.label,
+      String(l.samples.length),
+      l.samples.length ? formatMs(median(l.samples)) : "-",
+      l.samples.length ? formatMs(percentile(l.samples, 95)) : "-",
+      med(l.cpu),
+      med(l.wait),
+      l.targetMs === undefined ? "-" : `< ${formatMs(l.targetMs)}`,
+      l.error ? "ERROR" : ok === undefined ? "-" : ok ? "PASS" : "FAIL",
+    ];
+  });
+  const widths = header.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...r[i]].length)));
+  const fmt = (r: string[]) => r.map((c, i) => pad(c, widths[i], i > 0 && i < 7)).join("  ").trimEnd();
+  print(`\n${title}`);
+  print(fmt(header));
+  print(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const r of rows) print(fmt(r));
+  const notes = lines.filter((l) => l.note || (l.kind === "timing" && l.error));
+  if (notes.length) print("");
+  for (const l of notes) {
+    if (l.note) print(`  ${l.label}: ${l.note}`);
+    if (l.kind === "timing" && l.error) print(`  ${l.label}: ERROR ${l.error}`);
+  }
+  for (const l of lines) {
+    if (l.kind !== "timing" || !l.profile) continue;
+    print(`\n  profile of one more run of "${l.label}" (auto_explain, slowest first; callers include callees):`);
+    for (const st of l.profile.slice(0, 8)) {
+      print(`  ${pad(formatMs(st.ms), 9, true)}  ${st.query.length > 150 ? st.query.slice(0, 147) + "..." : st.query}`);
+      for (const pl of st.plan.slice(0, 6)) print(`             ${pl}`);
+    }
+  }
+  return lines.filter((l) => passed(l) === false).length;
+}
