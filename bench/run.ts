@@ -15,10 +15,12 @@
 
 import { bootBenchCluster, printTable, type Suite } from "./lib.ts";
 import { deletionSuite } from "./deletion.ts";
+import { sendingSuite } from "./sending.ts";
+import { queueSuite } from "./queue.ts";
 
 export const BENCH_PORT = 54362;
 
-export const SUITES: Suite[] = [deletionSuite];
+export const SUITES: Suite[] = [deletionSuite, sendingSuite, queueSuite];
 
 interface Options {
   filters: string[];

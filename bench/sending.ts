@@ -1,0 +1,572 @@
+// Sending bench (issue 4): claiming and queueing in SQL, and the served pipeline end to end —
+// dispatch through the Twilio sandbox, signed status callbacks, and a sender's mps held over 30 s.
+//
+// Every case loads its own workspace, set-based as postgres (Herald's insert triggers run, so
+// every message has its ledger row), runs `analyze` as autovacuum would after a bulk load, and
+// afterwards fails whatever it left pending, so no case claims, reaps or walks past what an
+// earlier one left behind. The end-to-end cases run against a sandbox and a functions server
+// started for this suite on free ports (bench/services.ts) and stopped at the end.
+
+import postgres from "postgres";
+import {
+  backendPid,
+  formatMs,
+  type Line,
+  median,
+  type Member,
+  schedstat,
+  type Sql,
+  type Suite,
+  type SuiteContext,
+  timed,
+  timedOnBackend,
+  type TimingLine,
+} from "./lib.ts";
+import {
+  type BenchServices,
+  dispatch,
+  loadAverage,
+  logTail,
+  pool,
+  postCallback,
+  sandboxReset,
+  sandboxSnapshot,
+  signedStatusCallback,
+  startBenchServices,
+} from "./services.ts";
+
+const MEMBER: Member = { userId: "00000000-0000-4000-8000-00000000be41", email: "bench-sending@herald.local" };
+
+const CLAIM_MESSAGES = 100_000;
+const CLAIM_CONTACTS = 1_000;
+const CLAIM_SENDERS = 10;
+const CLAIM_BATCH = 500;
+const CLAIMERS = 4;
+const TARGET_CLAIM_PER_S = 10_000;
+
+const QUEUE_MESSAGES = 100_000;
+
+const E2E_MESSAGES = 6_000;
+const E2E_SENDERS = 4;
+const E2E_PARALLEL = 4;
+const E2E_LIMIT = 250;
+const TARGET_E2E_PER_S = 300;
+
+const CALLBACKS = 5_000;
+const CALLBACK_CONCURRENCY = 32;
+const TARGET_CALLBACKS_PER_S = 1_000;
+
+const MPS = 50;
+const MPS_WINDOW_S = 30;
+const MPS_TOLERANCE = 0.05;
+const MPS_PARALLEL = 2;
+const MPS_LIMIT = 100;
+
+interface Workspace {
+  id: string;
+  senders: { id: string; phone: string }[];
+}
+
+async function loadMember(sql: Sql) {
+  await sql`
+    insert into auth.users (id, aud, role, email)
+    values (${MEMBER.userId}, 'authenticated', 'authenticated', ${MEMBER.email})
+    on conflict (id) do nothing`;
+}
+
+/**
+ * A workspace with quiet hours off (start = end: the wall clock of the run never defers), its
+ * senders (the first is the default; distinct numbers per workspace so the sandbox's record can
+ * be told apart), and `contacts` contacts on ordinary numbers (delivered by the sandbox).
+ */
+async function loadWorkspace(
+  sql: Sql,
+  label: string,
+  opts: { contacts: number; senders: number; mps: number; quietStart?: string; quietEnd?: string },
+): Promise<Workspace> {
+  return await sql.begin(async (tx) => {
+    const [{ id }] = await tx`
+      insert into public.workspaces (name, quiet_hours_start, quiet_hours_end)
+      values (${"bench: " + label}, ${opts.quietStart ?? "00:00"}::time, ${opts.quietEnd ?? "00:00"}::time)
+      returning id::text`;
+    await tx`insert into public.workspace_members (workspace_id, user_id, role) values (${id}, ${MEMBER.userId}, 'owner')`;
+    // Sender numbers from the workspace id, so two workspaces never share one.
+    const base = parseInt(id.replaceAll("-", "").slice(0, 6), 16) % 900_000 + 100_000;
+    const senders = await tx`
+      insert into public.senders (workspace_id, channel, phone_number, status, mps, is_default)
+      select ${id}, 'sms', '+1555' || ${base}::int || lpad(g::text, 2, '0'), 'connected', ${opts.mps}, g = 1
+      from generate_series(1, ${opts.senders}::int) g
+      returning id::text, phone_number as phone`;
+    await tx`
+      insert into public.contacts (workspace_id, phone, first_name, last_name)
+      select ${id}, '+1415' || lpad(g::text, 7, '0'), 'Lead', g::text from generate_series(1, ${opts.contacts}::int) g`;
+    return { id, senders: senders.map((s) => ({ id: s.id as string, phone: s.phone as string })) };
+  });
+}
+
+/**
+ * `n` messages of the workspace, spread round-robin over its contacts and senders and
+ * interleaved in the heap as messages scheduled over time are, with `status` and send_at
+ * `sendAt` + i ms (a SQL expression of now()).
+ */
+async function loadMessages(
+  sql: Sql,
+  ws: Workspace,
+  n: number,
+  status: "queued" | "scheduled",
+  sendAt: string,
+  tag: string,
+) {
+  // Arrays, not a join on row numbers: a join on `g % n` is a nested loop (n × contacts).
+  const insert = (from: number, to: number) =>
+    sql.unsafe(
+      `with c as (select array_agg(id order by phone) as ids from public.contacts where workspace_id = $1),
+            s as (select array_agg(id order by phone_number) as ids from public.senders where workspace_id = $1)
+       insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, status)
+       select $1, c.ids[1 + g % cardinality(c.ids)], s.ids[1 + g % cardinality(s.ids)], 'sms', $2 || ' ' || g,
+              ${sendAt} + g * interval '1 millisecond', $3::public.message_status
+       from c, s, generate_series($4::int, $5::int) g
+       order by g`,
+      [ws.id, tag, status, from, to],
+    );
+  await insert(1, n);
+}
+
+/** What autovacuum would have done after a bulk load: fresh statistics (and a visibility map). */
+async function settle(sql: Sql) {
+  await sql.unsafe(`vacuum analyze public.messages, public.message_events, public.message_attempts, public.contacts,
+                    public.senders, public.workspaces, herald.sender_slots, public.provider_events`);
+}
+
+/**
+ * Ends what a case left pending (failed, as postgres, on a connection of its own), so no later
+ * case claims, reaps or walks past it.
+ */
+async function finish(url: string, ws: Workspace) {
+  const c = postgres(url, { max: 1, onnotice: () => {}, connection: { enable_nestloop: "off" } });
+  try {
+    await c`update public.messages
+            set status = 'failed', failed_at = now(), lease_expires_at = null, last_error = 'bench: left over'
+            where workspace_id = ${ws.id} and status in ('scheduled', 'queued', 'sending')`;
+  } finally {
+    await c.end({ timeout: 1 });
+  }
+}
+
+async function statusCounts(sql: Sql, ws: Workspace): Promise<Record<string, number>> {
+  const rows = await sql`select status::text, count(*)::int as n from public.messages where workspace_id = ${ws.id} group by 1`;
+  return Object.fromEntries(rows.map((r) => [r.status as string, r.n as number]));
+}
+
+function rate(n: number, ms: number): string {
+  return `${Math.round(n / (ms / 1000)).toLocaleString("en-US")}/s`;
+}
+
+function verdict(ok: boolean): string {
+  return ok ? "PASS" : "FAIL";
+}
+
+function errorLine(label: string, err: unknown, extra: Partial<TimingLine> = {}): TimingLine {
+  return {
+    kind: "timing",
+    label,
+    samples: [],
+    error: err instanceof Error ? err.message.split("\n")[0] : String(err),
+    ...extra,
+  };
+}
+
+/** Runs `once` for each run, each on data it loads itself; one line of wall times. */
+async function series(
+  label: string,
+  runs: number,
+  once: (i: number) => Promise<{ ms: number; cpuMs?: number; waitMs?: number }>,
+  extra: Partial<TimingLine> = {},
+): Promise<TimingLine> {
+  const line: TimingLine = { kind: "timing", label, samples: [], cpu: [], wait: [], ...extra };
+  try {
+    for (let i = 0; i < runs; i++) {
+      const s = await once(i);
+      line.samples.push(s.ms);
+      if (s.cpuMs !== undefined) line.cpu!.push(s.cpuMs);
+      if (s.waitMs !== undefined) line.wait!.push(s.waitMs);
+    }
+  } catch (err) {
+    line.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  }
+  return line;
+}
+
+// ---- claim_messages ---------------------------------------------------------------------------
+
+async function claimRun(ctx: SuiteContext, run: number, log: (s: string) => void) {
+  const sql = ctx.cluster.sql;
+  const ws = await loadWorkspace(sql, `claim ${run}`, { contacts: CLAIM_CONTACTS, senders: CLAIM_SENDERS, mps: 1000 });
+  await loadMessages(sql, ws, CLAIM_MESSAGES, "queued", "now() - interval '1 hour'", `Claim ${run}`);
+  await settle(sql);
+  log(`sending: claim run ${run + 1}: ${CLAIM_MESSAGES} queued loaded, ${CLAIMERS} claimers`);
+  const claimers = Array.from({ length: CLAIMERS }, () => postgres(ctx.cluster.url, { max: 1, onnotice: () => {} }));
+  try {
+    const pids = await Promise.all(claimers.map((c) => backendPid(c)));
+    const before = pids.map(schedstat);
+    const claimedBy: number[] = claimers.map(() => 0);
+    const calls: number[] = claimers.map(() => 0);
+    const t = await timed(() =>
+      Promise.all(claimers.map(async (c, k) => {
+        for (;;) {
+          const rows = await c`select * from herald.claim_messages(${CLAIM_BATCH}, interval '10 minutes')`;
+          calls[k]++;
+          if (rows.length === 0) return;
+          claimedBy[k] += rows.length;
+        }
+      }))
+    );
+    const after = pids.map(schedstat);
+    const counts = await statusCounts(sql, ws);
+    const claimed = claimedBy.reduce((a, b) => a + b, 0);
+    if ((counts.sending ?? 0) !== CLAIM_MESSAGES || claimed < CLAIM_MESSAGES) {
+      throw new Error(`claimed ${claimed}, sending ${counts.sending ?? 0}, queued ${counts.queued ?? 0} of ${CLAIM_MESSAGES}`);
+    }
+    let cpuMs: number | undefined;
+    let waitMs: number | undefined;
+    if (before.every((b) => b) && after.every((a) => a)) {
+      cpuMs = after.reduce((s, a, i) => s + (a!.cpuNs - before[i]!.cpuNs), 0) / 1e6;
+      waitMs = after.reduce((s, a, i) => s + (a!.waitNs - before[i]!.waitNs), 0) / 1e6;
+    }
+    log(
+      `sending: claim run ${run + 1}: ${claimed} in ${formatMs(t.ms)} (${rate(claimed, t.ms)}), ` +
+        `calls ${calls.join("/")}, per claimer ${claimedBy.join("/")}`,
+    );
+    await finish(ctx.cluster.url, ws);
+    // Claims beyond the messages (e.g. of another suite's workspace) would overstate: count only ours.
+    return { ms: t.ms * (CLAIM_MESSAGES / claimed), cpuMs, waitMs, ws };
+  } finally {
+    await Promise.all(claimers.map((c) => c.end({ timeout: 1 })));
+  }
+}
+
+// ---- queue_due_messages -------------------------------------------------------------------------
+
+async function queueDueRun(ctx: SuiteContext, run: number, log: (s: string) => void) {
+  const sql = ctx.cluster.sql;
+  // Quiet hours on (21:00–08:00 UTC), evaluated for every message at a clock outside them:
+  // tomorrow 12:00 UTC. The messages are due by that clock only, so pg_cron's own run of
+  // queue_due_messages() (every minute, on the real clock) never takes them first.
+  const ws = await loadWorkspace(sql, `queue ${run}`, {
+    contacts: CLAIM_CONTACTS,
+    senders: 2,
+    mps: 100,
+    quietStart: "21:00",
+    quietEnd: "08:00",
+  });
+  await sql`update public.contacts set timezone = (array['UTC', 'Europe/Lisbon', 'Europe/London', 'Atlantic/Reykjavik'])[1 + (right(phone, 1)::int % 4)]
+            where workspace_id = ${ws.id}`;
+  await loadMessages(sql, ws, QUEUE_MESSAGES, "scheduled", "now() + interval '1 hour'", `Queue ${run}`);
+  await settle(sql);
+  const [{ at }] = await sql`select (date_trunc('day', now()) + interval '36 hours')::timestamptz as at`;
+  log(`sending: queue_due_messages run ${run + 1}: ${QUEUE_MESSAGES} scheduled loaded`);
+  const pid = await backendPid(sql);
+  let calls = 0;
+  const t = await timedOnBackend(pid, async () => {
+    let total = 0;
+    for (;;) {
+      const [{ r }] = await sql`select herald.queue_due_messages(20000, ${at}::timestamptz) as r`;
+      calls++;
+      const got = r as Record<string, number>;
+      const n = Object.values(got).reduce((a, b) => a + b, 0);
+      if (n === 0) return total;
+      total += n;
+    }
+  });
+  const counts = await statusCounts(sql, ws);
+  if ((counts.queued ?? 0) !== QUEUE_MESSAGES) {
+    throw new Error(`queue_due_messages left ${JSON.stringify(counts)}; expected ${QUEUE_MESSAGES} queued`);
+  }
+  log(`sending: queue_due_messages run ${run + 1}: ${calls} calls, ${formatMs(t.ms)} (${rate(QUEUE_MESSAGES, t.ms)})`);
+  await finish(ctx.cluster.url, ws);
+  return t;
+}
+
+// ---- end to end ----------------------------------------------------------------------------------
+
+/** Until `check` is true or `timeoutMs` passes; returns whether it became true. */
+async function until(check: () => Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+async function e2eRun(ctx: SuiteContext, services: BenchServices, run: number, log: (s: string) => void) {
+  const sql = ctx.cluster.sql;
+  const ws = await loadWorkspace(sql, `e2e ${run}`, { contacts: CLAIM_CONTACTS, senders: E2E_SENDERS, mps: 1000 });
+  const tag = `E2E ${run} ${ws.id.slice(0, 8)}`;
+  await loadMessages(sql, ws, E2E_MESSAGES, "queued", "now() - interval '1 minute'", tag);
+  await settle(sql);
+  await sandboxReset(services);
+  log(`sending: e2e run ${run + 1}: ${E2E_MESSAGES} queued, ${E2E_PARALLEL} dispatch loops of limit ${E2E_LIMIT}`);
+  let posts = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: E2E_PARALLEL }, async () => {
+    for (;;) {
+      const r = await dispatch(services, E2E_LIMIT);
+      posts++;
+      if (r.claimed === 0) return;
+    }
+  }));
+  const ms = performance.now() - t0;
+  const counts = await statusCounts(sql, ws);
+  const sent = (counts.sent ?? 0) + (counts.delivered ?? 0);
+  if (sent !== E2E_MESSAGES) {
+    throw new Error(`dispatch loops ended with ${JSON.stringify(counts)} of ${E2E_MESSAGES}\n${await logTail(services)}`);
+  }
+  // The callbacks (queued, sent, delivered per message) keep arriving after the last send.
+  const delivered = await until(async () => {
+    const [{ n }] = await sql`select count(*)::int as n from public.messages
+                              where workspace_id = ${ws.id} and status = 'delivered'`;
+    return n === E2E_MESSAGES;
+  }, 180_000, 250);
+  const deliveredMs = performance.now() - t0;
+  // The sandbox's record is the witness: each message created exactly once.
+  const snap = await sandboxSnapshot(services);
+  const ours = snap.messages.filter((m) => ws.senders.some((s) => s.phone === m.from));
+  const createdOk = snap.create_requests.filter((c) => c.http_status === 201).length;
+  if (ours.length !== E2E_MESSAGES) {
+    throw new Error(`the sandbox holds ${ours.length} messages from this run's senders, expected ${E2E_MESSAGES}`);
+  }
+  await finish(ctx.cluster.url, ws);
+  log(
+    `sending: e2e run ${run + 1}: all sent in ${formatMs(ms)} (${rate(E2E_MESSAGES, ms)}), ${posts} POSTs; ` +
+      `${delivered ? "all delivered" : "NOT all delivered"} after ${formatMs(deliveredMs)}; sandbox ${createdOk} creates`,
+  );
+  return { ms, deliveredMs: delivered ? deliveredMs : NaN };
+}
+
+async function callbackRun(ctx: SuiteContext, services: BenchServices, run: number, log: (s: string) => void) {
+  const sql = ctx.cluster.sql;
+  const ws = await loadWorkspace(sql, `callbacks ${run}`, { contacts: CLAIM_CONTACTS, senders: 1, mps: 100 });
+  // Sent messages with their attempt and sid, as dispatch leaves them.
+  await sql`
+    insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, status, attempts,
+                                 provider_sid, sent_at)
+    select ${ws.id}, c.ids[1 + g % cardinality(c.ids)], ${ws.senders[0].id}, 'sms', 'Callback ' || g, now() - interval '1 minute', 'sent', 1,
+           'SM' || md5(${ws.id}::text || g), now() - interval '1 minute'
+    from generate_series(1, ${CALLBACKS}::int) g,
+         (select array_agg(id order by phone) as ids from public.contacts where workspace_id = ${ws.id}) c
+    order by g`;
+  await sql`
+    insert into public.message_attempts (workspace_id, message_id, attempt_no, provider_sid, provider_status,
+                                         requested_at, responded_at)
+    select m.workspace_id, m.id, 1, m.provider_sid, 'sent', m.sent_at, m.sent_at
+    from public.messages m where m.workspace_id = ${ws.id}`;
+  await settle(sql);
+  const sids = (await sql`select provider_sid from public.messages where workspace_id = ${ws.id} order by random()`)
+    .map((r) => r.provider_sid as string);
+  const signed = sids.map((sid) => signedStatusCallback(services.functionsUrl, sid, "delivered"));
+  log(`sending: callbacks run ${run + 1}: ${signed.length} signed 'delivered' callbacks, concurrency ${CALLBACK_CONCURRENCY}`);
+  const statuses = new Map<number, number>();
+  const t = await timed(() =>
+    pool(signed.length, CALLBACK_CONCURRENCY, async (i) => {
+      const s = await postCallback(services.functionsUrl, signed[i]);
+      statuses.set(s, (statuses.get(s) ?? 0) + 1);
+    })
+  );
+  const counts = await statusCounts(sql, ws);
+  if (statuses.get(200) !== CALLBACKS || counts.delivered !== CALLBACKS) {
+    throw new Error(
+      `answers ${JSON.stringify(Object.fromEntries(statuses))}, messages ${JSON.stringify(counts)}\n${await logTail(services)}`,
+    );
+  }
+  await finish(ctx.cluster.url, ws);
+  log(`sending: callbacks run ${run + 1}: ${formatMs(t.ms)} (${rate(CALLBACKS, t.ms)})`);
+  return { ms: t.ms };
+}
+
+async function mpsRun(ctx: SuiteContext, services: BenchServices, log: (s: string) => void) {
+  const sql = ctx.cluster.sql;
+  const ws = await loadWorkspace(sql, "mps", { contacts: CLAIM_CONTACTS, senders: 1, mps: MPS });
+  const n = Math.ceil(MPS * (MPS_WINDOW_S + 10) * 1.25);
+  await loadMessages(sql, ws, n, "queued", "now() - interval '1 minute'", "Rate");
+  await settle(sql);
+  await sandboxReset(services);
+  log(`sending: mps: sender at mps ${MPS}, ${n} queued, ${MPS_PARALLEL} dispatch loops (limit ${MPS_LIMIT}) for ${MPS_WINDOW_S + 3} s`);
+  const end = Date.now() + (MPS_WINDOW_S + 3) * 1000;
+  let posts = 0;
+  await Promise.all(Array.from({ length: MPS_PARALLEL }, async () => {
+    while (Date.now() < end) {
+      await dispatch(services, MPS_LIMIT);
+      posts++;
+    }
+  }));
+  const snap = await sandboxSnapshot(services);
+  const at = snap.messages.filter((m) => m.from === ws.senders[0].phone).map((m) => m.received_at_ms).sort((a, b) =>
+    a - b
+  );
+  await finish(ctx.cluster.url, ws);
+  if (at.length < MPS * MPS_WINDOW_S * 0.5) throw new Error(`only ${at.length} messages reached the sandbox`);
+  const t0 = at[0];
+  const inWindow = at.filter((x) => x >= t0 && x < t0 + MPS_WINDOW_S * 1000).length;
+  const achieved = inWindow / MPS_WINDOW_S;
+  const deviation = achieved / MPS - 1;
+  // The busiest second anywhere in the record, and the overall rate first to last.
+  let busiest = 0;
+  for (let i = 0, j = 0; i < at.length; i++) {
+    while (at[i] - at[j] >= 1000) j++;
+    busiest = Math.max(busiest, i - j + 1);
+  }
+  const overall = (at.length - 1) / ((at[at.length - 1] - at[0]) / 1000);
+  log(
+    `sending: mps: ${inWindow} in the first ${MPS_WINDOW_S} s = ${achieved.toFixed(2)}/s (${(deviation * 100).toFixed(2)}%); ` +
+      `${at.length} in all, overall ${overall.toFixed(2)}/s, busiest second ${busiest}; ${posts} POSTs`,
+  );
+  return { achieved, deviation, inWindow, total: at.length, overall, busiest };
+}
+
+export const sendingSuite: Suite = {
+  name: "sending",
+  title: "Sending (issue 4): claim and queue in SQL; dispatch, callbacks and mps through the sandbox",
+  async run(ctx: SuiteContext): Promise<Line[]> {
+    const { cluster, log } = ctx;
+    const sql = cluster.sql;
+    const lines: Line[] = [];
+    const heavyRuns = Math.min(ctx.runs, 3);
+    lines.push({ kind: "figure", label: "load average at start (1/5/15 min)", value: loadAverage() });
+    await loadMember(sql);
+
+    // -- claim_messages -----------------------------------------------------------------------
+    log(`sending: claim_messages, ${heavyRuns} run(s) on fresh data`);
+    const claim = await series(
+      `claim_messages(${CLAIM_BATCH}) x ${CLAIMERS} claimers: ${CLAIM_MESSAGES / 1000}k due queued`,
+      heavyRuns,
+      (i) => claimRun(ctx, i, log),
+      {
+        targetMs: (CLAIM_MESSAGES / TARGET_CLAIM_PER_S) * 1000,
+        note: `${CLAIM_CONTACTS} contacts, ${CLAIM_SENDERS} senders at mps 1000, lease 10 min; each claimer its own ` +
+          `connection, autocommit, until it gets nothing; cpu = the ${CLAIMERS} backends summed; target = ` +
+          `${TARGET_CLAIM_PER_S.toLocaleString("en-US")} msg/s`,
+      },
+    );
+    lines.push(claim);
+    if (claim.samples.length) {
+      const perS = CLAIM_MESSAGES / (median(claim.samples) / 1000);
+      lines.push({
+        kind: "figure",
+        label: "claim throughput (median run)",
+        value: `${Math.round(perS).toLocaleString("en-US")} msg/s (>= ${TARGET_CLAIM_PER_S.toLocaleString("en-US")}: ${
+          verdict(perS >= TARGET_CLAIM_PER_S)
+        })`,
+      });
+    }
+
+    // -- queue_due_messages --------------------------------------------------------------------
+    log(`sending: queue_due_messages, ${heavyRuns} run(s) on fresh data`);
+    const queue = await series(
+      `queue_due_messages(20000): ${QUEUE_MESSAGES / 1000}k due scheduled`,
+      heavyRuns,
+      (i) => queueDueRun(ctx, i, log),
+      {
+        note: "called as pg_cron does (default limit 20,000) until nothing is left; quiet hours 21:00-08:00 evaluated " +
+          "for every message (4 zones) at a clock outside them; report only",
+      },
+    );
+    lines.push(queue);
+    if (queue.samples.length) {
+      lines.push({
+        kind: "figure",
+        label: "queue_due_messages throughput (median run)",
+        value: rate(QUEUE_MESSAGES, median(queue.samples)).replace("/s", " msg/s"),
+      });
+    }
+
+    // -- served: dispatch, callbacks, mps -------------------------------------------------------
+    let services: BenchServices | undefined;
+    try {
+      services = await startBenchServices(cluster, log);
+    } catch (err) {
+      const label = "end-to-end cases";
+      lines.push(errorLine(label, err));
+      return lines;
+    }
+    try {
+      log(`sending: dispatch end to end, ${heavyRuns} run(s)`);
+      const delivered: number[] = [];
+      const e2e = await series(
+        `dispatch e2e: ${E2E_MESSAGES / 1000}k msgs, ${E2E_PARALLEL} parallel POSTs`,
+        heavyRuns,
+        async (i) => {
+          const r = await e2eRun(ctx, services!, i, log);
+          delivered.push(r.deliveredMs);
+          return { ms: r.ms };
+        },
+        {
+          targetMs: (E2E_MESSAGES / TARGET_E2E_PER_S) * 1000,
+          note: `POST dispatch {limit: ${E2E_LIMIT}} with the service role key in ${E2E_PARALLEL} loops until one ` +
+            `claims nothing; ${E2E_SENDERS} senders at mps 1000; time until every message is sent (the sandbox's ` +
+            `status callbacks, 3 per message, arrive meanwhile and after); target = ${TARGET_E2E_PER_S} msg/s`,
+        },
+      );
+      lines.push(e2e);
+      if (e2e.samples.length) {
+        const perS = E2E_MESSAGES / (median(e2e.samples) / 1000);
+        lines.push({
+          kind: "figure",
+          label: "dispatch e2e throughput (median run)",
+          value: `${Math.round(perS)} msg/s (>= ${TARGET_E2E_PER_S}: ${verdict(perS >= TARGET_E2E_PER_S)})`,
+        });
+        const d = delivered.filter((x) => Number.isFinite(x));
+        if (d.length) {
+          lines.push({
+            kind: "figure",
+            label: "dispatch e2e: until all delivered (median)",
+            value: `${formatMs(median(d))} (${rate(E2E_MESSAGES, median(d))} incl. the callbacks)`,
+          });
+        }
+      }
+
+      log(`sending: status callbacks, ${heavyRuns} run(s)`);
+      const cb = await series(
+        `twilio-status: ${CALLBACKS / 1000}k signed callbacks, concurrency ${CALLBACK_CONCURRENCY}`,
+        Math.min(ctx.runs, 5),
+        (i) => callbackRun(ctx, services!, i, log),
+        {
+          targetMs: (CALLBACKS / TARGET_CALLBACKS_PER_S) * 1000,
+          note: "each a 'delivered' for an existing sent message's sid, form-encoded with X-Twilio-Signature and an " +
+            `idempotency token (signed before the clock starts); target = ${TARGET_CALLBACKS_PER_S} callbacks/s`,
+        },
+      );
+      lines.push(cb);
+      if (cb.samples.length) {
+        const perS = CALLBACKS / (median(cb.samples) / 1000);
+        lines.push({
+          kind: "figure",
+          label: "webhook throughput (median run)",
+          value: `${Math.round(perS)}/s (>= ${TARGET_CALLBACKS_PER_S}: ${
+            verdict(perS >= TARGET_CALLBACKS_PER_S)
+          })`,
+        });
+      }
+
+      log("sending: per-sender mps");
+      try {
+        const m = await mpsRun(ctx, services, log);
+        lines.push({
+          kind: "figure",
+          label: `sender mps ${MPS} over ${MPS_WINDOW_S} s (sandbox receive times)`,
+          value: `${m.achieved.toFixed(2)} msg/s, ${m.deviation >= 0 ? "+" : ""}${(m.deviation * 100).toFixed(2)}% ` +
+            `(within ${MPS_TOLERANCE * 100}%: ${verdict(Math.abs(m.deviation) <= MPS_TOLERANCE)})`,
+          note: `${m.inWindow} create requests in the ${MPS_WINDOW_S} s from the first; ${m.total} in all at ` +
+            `${m.overall.toFixed(2)}/s first to last; busiest 1-s window ${m.busiest}; ${MPS_PARALLEL} dispatch loops ` +
+            `(limit ${MPS_LIMIT}) running for ${MPS_WINDOW_S + 3} s`,
+        });
+      } catch (err) {
+        lines.push(errorLine(`sender mps ${MPS} over ${MPS_WINDOW_S} s`, err));
+      }
+    } finally {
+      await services.stop();
+    }
+    lines.push({ kind: "figure", label: "load average at end (1/5/15 min)", value: loadAverage() });
+    return lines;
+  },
+};

@@ -1,0 +1,218 @@
+// The served half of the stack for the end-to-end bench cases: the Twilio sandbox and the
+// functions server, started exactly as the stack starts them (Stack.startServices, same env as
+// Stack.functionEnv gives) against the bench cluster, on ports nothing else listens on. Also the
+// helpers those cases share: the process memory of the functions server, signed Twilio webhooks,
+// and the sandbox's own record of what it received.
+
+import twilio from "twilio";
+import { type Keys, localKeys, type ServiceProcess, Stack, stopServices } from "../scripts/lib/stack.ts";
+import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "../scripts/lib/config.ts";
+import { firstFreePort } from "../scripts/lib/proc.ts";
+import { signJwt } from "../supabase/functions/_shared/jwt.ts";
+import type { BenchCluster, Member } from "./lib.ts";
+
+export interface BenchServices {
+  /** …/functions/v1, also the public URL Twilio signatures are computed over. */
+  functionsUrl: string;
+  sandboxUrl: string;
+  keys: Keys;
+  /** The functions server's process id (the deno process itself), for /proc sampling. */
+  functionsPid: number;
+  sandboxPid: number;
+  /** Where both services' output goes (printed by the caller on failure). */
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+/** First port at or above `from` that nothing listens on and that is not in `taken`. */
+async function freePort(from: number, taken: number[]): Promise<number> {
+  let port = from;
+  for (;;) {
+    port = await firstFreePort(port);
+    if (!taken.includes(port)) return port;
+    port++;
+  }
+}
+
+/**
+ * Starts the sandbox and the functions server against the bench cluster. The functions server
+ * gets what `npm start` gives it (Stack.functionEnv: this cluster's URL, the local JWT secret
+ * and keys, the sandbox as TWILIO_API_BASE, its own URL as the public functions URL).
+ */
+export async function startBenchServices(cluster: BenchCluster, log: (s: string) => void): Promise<BenchServices> {
+  const db = cluster.stack.ports.db;
+  const functions = await freePort(54380, [db]);
+  const sandbox = await freePort(functions + 1, [db, functions]);
+  const stack = new Stack({ db, functions, sandbox }, cluster.stack.cluster.dataDir, true);
+  const keys = await localKeys();
+  const logFile = `/var/tmp/herald/bench-${Deno.pid}-services-${functions}.log`;
+  log(`starting the Twilio sandbox on ${sandbox} and the functions server on ${functions} (log: ${logFile})`);
+  const services: ServiceProcess[] = await stack.startServices(keys, { logFile });
+  const pid = (name: string) => services.find((s) => s.name === name)!.child.pid;
+  // The functions server opens its port before its first database connection: one cheap call
+  // through it, so the first timed request does not pay for connecting.
+  const health = await fetch(`${stack.urls.functions}/health`).catch(() => null);
+  await health?.body?.cancel();
+  let stopped = false;
+  return {
+    functionsUrl: stack.urls.functions,
+    sandboxUrl: stack.urls.sandbox,
+    keys,
+    functionsPid: pid("functions"),
+    sandboxPid: pid("sandbox"),
+    logFile,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await stopServices(services);
+    },
+  };
+}
+
+/** The last lines of the services' log, for an error message. */
+export async function logTail(services: BenchServices, lines = 20): Promise<string> {
+  try {
+    return (await Deno.readTextFile(services.logFile)).trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+/** A signed-in user's JWT as the local gateway accepts it. */
+export async function userToken(m: Member): Promise<string> {
+  const iat = Math.floor(Date.now() / 1000);
+  return await signJwt(
+    { sub: m.userId, role: "authenticated", aud: "authenticated", email: m.email, iat, exp: iat + 3600 },
+    LOCAL_JWT_SECRET,
+  );
+}
+
+/** VmRSS and VmHWM (peak RSS over the process's life) in kB, from /proc/<pid>/status. */
+export function processMemory(pid: number): { rssKb: number; hwmKb: number } | null {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+    const rssKb = field("VmRSS");
+    const hwmKb = field("VmHWM");
+    return Number.isFinite(rssKb) && Number.isFinite(hwmKb) ? { rssKb, hwmKb } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Samples a process's VmRSS every `everyMs` until stopped; returns the highest sample seen. */
+export function sampleRss(pid: number, everyMs = 5): { stop(): { peakKb: number; samples: number } } {
+  let peakKb = processMemory(pid)?.rssKb ?? 0;
+  let samples = 1;
+  const timer = setInterval(() => {
+    const m = processMemory(pid);
+    if (m) {
+      peakKb = Math.max(peakKb, m.rssKb);
+      samples++;
+    }
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      const m = processMemory(pid);
+      if (m) peakKb = Math.max(peakKb, m.rssKb);
+      return { peakKb, samples };
+    },
+  };
+}
+
+export function mb(kb: number): string {
+  return `${(kb / 1024).toFixed(1)} MB`;
+}
+
+/** A status callback as the sandbox (and Twilio) posts it: form body, signature, idempotency token. */
+export interface SignedCallback {
+  body: string;
+  signature: string;
+  token: string;
+}
+
+export function signedStatusCallback(functionsUrl: string, sid: string, status: string): SignedCallback {
+  const params: Record<string, string> = {
+    MessageSid: sid,
+    SmsSid: sid,
+    AccountSid: LOCAL_TWILIO.accountSid,
+    From: "+15005550006",
+    To: "+14155550100",
+    MessageStatus: status,
+    SmsStatus: status,
+    ApiVersion: "2010-04-01",
+  };
+  return {
+    body: new URLSearchParams(params).toString(),
+    signature: twilio.getExpectedTwilioSignature(LOCAL_TWILIO.authToken, `${functionsUrl}/twilio-status`, params),
+    token: `${sid}-${status}`,
+  };
+}
+
+export async function postCallback(functionsUrl: string, cb: SignedCallback): Promise<number> {
+  const res = await fetch(`${functionsUrl}/twilio-status`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-twilio-signature": cb.signature,
+      "i-twilio-idempotency-token": cb.token,
+    },
+    body: cb.body,
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+/** Runs `worker(i)` for i in 0..n-1 with at most `concurrency` at once. */
+export async function pool(n: number, concurrency: number, worker: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => {
+    while (next < n) await worker(next++);
+  }));
+}
+
+export interface DispatchAnswer {
+  claimed: number;
+  sent: number;
+  retried: number;
+  failed: number;
+  deferred: number;
+}
+
+/** POST dispatch with the service role key, as the stack runner (or pg_net) does. */
+export async function dispatch(services: BenchServices, limit: number): Promise<DispatchAnswer> {
+  const res = await fetch(`${services.functionsUrl}/dispatch`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${services.keys.serviceRole}`, "content-type": "application/json" },
+    body: JSON.stringify({ limit }),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`dispatch answered ${res.status}: ${text.slice(0, 200)}`);
+  return JSON.parse(text) as DispatchAnswer;
+}
+
+export interface SandboxSnapshot {
+  messages: { sid: string; to: string; from: string | null; status: string; received_at_ms: number }[];
+  create_requests: { to: string | null; received_at_ms: number; http_status: number; sid: string | null }[];
+}
+
+/** The sandbox's own record (messages with received_at_ms, every create request). */
+export async function sandboxSnapshot(services: BenchServices): Promise<SandboxSnapshot> {
+  const res = await fetch(`${services.sandboxUrl}/_sandbox/messages`);
+  if (res.status !== 200) throw new Error(`sandbox answered ${res.status}`);
+  return await res.json() as SandboxSnapshot;
+}
+
+export async function sandboxReset(services: BenchServices): Promise<void> {
+  const res = await fetch(`${services.sandboxUrl}/_sandbox/reset`, { method: "POST" });
+  await res.body?.cancel();
+}
+
+export function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "unknown";
+  }
+}
