@@ -98,10 +98,26 @@ set search_path = ''
 as $$
 declare
   v_actor text := herald.current_actor();
+  v_relevant boolean;
   v_opted_out boolean;
 begin
   -- Statements over the transition tables go through EXECUTE: planned for this firing's rows
-  -- (a bulk update of 100,000 contacts must not reuse a plan made for one).
+  -- (a bulk update of 100,000 contacts must not reuse a plan made for one). An aggregate, not
+  -- exists(): the planner reads exists() as "stops at the first match" and joins the two
+  -- transition tables by nested loop, quadratic when nothing matches; an aggregate hashes them.
+  -- Most updates (names, lead_status) touch none of the columns the rules follow: one pass
+  -- tells, and the rest is skipped.
+  execute $sql$
+    select coalesce(bool_or(o.deleted_at is distinct from n.deleted_at
+                            or o.opted_out_at is distinct from n.opted_out_at
+                            or o.controlled_by is distinct from n.controlled_by), false),
+           coalesce(bool_or(o.opted_out_at is null and n.opted_out_at is not null), false)
+    from old_rows o join new_rows n on n.id = o.id
+  $sql$ into v_relevant, v_opted_out;
+  if not v_relevant then
+    return null;
+  end if;
+
   execute $sql$
   with changed as (
     select n.id, n.workspace_id, n.phone,
@@ -171,10 +187,6 @@ begin
   -- twin opted out, say through a late 21610) opts out too, which cancels what it had pending
   -- (this trigger again, one level down, with nothing left to propagate). Guarded, because a
   -- statement trigger fires even for an update of no rows: unguarded, it would recurse forever.
-  execute $sql$
-    select exists (select 1 from old_rows o join new_rows n on n.id = o.id
-                   where o.opted_out_at is null and n.opted_out_at is not null)
-  $sql$ into v_opted_out;
   if v_opted_out then
     execute $sql$
       update public.contacts c

@@ -14,36 +14,44 @@
  */
 
 /** Section - templates */
-create function herald.render_template(p_body text, p_workspace_id uuid, p_contact_id uuid) returns text
-language plpgsql
+-- Renders one template for many contacts in one statement: the template is split once, and
+-- the contacts are joined to its pieces (prepare_queue renders 100,000 bodies at a time; a
+-- per-contact function call was re-planned on every row). One pass, left to right: each piece
+-- of text between placeholders, then the value of the placeholder after it. A value is never
+-- read as a template in turn (a first name written "{{last_name}}" stays as written), and no
+-- value goes through regexp_replace(), so one containing \1 or & comes out as written.
+create function herald.render_bodies(p_workspace_id uuid, p_body text, p_contact_ids uuid[])
+returns table (contact_id uuid, body text)
+language sql
 stable
 set search_path = ''
 as $$
-declare
-  v_first text;
-  v_last text;
-  v_placeholder constant text := '\{\{\s*(first_name|last_name|var\.([a-z][a-z0-9_]*))\s*\}\}';
-begin
-  if strpos(p_body, '{{') = 0 then
-    return p_body;
-  end if;
-  select first_name, last_name into v_first, v_last
-  from public.contacts where workspace_id = p_workspace_id and id = p_contact_id;
-  -- One pass, left to right: each piece of text between placeholders, then the value of the
-  -- placeholder after it. A value is never read as a template in turn (a first name written
-  -- "{{last_name}}" stays as written), and no value goes through regexp_replace(), so one
-  -- containing \1 or & comes out as written.
-  return (
-    select string_agg(t.piece || coalesce(case m.token[1]
-             when 'first_name' then v_first
-             when 'last_name' then v_last
-             else (select v.value from public.contact_variables v
-                   where v.workspace_id = p_workspace_id and v.contact_id = p_contact_id and v.key = m.token[2])
-           end, ''), '' order by t.n)
-    from unnest(regexp_split_to_array(p_body, v_placeholder)) with ordinality t(piece, n)
-    left join regexp_matches(p_body, v_placeholder, 'g') with ordinality m(token, n) on m.n = t.n
-  );
-end;
+  with parts as materialized (
+    select t.n, t.piece, m.token[1] as token, m.token[2] as var_key
+    from unnest(regexp_split_to_array(p_body, '\{\{\s*(first_name|last_name|var\.([a-z][a-z0-9_]*))\s*\}\}'))
+         with ordinality t(piece, n)
+    left join regexp_matches(p_body, '\{\{\s*(first_name|last_name|var\.([a-z][a-z0-9_]*))\s*\}\}', 'g')
+         with ordinality m(token, n) on m.n = t.n
+  )
+  select c.id,
+         string_agg(p.piece || coalesce(case p.token when 'first_name' then c.first_name
+                                                     when 'last_name' then c.last_name
+                                                     else v.value end, ''), '' order by p.n)
+  from (select distinct u.id from unnest(p_contact_ids) u(id)) ids
+  join public.contacts c on c.workspace_id = p_workspace_id and c.id = ids.id
+  cross join parts p
+  left join public.contact_variables v
+    on v.workspace_id = p_workspace_id and v.contact_id = c.id and v.key = p.var_key
+  group by c.id
+$$;
+comment on function herald.render_bodies(uuid, text, uuid[]) is 'Fills {{first_name}}, {{last_name}} and {{var.KEY}} of one template for each of the contacts; a missing value renders empty. Contacts not in the workspace are left out.';
+
+create function herald.render_template(p_body text, p_workspace_id uuid, p_contact_id uuid) returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select r.body from herald.render_bodies(p_workspace_id, p_body, array[p_contact_id]) r
 $$;
 comment on function herald.render_template(text, uuid, uuid) is 'Fills {{first_name}}, {{last_name}} and {{var.KEY}} from the contact; a missing value renders empty.';
 
@@ -329,11 +337,19 @@ begin
       where x.workspace_id = c.workspace_id and x.sequence_id = c.sequence_id and x.position > c.position
       order by x.position limit 1
     ) ns on true
+  ), rendered as (
+    -- One render per distinct step template, for all the contacts that reached it.
+    select g.workspace_id, g.body as template, r.contact_id, r.body
+    from (select n.workspace_id, n.body, array_agg(n.contact_id) as contact_ids
+          from nxt n where n.next_step_id is not null group by n.workspace_id, n.body) g
+    cross join lateral herald.render_bodies(g.workspace_id, g.body, g.contact_ids) r
   ), scheduled as (
     insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
-    select n.workspace_id, n.contact_id, n.channel, herald.render_template(n.body, n.workspace_id, n.contact_id),
+    select n.workspace_id, n.contact_id, n.channel, r.body,
            n.sent_at + n.delay, n.enrollment_id, n.next_step_id, w.max_attempts
-    from nxt n join public.workspaces w on w.id = n.workspace_id
+    from nxt n
+    join rendered r on r.workspace_id = n.workspace_id and r.template = n.body and r.contact_id = n.contact_id
+    join public.workspaces w on w.id = n.workspace_id
     where n.next_step_id is not null
     on conflict do nothing
     returning 1

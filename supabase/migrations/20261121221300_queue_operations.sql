@@ -122,12 +122,13 @@ begin
     insert into public.sequence_enrollments (workspace_id, sequence_id, contact_id, current_position)
     select v_ws.id, v_seq.id, s.id, v_step.position from slotted s
     returning id, contact_id
+  ), rendered as (
+    select r.contact_id, r.body
+    from herald.render_bodies(v_ws.id, v_step.body, (select array_agg(s.id) from slotted s)) r
   ), scheduled as (
     insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
-    select v_ws.id, s.id, v_step.channel,
-           herald.render_template(v_step.body, v_ws.id, s.id),
-           s.first_send_at, e.id, v_step.id, v_ws.max_attempts
-    from slotted s join enrolled e on e.contact_id = s.id
+    select v_ws.id, s.id, v_step.channel, r.body, s.first_send_at, e.id, v_step.id, v_ws.max_attempts
+    from slotted s join enrolled e on e.contact_id = s.id join rendered r on r.contact_id = s.id
     returning contact_id
   ), ledger as (
     insert into public.queue_entries (workspace_id, contact_id, for_date, sequence_id, enrollment_id, first_send_at, actor)
