@@ -39,7 +39,11 @@ async function freePort(from: number, taken: number[]): Promise<number> {
  * gets what `npm start` gives it (Stack.functionEnv: this cluster's URL, the local JWT secret
  * and keys, the sandbox as TWILIO_API_BASE, its own URL as the public functions URL).
  */
-export async function startBenchServices(cluster: BenchCluster, log: (s: string) => void): Promise<BenchServices> {
+export async function startBenchServices(
+  cluster: BenchCluster,
+  log: (s: string) => void,
+  opts: { functionsOnly?: string[] } = {},
+): Promise<BenchServices> {
   const db = cluster.stack.ports.db;
   const functions = await freePort(54380, [db]);
   const sandbox = await freePort(functions + 1, [db, functions]);
@@ -47,7 +51,7 @@ export async function startBenchServices(cluster: BenchCluster, log: (s: string)
   const keys = await localKeys();
   const logFile = `/var/tmp/herald/bench-${Deno.pid}-services-${functions}.log`;
   log(`starting the Twilio sandbox on ${sandbox} and the functions server on ${functions} (log: ${logFile})`);
-  const services: ServiceProcess[] = await stack.startServices(keys, { logFile });
+  const services: ServiceProcess[] = await stack.startServices(keys, { logFile, functionsOnly: opts.functionsOnly });
   const pid = (name: string) => services.find((s) => s.name === name)!.child.pid;
   // The functions server opens its port before its first database connection: one cheap call
   // through it, so the first timed request does not pay for connecting.

@@ -4,7 +4,9 @@
 // of opening a port, applies the gateway's verify_jwt rule from supabase/config.toml, and routes.
 //
 // Usage: deno run -A --config supabase/functions/deno.json scripts/functions-server.ts
-// Env: FUNCTIONS_PORT (default 54321), SUPABASE_JWT_SECRET, and whatever the functions read.
+// Env: FUNCTIONS_PORT (default 54321), SUPABASE_JWT_SECRET, and whatever the functions read;
+// FUNCTIONS_ONLY=a,b serves only those functions (one function per process, as Supabase's edge
+// runtime gives each function its own worker: the bench measures a function's memory that way).
 
 import { parse as parseToml } from "smol-toml";
 import { verifyJwt } from "../supabase/functions/_shared/jwt.ts";
@@ -71,8 +73,12 @@ async function load(name: string): Promise<Handler> {
 const jwtSecret = Deno.env.get("SUPABASE_JWT_SECRET");
 const port = Number(Deno.env.get("FUNCTIONS_PORT") ?? "54321");
 const settings = await verifyJwtSettings();
+const only = (Deno.env.get("FUNCTIONS_ONLY") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+const names = await functionNames();
+const unknown = only.filter((n) => !names.includes(n));
+if (unknown.length) throw new Error(`FUNCTIONS_ONLY names no function ${unknown.join(", ")} (there are ${names.join(", ")})`);
 const functions = new Map<string, LoadedFunction>();
-for (const name of await functionNames()) {
+for (const name of only.length ? only : names) {
   functions.set(name, { handler: await load(name), verifyJwt: settings[name] ?? true });
 }
 

@@ -7,7 +7,7 @@
 //   npm run stack -- status      what is running
 
 import { DEV_PORTS, devDataDir, DENO_BIN, DENO_CONFIG, ROOT } from "./lib/config.ts";
-import { localKeys, type Keys, Stack, stopServices } from "./lib/stack.ts";
+import { FUNCTIONS_V8_FLAGS, localKeys, type Keys, Stack, stopServices } from "./lib/stack.ts";
 import { portInUse, run, waitForPort } from "./lib/proc.ts";
 
 const stack = new Stack(DEV_PORTS, devDataDir(), false);
@@ -66,10 +66,18 @@ async function up() {
   const keys = await localKeys();
   const env = stack.functionEnv(keys);
   const pids: Record<string, number> = {};
-  const spawnDetached = (name: string, script: string, extra: Record<string, string>) => {
+  const spawnDetached = (name: string, script: string, extra: Record<string, string>, flags = "") => {
     const logPath = `${stateDir}/${name}.log`;
     const child = new Deno.Command("setsid", {
-      args: ["sh", "-c", `exec "$0" run -A --unstable-no-legacy-abort --config "$1" "$2" >>"$3" 2>&1`, DENO_BIN, DENO_CONFIG, script, logPath],
+      args: [
+        "sh",
+        "-c",
+        `exec "$0" run -A --unstable-no-legacy-abort ${flags} --config "$1" "$2" >>"$3" 2>&1`,
+        DENO_BIN,
+        DENO_CONFIG,
+        script,
+        logPath,
+      ],
       cwd: ROOT,
       env: { ...env, ...extra },
       stdin: "null",
@@ -83,7 +91,8 @@ async function up() {
     SANDBOX_PORT: String(DEV_PORTS.sandbox),
     SANDBOX_INBOUND_URL: `${stack.urls.functions}/twilio-inbound`,
   });
-  spawnDetached("functions", `${ROOT}/scripts/functions-server.ts`, { FUNCTIONS_PORT: String(DEV_PORTS.functions) });
+  spawnDetached("functions", `${ROOT}/scripts/functions-server.ts`, { FUNCTIONS_PORT: String(DEV_PORTS.functions) },
+    FUNCTIONS_V8_FLAGS);
   await Deno.writeTextFile(pidFile, JSON.stringify(pids));
   await waitForPort(DEV_PORTS.sandbox, 60_000);
   await waitForPort(DEV_PORTS.functions, 60_000);
