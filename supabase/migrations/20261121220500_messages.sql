@@ -35,7 +35,7 @@ create table public.messages (
   max_attempts integer not null default 3,
   last_error_code integer,
   last_error text,
-  provider_sid text unique,
+  provider_sid text,
   enrollment_id uuid,
   step_id uuid,
   appointment_id uuid,
@@ -60,17 +60,21 @@ create table public.messages (
   constraint messages_body_length check (length(btrim(body)) between 1 and 1600),
   constraint messages_cancel_reason_iff_cancelled check ((status = 'cancelled') = (cancel_reason is not null)),
   constraint messages_lease_iff_sending check ((status = 'sending') = (lease_expires_at is not null)),
+  constraint messages_queued_has_sender check (status <> 'queued' or sender_id is not null),
   constraint messages_attempts_range check (attempts >= 0 and max_attempts between 1 and 20),
   constraint messages_idempotency_key_length check (idempotency_key is null or length(idempotency_key) between 1 and 200)
 );
 comment on table public.messages is 'One message to one contact and its whole lifecycle. Written through RPCs, cron and the dispatcher; members read their workspace''s.';
-comment on column public.messages.sender_id is 'The sender to use; null means the workspace''s default sender for the channel at dispatch time.';
+comment on column public.messages.sender_id is 'The sender to use; null means the workspace''s default sender for the channel, bound when the message is queued.';
 comment on column public.messages.send_at is 'Not before this time. Quiet hours and daily limits move it forward (with a ledger event); retries set it to now() + backoff.';
 comment on column public.messages.attempts is 'Provider calls made so far; each has a row in message_attempts.';
 comment on column public.messages.lease_expires_at is 'While sending: the claiming dispatcher''s lease. An expired lease is reaped back to queued after checking the provider.';
 comment on column public.messages.retry_of is 'The failed or undelivered message this one re-sends (retry_message()).';
 comment on column public.messages.idempotency_key is 'Caller-chosen key: schedule_message() with the same key in the same workspace returns the same message.';
 
+-- Partial: every message starts without a sid, and an index entry for each of those would be
+-- paid on every insert and every status change for nothing.
+create unique index messages_provider_sid_key on public.messages (provider_sid) where provider_sid is not null;
 create index messages_workspace_contact_idx on public.messages (workspace_id, contact_id);
 create index messages_workspace_sender_idx on public.messages (workspace_id, sender_id) where sender_id is not null;
 create index messages_workspace_enrollment_idx on public.messages (workspace_id, enrollment_id) where enrollment_id is not null;
@@ -83,7 +87,8 @@ create unique index messages_idempotency_key on public.messages (workspace_id, i
 create unique index messages_one_per_step on public.messages (enrollment_id, step_id)
   where enrollment_id is not null and step_id is not null and retry_of is null;
 create index messages_scheduled_due_idx on public.messages (send_at) where status = 'scheduled';
-create index messages_queued_due_idx on public.messages (send_at) where status = 'queued';
+-- Claims go sender by sender (each sender's rate slot is held by one claimer at a time).
+create index messages_queued_due_idx on public.messages (sender_id, send_at) where status = 'queued';
 create index messages_sending_lease_idx on public.messages (lease_expires_at) where status = 'sending';
 create index messages_workspace_sent_at_idx on public.messages (workspace_id, sent_at) where sent_at is not null;
 create index messages_workspace_created_idx on public.messages (workspace_id, created_at);
@@ -97,7 +102,7 @@ create table public.message_attempts (
   workspace_id uuid not null,
   message_id uuid not null,
   attempt_no integer not null,
-  provider_sid text unique,
+  provider_sid text,
   provider_status text,
   error_code integer,
   error_message text,
@@ -110,6 +115,7 @@ create table public.message_attempts (
 );
 comment on table public.message_attempts is 'One row per call to the provider for a message: its sid, the provider''s latest status and error.';
 comment on column public.message_attempts.provider_sid is 'Twilio''s Message SID (SM…); null if the call failed before Twilio accepted it.';
+create unique index message_attempts_provider_sid_key on public.message_attempts (provider_sid) where provider_sid is not null;
 create index message_attempts_workspace_message_idx on public.message_attempts (workspace_id, message_id);
 
 /** Section - ledger */
@@ -242,41 +248,66 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_ok boolean;
   v_bad record;
 begin
-  -- The status graph, checked once per distinct (from, to) pair rather than once per row.
-  execute 'select coalesce(bool_and(herald.message_transition_ok(p.from_status, p.to_status)), true)
-           from (select distinct o.status as from_status, n.status as to_status
-                 from old_rows o join new_rows n on n.id = o.id) p'
-    into v_ok;
-  if not v_ok then
-    execute 'select o.id, o.status as from_status, n.status as to_status
+  -- One statement: the status graph is checked once per distinct (from, to) pair rather than
+  -- once per row, and the events are written only if every pair is allowed.
+  execute 'with pairs as materialized (
+             select n.workspace_id, n.id, o.status as from_status, n.status as to_status, n.cancel_reason,
+                    n.last_error_code, o.send_at as send_at_from, n.send_at as send_at_to
              from old_rows o join new_rows n on n.id = o.id
-             where not herald.message_transition_ok(o.status, n.status)
-             order by o.id limit 1'
-      into v_bad;
+           ), bad as (
+             select d.from_status, d.to_status
+             from (select distinct p.from_status, p.to_status from pairs p) d
+             where not herald.message_transition_ok(d.from_status, d.to_status)
+             limit 1
+           ), logged as (
+             insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
+             select p.workspace_id, p.id, p.from_status, p.to_status,
+                    case
+                      when p.to_status = ''cancelled'' then p.cancel_reason::text
+                      when p.to_status in (''failed'', ''undelivered'') and p.last_error_code is not null
+                        then coalesce($1, ''provider_error_'' || p.last_error_code)
+                      else $1
+                    end,
+                    $2,
+                    case when p.send_at_from is distinct from p.send_at_to
+                      then jsonb_build_object(''send_at_from'', p.send_at_from, ''send_at_to'', p.send_at_to) end
+             from pairs p
+             where (p.from_status is distinct from p.to_status or p.send_at_from is distinct from p.send_at_to)
+               and not exists (select 1 from bad)
+           )
+           select (select p.id from pairs p
+                   where p.from_status = b.from_status and p.to_status = b.to_status order by p.id limit 1) as id,
+                  b.from_status, b.to_status
+           from bad b'
+    into v_bad
+    using nullif(current_setting('herald.reason', true), ''), herald.current_actor();
+  if v_bad.id is not null then
     raise exception 'message % cannot go from % to %', v_bad.id, v_bad.from_status, v_bad.to_status
       using errcode = '55000', hint = 'A message only moves forward; cancelled, failed, undelivered and read are final.';
   end if;
-
-  execute 'insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
-           select n.workspace_id, n.id, o.status, n.status,
-                  case
-                    when n.status = ''cancelled'' then n.cancel_reason::text
-                    when n.status in (''failed'', ''undelivered'') and n.last_error_code is not null
-                      then coalesce($1, ''provider_error_'' || n.last_error_code)
-                    else $1
-                  end,
-                  $2,
-                  case when o.send_at is distinct from n.send_at
-                    then jsonb_build_object(''send_at_from'', o.send_at, ''send_at_to'', n.send_at) end
-           from old_rows o join new_rows n on n.id = o.id
-           where o.status is distinct from n.status or o.send_at is distinct from n.send_at'
-    using nullif(current_setting('herald.reason', true), ''), herald.current_actor();
   return null;
 end;
 $$;
+
+-- A queued message is bound to its sender: claims go sender by sender. One that names none
+-- takes the workspace's default sender of its channel; with no default, the
+-- messages_queued_has_sender check refuses it (23514) rather than leaving it stuck.
+create function herald.messages_bind_sender() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  new.sender_id := (select s.id from public.senders s
+                    where s.workspace_id = new.workspace_id and s.channel = new.channel
+                      and s.is_default and s.phone_number is not null);
+  return new;
+end;
+$$;
+create trigger messages_bind_sender before insert or update of status on public.messages
+for each row when (new.status = 'queued' and new.sender_id is null) execute function herald.messages_bind_sender();
 
 create trigger messages_ledger_insert after insert on public.messages
 referencing new table as new_rows for each statement execute function herald.messages_ledger_insert();
@@ -355,6 +386,7 @@ revoke insert, update, delete, truncate on public.messages, public.message_attem
 comment on function herald.message_events_append_only() is 'Ledger is append-only: no update, delete or truncate except the cascade of a hard delete.';
 comment on function herald.messages_delete_only_by_cascade() is 'Messages go only with their contact or workspace (foreign-key cascade); a direct delete fails 42501.';
 comment on function herald.messages_ledger_insert() is 'Ledger: one message_events row per new message.';
+comment on function herald.messages_bind_sender() is 'A message queued without a sender is bound to the workspace''s default sender of its channel; with none it is refused (23514, messages_queued_has_sender).';
 comment on function herald.messages_ledger_update() is 'Ledger: rejects a move outside the status graph (55000); one message_events row per status change or send_at move, with reason and actor.';
 comment on trigger messages_updated_at on public.messages is 'Keeps updated_at current on every update (moddatetime).';
 comment on trigger queue_settings_updated_at on public.queue_settings is 'Keeps updated_at current on every update (moddatetime).';

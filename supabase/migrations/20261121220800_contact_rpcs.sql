@@ -316,7 +316,20 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_relevant boolean;
 begin
+  -- Most updates of messages (claims, leases, callbacks before sent) move no enrollment: one
+  -- pass over the new rows tells, before planning the statements below.
+  execute $sql$
+    select coalesce(bool_or(n.enrollment_id is not null and n.retry_of is null
+                            and n.status in ('sent', 'delivered', 'read', 'cancelled', 'failed', 'undelivered')), false)
+    from new_rows n
+  $sql$ into v_relevant;
+  if not v_relevant then
+    return null;
+  end if;
+
   -- Through EXECUTE: statements over transition tables planned for this firing's rows.
   execute $sql$
   with done as (

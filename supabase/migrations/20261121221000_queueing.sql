@@ -161,7 +161,8 @@ begin
     returning 1
   ) select count(*) into v_limited from done;
 
-  -- 5. The rest is queued for the dispatcher.
+  -- 5. The rest is queued for the dispatcher (messages_bind_sender binds the default sender of
+  -- those that name none; step 2 made sure there is one).
   perform herald.set_reason(null);
   with done as (
     update public.messages m set status = 'queued'

@@ -50,8 +50,25 @@ create table herald.sender_slots (
   sender_id uuid primary key references public.senders (id) on delete cascade,
   next_slot_at timestamptz not null default now()
 );
-comment on table herald.sender_slots is 'The next free send slot of each sender. Claims reserve slots 1/mps apart, so a sender''s rate holds across any number of dispatchers.';
+comment on table herald.sender_slots is 'The next free send slot of each sender. A claimer holds a sender''s row while it claims that sender''s messages and reserves their slots 1/mps apart, so a sender''s rate holds across any number of dispatchers.';
 alter table herald.sender_slots enable row level security;
+
+-- Every sender has its slot row from the start: claimers lock rows that exist (skip locked),
+-- rather than racing to create them.
+create function herald.senders_after_insert() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  insert into herald.sender_slots (sender_id) select n.id from new_rows n on conflict (sender_id) do nothing;
+  return null;
+end;
+$$;
+create trigger senders_after_insert after insert on public.senders
+referencing new table as new_rows for each statement execute function herald.senders_after_insert();
+comment on trigger senders_after_insert on public.senders is 'New sender: gets its rate-slot row (herald.sender_slots), which claimers lock sender by sender.';
+insert into herald.sender_slots (sender_id) select id from public.senders on conflict (sender_id) do nothing;
 
 /** Section - ranks and error classes */
 create function herald.message_rank(p_status public.message_status) returns integer
@@ -97,8 +114,12 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_ids uuid[];
-  v_senders uuid[];
+  v_ids uuid[] := '{}';
+  v_batch uuid[];
+  v_blocked uuid[];
+  v_free timestamptz;
+  v_room integer;
+  s record;
 begin
   if p_limit is null or p_limit < 1 or p_limit > 5000 then
     raise exception 'limit must be between 1 and 5000' using errcode = '22023';
@@ -108,73 +129,86 @@ begin
   end if;
   perform set_config('herald.actor', 'dispatcher', true);
 
-  -- A queued message whose sender went away has nothing to send from: fail it visibly.
-  perform herald.set_reason('no_sender');
-  update public.messages m
-  set status = 'failed', failed_at = now(), last_error = 'no sender: the message names none and the workspace has no default sender'
-  where m.status = 'queued' and m.send_at <= now() and m.sender_id is null
-    and not exists (select 1 from public.senders s where s.workspace_id = m.workspace_id and s.channel = m.channel
-                    and s.is_default and s.phone_number is not null);
-  perform herald.set_reason(null);
-
-  -- Eligibility is re-checked here, in the claiming statement: a contact deleted, opted out or
-  -- taken over has had its messages cancelled in that same transaction, so a row that is still
-  -- queued under our lock belongs to a contact Herald may message.
-  select array_agg(due.id), array_agg(distinct due.sender_id) into v_ids, v_senders
-  from (
-    select m.id, coalesce(m.sender_id, d.id) as sender_id
-    from public.messages m
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-    join public.workspaces w on w.id = m.workspace_id
-    left join public.senders d on m.sender_id is null and d.workspace_id = m.workspace_id
-      and d.channel = m.channel and d.is_default
-    where m.status = 'queued' and m.send_at <= now()
-      and w.automation_enabled
-      -- A message back from a lost lease is claimed whatever its contact's state: the dispatcher
-      -- must first ask Twilio whether it went out, and otherwise it is cancelled, not sent.
-      and (herald.contact_block_reason(c) is null or m.provider_check_required)
-    order by m.send_at
-    limit p_limit
-    for update of m skip locked
-  ) due;
-  if v_ids is null then
+  -- Claimers share the work sender by sender, as graphile-worker's named queues do: a claimer
+  -- takes the senders whose oldest due message is oldest, skipping any sender another claimer
+  -- holds, and holds that sender's slot row while it claims the sender's messages. Claims of
+  -- different senders run side by side; a sender's mps holds across any number of dispatchers.
+  for s in
+    select se.id, se.mps
+    from public.senders se
+    join public.workspaces w on w.id = se.workspace_id
+    cross join lateral (
+      select min(m.send_at) as oldest from public.messages m
+      where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
+    ) due
+    where w.automation_enabled and se.phone_number is not null and due.oldest is not null
+    order by due.oldest
+  loop
+    select greatest(sl.next_slot_at, now()) into v_free
+    from herald.sender_slots sl where sl.sender_id = s.id
+    for update skip locked;
+    continue when not found;
+    -- Only what this sender can send within half the lease; the rest stays queued for later.
+    v_room := least(p_limit - cardinality(v_ids),
+                    floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps)::integer + 1);
+    continue when v_room < 1;
+    select array_agg(m.id) into v_batch
+    from (
+      select m.id from public.messages m
+      where m.sender_id = s.id and m.status = 'queued' and m.send_at <= now()
+      order by m.send_at
+      limit v_room
+      for update of m skip locked
+    ) m;
+    v_ids := v_ids || coalesce(v_batch, '{}');
+    exit when cardinality(v_ids) >= p_limit;
+  end loop;
+  if cardinality(v_ids) = 0 then
     return;
   end if;
 
-  -- Slots are read under a lock (in sender order, so claimers never deadlock): concurrent
-  -- dispatchers of one sender take consecutive slots, never the same ones.
-  insert into herald.sender_slots (sender_id)
-  select s from unnest(v_senders) s order by s on conflict (sender_id) do nothing;
-  perform 1 from herald.sender_slots sl where sl.sender_id = any (v_senders) order by sl.sender_id for update;
+  -- Eligibility is re-checked for the locked rows, in the claiming transaction: a contact
+  -- deleted, opted out or taken over has had its messages cancelled in that same transaction,
+  -- so a row still queued under our lock belongs to a contact Herald may message. Should one
+  -- not, it is cancelled here with the reason, never sent. A message back from a lost lease is
+  -- claimed whatever its contact's state: the dispatcher must first ask Twilio whether it went
+  -- out, and otherwise it is cancelled, not sent. (Looked for first: an update of no rows would
+  -- still fire the ledger's statement triggers.)
+  select array_agg(m.id) into v_blocked
+  from public.messages m
+  join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+  where m.id = any (v_ids) and not m.provider_check_required and herald.contact_block_reason(c) is not null;
+  if v_blocked is not null then
+    update public.messages m
+    set status = 'cancelled', cancel_reason = herald.contact_block_reason(c), cancelled_at = now()
+    from public.contacts c
+    where m.id = any (v_blocked) and c.workspace_id = m.workspace_id and c.id = m.contact_id;
+    v_ids := array(select i from unnest(v_ids) i where i <> all (v_blocked));
+    if cardinality(v_ids) = 0 then
+      return;
+    end if;
+  end if;
 
+  -- Slots 1/mps apart from each sender's next free one (its row is locked by this claim).
   return query
-  with cand as (
-    select m.id, m.workspace_id, m.send_at, coalesce(m.sender_id, d.id) as sender_id
-    from public.messages m
-    left join public.senders d on m.sender_id is null and d.workspace_id = m.workspace_id
-      and d.channel = m.channel and d.is_default
-    where m.id = any (v_ids)
-  ), slotted as (
-    select c.id, c.sender_id, s.mps, s.phone_number,
+  with slotted as (
+    select m.id, m.sender_id, se.mps, se.phone_number,
            greatest(sl.next_slot_at, now())
-             + make_interval(secs => (row_number() over (partition by c.sender_id order by c.send_at, c.id) - 1) / s.mps) as slot
-    from cand c
-    join public.senders s on s.id = c.sender_id
-    join herald.sender_slots sl on sl.sender_id = c.sender_id
-    where s.phone_number is not null
-  ), taken as (
-    -- Only what can go out within half the lease; the rest stays queued for a later claim.
-    select * from slotted where slotted.slot <= now() + p_lease / 2
+             + make_interval(secs => (row_number() over (partition by m.sender_id order by m.send_at, m.id) - 1) / se.mps) as slot
+    from public.messages m
+    join public.senders se on se.id = m.sender_id
+    join herald.sender_slots sl on sl.sender_id = m.sender_id
+    where m.id = any (v_ids)
   ), reserved as (
     update herald.sender_slots sl
     set next_slot_at = t.last_slot + make_interval(secs => 1 / t.mps)
-    from (select taken.sender_id, max(taken.slot) as last_slot, max(taken.mps) as mps from taken group by taken.sender_id) t
+    from (select sl2.sender_id, max(sl2.slot) as last_slot, max(sl2.mps) as mps from slotted sl2 group by sl2.sender_id) t
     where sl.sender_id = t.sender_id
     returning 1
   ), claimed as (
     update public.messages m
-    set status = 'sending', lease_expires_at = now() + p_lease, attempts = m.attempts + 1, sender_id = t.sender_id
-    from taken t
+    set status = 'sending', lease_expires_at = now() + p_lease, attempts = m.attempts + 1
+    from slotted t
     where m.id = t.id
     returning m.id, m.workspace_id, m.contact_id, m.attempts, m.body, m.channel, m.provider_check_required,
               t.slot, t.phone_number

@@ -12,6 +12,7 @@ select tests.get_user_id('dora') as dora, tests.get_user_id('abe') as abe \gset
 select tests.authenticate_as('dora');
 select create_workspace('Deletion Co', 'Europe/Paris') as ws \gset
 insert into workspace_members (workspace_id, user_id, role) values (:'ws', :'abe', 'agent');
+insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws', 'sms', '+15005550006', 'connected', true);
 
 -- two active sequences of two steps each
 insert into sequences (workspace_id, name, status) values (:'ws', 'Welcome', 'active') returning id as seq1 \gset

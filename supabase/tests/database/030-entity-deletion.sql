@@ -97,6 +97,8 @@ select results_eq(
 
 /** Section - sequences: archive and delete stop enrollments; sent history stays */
 select tests.authenticate_as('finn');
+-- a default sender again, for the messages queued below (a queued message has a sender)
+insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws', 'sms', '+15005550016', 'connected', true);
 insert into sequences (workspace_id, name, status) values (:'ws', 'Archive me', 'active') returning id as seq_a \gset
 insert into sequences (workspace_id, name, status) values (:'ws', 'Delete me', 'active') returning id as seq_d \gset
 insert into sequence_steps (workspace_id, sequence_id, position, delay, body) values

@@ -291,6 +291,7 @@ select is((:'pv'::jsonb) -> 'blocked_by', '{}'::jsonb, 'workspace: nothing block
 select tests.authenticate_as('ivy');
 select create_workspace('RPC Co') as ws2 \gset
 insert into workspace_members (workspace_id, user_id, role) values (:'ws2', :'jay', 'agent');
+insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws2', 'sms', '+15005550006', 'connected', true);
 insert into contacts (workspace_id, phone, first_name, last_name) values (:'ws2', '+14155550601', 'Ada', 'Byron') returning id as a \gset
 insert into contacts (workspace_id, phone) values (:'ws2', '+14155550602') returning id as b \gset
 insert into contacts (workspace_id, phone) values (:'ws2', '+14155550603') returning id as human \gset

@@ -3,7 +3,7 @@
 -- queueing function and herald.quiet_until take the time as a parameter, and inside this one
 -- transaction now() does not move, so claim slots and backoffs are exact.
 begin;
-select plan(143);
+select plan(144);
 
 /** Section - helpers for this file */
 -- Each scenario gets its own workspace. Rows are written directly as postgres, as a bulk import
@@ -329,10 +329,15 @@ select results_eq(
   format($$ select id, status::text, coalesce(cancel_reason::text, '-') from messages where id in (%L, %L, %L, %L, %L, %L) order by id $$,
     :'mk_human', :'mk_deleted', :'mk_opted', :'mk_stale', :'mk_future', :'mk_scheduled'),
   format($$ select * from (values (%L::uuid, 'cancelled', 'human_takeover'), (%L::uuid, 'cancelled', 'contact_deleted'),
-                                  (%L::uuid, 'cancelled', 'contact_opted_out'), (%L::uuid, 'queued', '-'),
+                                  (%L::uuid, 'cancelled', 'contact_opted_out'), (%L::uuid, 'cancelled', 'contact_deleted'),
                                   (%L::uuid, 'queued', '-'), (%L::uuid, 'scheduled', '-')) v order by 1 $$,
     :'mk_human', :'mk_deleted', :'mk_opted', :'mk_stale', :'mk_future', :'mk_scheduled'),
-  'taken over, deleted and opted out were cancelled by the triggers; the stale one, the future one and the scheduled one stay unclaimed');
+  'taken over, deleted and opted out were cancelled by the triggers; the stale one by the claim''s re-check; the future one and the scheduled one stay unclaimed');
+select results_eq(
+  format($$ select from_status::text, to_status::text, reason, actor from message_events where message_id = %L order by id desc limit 1 $$,
+    :'mk_stale'),
+  $$ values ('queued'::text, 'cancelled'::text, 'contact_deleted'::text, 'dispatcher'::text) $$,
+  'the claim''s cancellation is in the ledger with its reason, by the dispatcher');
 select is((select count(*)::int from message_attempts where message_id in (:'mk_stale', :'mk_future', :'mk_scheduled')), 0,
   'unclaimed messages get no attempt row');
 select results_eq(

@@ -382,6 +382,18 @@ begin
               v_got := sqlstate;
               v_msg := sqlerrm;
             end;
+          elsif v_kind in ('queue_message', 'mark_sent') and v_m.status = 'scheduled'
+                and v_m.sender_id is null
+                and not exists (select 1 from public.senders s where s.workspace_id = v_m.workspace_id
+                                and s.channel = v_m.channel and s.is_default and s.phone_number is not null) then
+            -- nothing to send from: a queued message must have a sender, so queueing it is refused
+            v_expect := '23514';
+            begin
+              update public.messages set status = 'queued' where id = v_id;
+            exception when others then
+              v_got := sqlstate;
+              v_msg := sqlerrm;
+            end;
           elsif v_kind = 'queue_message' and v_m.status = 'scheduled' then
             update public.messages set status = 'queued' where id = v_id;
           elsif v_kind = 'mark_sent' and v_m.status in ('scheduled', 'queued') then
