@@ -262,6 +262,7 @@ declare
   v_prev text;
   v_target public.message_status;
   v_early record;
+  v_applied record;
   v_block public.cancel_reason;
 begin
   if p_outcome not in ('sent', 'permanent', 'transient', 'not_sent') then
@@ -305,7 +306,10 @@ begin
       order by e.id
     loop
       perform set_config('herald.actor', 'provider', true);
-      perform herald.apply_status_event(v_early.id, p_sid, v_early.provider_status, v_early.error_code);
+      v_applied := herald.apply_status_event(p_sid, v_early.provider_status, v_early.error_code);
+      update public.provider_events e
+      set outcome = v_applied.outcome, workspace_id = v_applied.workspace_id, message_id = v_applied.message_id
+      where e.id = v_early.id;
       select status into v_target from public.messages where id = m.id;
     end loop;
     return v_target;
@@ -387,28 +391,36 @@ comment on function herald.reap_expired_leases() is 'pg_cron, every minute: mess
 select cron.schedule('herald-reap-expired-leases', '* * * * *', $$select herald.reap_expired_leases()$$);
 
 /** Section - status callbacks */
--- Applies one stored status callback to the attempt and the message of its sid, forward by rank
--- only, and records on the event what was done. Shared by apply_provider_status and by
--- record_send_result, which replays the callbacks that reached Herald before the sid did.
-create function herald.apply_status_event(p_event bigint, p_sid text, p_status text, p_error_code integer) returns text
+-- Applies one status callback to the attempt and the message of its sid, forward by rank only,
+-- and says what it did (the caller writes that on the callback's provider event). Shared by
+-- apply_provider_status and by record_send_result, which replays the callbacks that reached
+-- Herald before the sid did.
+create function herald.apply_status_event(
+  p_sid text,
+  p_status text,
+  p_error_code integer,
+  out outcome text,
+  out workspace_id uuid,
+  out message_id uuid
+)
 language plpgsql
 set search_path = ''
 as $$
+#variable_conflict use_column
 declare
   a public.message_attempts;
   m public.messages;
   v_target public.message_status := herald.from_provider_status(p_status);
   v_current public.message_status;
   v_advances boolean;
-  v_outcome text;
   v_prev text;
 begin
   select * into a from public.message_attempts where provider_sid = p_sid for update;
   if not found then
     select * into m from public.messages where provider_sid = p_sid;
     if not found then
-      update public.provider_events set outcome = 'unknown_sid' where id = p_event;
-      return 'unknown_sid';
+      outcome := 'unknown_sid';
+      return;
     end if;
   else
     -- The attempt keeps the furthest status Twilio reported, whatever order callbacks arrive in:
@@ -447,17 +459,15 @@ begin
                           || coalesce(' with error ' || p_error_code, '') else last_error end
     where id = m.id;
     perform herald.set_reason(v_prev);
-    v_outcome := 'applied';
+    outcome := 'applied';
   else
-    v_outcome := 'unchanged';
+    outcome := 'unchanged';
   end if;
-  update public.provider_events
-  set outcome = v_outcome, workspace_id = m.workspace_id, message_id = m.id
-  where id = p_event;
-  return v_outcome;
+  workspace_id := m.workspace_id;
+  message_id := m.id;
 end;
 $$;
-comment on function herald.apply_status_event(bigint, text, text, integer) is 'Applies one stored status callback to its attempt and message by rank; the outcome is written on the event.';
+comment on function herald.apply_status_event(text, text, integer) is 'Applies one status callback to its attempt and message by rank; returns the outcome and the message it applied to.';
 
 create function herald.apply_provider_status(
   p_sid text,
@@ -471,20 +481,25 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_event bigint;
+  r record;
 begin
   perform set_config('herald.actor', 'provider', true);
-  insert into public.provider_events (kind, provider_sid, provider_status, error_code, outcome, payload, idempotency_token)
-  values ('status', p_sid, lower(p_status), p_error_code, 'pending', p_payload, p_idempotency_token)
-  on conflict (idempotency_token) do nothing
-  returning id into v_event;
-  if v_event is null then
-    return 'duplicate';
-  end if;
   -- Taken in turn with record_send_result for the same sid: a callback that beats the
   -- dispatcher's answer either waits for it here, or is kept as unknown_sid and replayed there.
+  -- Also with a redelivery of the same callback (same sid): the second one, after the lock,
+  -- sees the first's event and is a duplicate.
   perform pg_advisory_xact_lock(hashtextextended(p_sid, 0));
-  return herald.apply_status_event(v_event, p_sid, p_status, p_error_code);
+  if p_idempotency_token is not null
+     and exists (select 1 from public.provider_events e where e.idempotency_token = p_idempotency_token) then
+    return 'duplicate';
+  end if;
+  r := herald.apply_status_event(p_sid, p_status, p_error_code);
+  -- Stored once, with what was done (an unknown sid waits there for its replay).
+  insert into public.provider_events (kind, workspace_id, message_id, provider_sid, provider_status, error_code,
+                                      outcome, payload, idempotency_token)
+  values ('status', r.workspace_id, r.message_id, p_sid, lower(p_status), p_error_code,
+          r.outcome, p_payload, p_idempotency_token);
+  return r.outcome;
 end;
 $$;
 comment on function herald.apply_provider_status(text, text, integer, jsonb, text) is 'Applies one Twilio status callback: stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing.';
@@ -576,7 +591,7 @@ end;
 $$;
 comment on function herald.apply_inbound(text, text, text, text, jsonb, text) is 'Applies one inbound message: STOP-family keywords opt out (cancelling everything pending), START-family opt back in, any other reply stops stop_on_reply sequences.';
 
-revoke execute on function herald.apply_status_event(bigint, text, text, integer) from public, authenticated;
+revoke execute on function herald.apply_status_event(text, text, integer) from public, authenticated;
 revoke execute on function herald.claim_messages(integer, interval), herald.record_send_result(uuid, integer, text, text, text, integer, text),
   herald.reap_expired_leases(), herald.apply_provider_status(text, text, integer, jsonb, text),
   herald.apply_inbound(text, text, text, text, jsonb, text), herald.queue_due_messages(integer, timestamptz) from public, authenticated;

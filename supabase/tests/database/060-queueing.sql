@@ -668,7 +668,7 @@ select throws_ok($$ select herald.apply_provider_status('SMx', 'delivered', null
   'authenticated cannot apply status callbacks');
 select throws_ok($$ select herald.apply_inbound('+14155550101', '+15550003001', 'STOP', 'SMx', '{}') $$, '42501', null,
   'authenticated cannot apply inbound messages');
-select throws_ok($$ select herald.apply_status_event(1, 'SMx', 'delivered', null) $$, '42501', null,
+select throws_ok($$ select herald.apply_status_event('SMx', 'delivered', null) $$, '42501', null,
   'authenticated cannot apply a stored callback either');
 select throws_ok($$ select herald.reap_expired_leases() $$, '42501', null, 'authenticated cannot reap leases');
 select throws_ok($$ select herald.queue_due_messages() $$, '42501', null, 'authenticated cannot run the queueing');
