@@ -248,45 +248,38 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_ok boolean;
   v_bad record;
 begin
-  -- One statement: the status graph is checked once per distinct (from, to) pair rather than
-  -- once per row, and the events are written only if every pair is allowed.
-  execute 'with pairs as materialized (
-             select n.workspace_id, n.id, o.status as from_status, n.status as to_status, n.cancel_reason,
-                    n.last_error_code, o.send_at as send_at_from, n.send_at as send_at_to
+  -- The status graph, checked once per distinct (from, to) pair rather than once per row.
+  execute 'select coalesce(bool_and(herald.message_transition_ok(p.from_status, p.to_status)), true)
+           from (select distinct o.status as from_status, n.status as to_status
+                 from old_rows o join new_rows n on n.id = o.id) p'
+    into v_ok;
+  if not v_ok then
+    execute 'select o.id, o.status as from_status, n.status as to_status
              from old_rows o join new_rows n on n.id = o.id
-           ), bad as (
-             select d.from_status, d.to_status
-             from (select distinct p.from_status, p.to_status from pairs p) d
-             where not herald.message_transition_ok(d.from_status, d.to_status)
-             limit 1
-           ), logged as (
-             insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
-             select p.workspace_id, p.id, p.from_status, p.to_status,
-                    case
-                      when p.to_status = ''cancelled'' then p.cancel_reason::text
-                      when p.to_status in (''failed'', ''undelivered'') and p.last_error_code is not null
-                        then coalesce($1, ''provider_error_'' || p.last_error_code)
-                      else $1
-                    end,
-                    $2,
-                    case when p.send_at_from is distinct from p.send_at_to
-                      then jsonb_build_object(''send_at_from'', p.send_at_from, ''send_at_to'', p.send_at_to) end
-             from pairs p
-             where (p.from_status is distinct from p.to_status or p.send_at_from is distinct from p.send_at_to)
-               and not exists (select 1 from bad)
-           )
-           select (select p.id from pairs p
-                   where p.from_status = b.from_status and p.to_status = b.to_status order by p.id limit 1) as id,
-                  b.from_status, b.to_status
-           from bad b'
-    into v_bad
-    using nullif(current_setting('herald.reason', true), ''), herald.current_actor();
-  if v_bad.id is not null then
+             where not herald.message_transition_ok(o.status, n.status)
+             order by o.id limit 1'
+      into v_bad;
     raise exception 'message % cannot go from % to %', v_bad.id, v_bad.from_status, v_bad.to_status
       using errcode = '55000', hint = 'A message only moves forward; cancelled, failed, undelivered and read are final.';
   end if;
+
+  execute 'insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
+           select n.workspace_id, n.id, o.status, n.status,
+                  case
+                    when n.status = ''cancelled'' then n.cancel_reason::text
+                    when n.status in (''failed'', ''undelivered'') and n.last_error_code is not null
+                      then coalesce($1, ''provider_error_'' || n.last_error_code)
+                    else $1
+                  end,
+                  $2,
+                  case when o.send_at is distinct from n.send_at
+                    then jsonb_build_object(''send_at_from'', o.send_at, ''send_at_to'', n.send_at) end
+           from old_rows o join new_rows n on n.id = o.id
+           where o.status is distinct from n.status or o.send_at is distinct from n.send_at'
+    using nullif(current_setting('herald.reason', true), ''), herald.current_actor();
   return null;
 end;
 $$;
