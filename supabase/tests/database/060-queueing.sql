@@ -3,7 +3,7 @@
 -- queueing function and herald.quiet_until take the time as a parameter, and inside this one
 -- transaction now() does not move, so claim slots and backoffs are exact.
 begin;
-select plan(144);
+select plan(147);
 
 /** Section - helpers for this file */
 -- Each scenario gets its own workspace. Rows are written directly as postgres, as a bulk import
@@ -658,6 +658,17 @@ select results_eq(
   $$ values ('herald-queue-due-messages'::text, '* * * * *'::text, 'select herald.queue_due_messages()'::text),
             ('herald-reap-expired-leases', '* * * * *', 'select herald.reap_expired_leases()') $$,
   'pg_cron queues due messages and reaps expired leases every minute');
+
+/** Section - a queued message has a sender (claims go sender by sender) */
+select pg_temp.workspace('Unsent Co') as ws_u \gset
+select pg_temp.contact(:'ws_u', '+14155550095') as u_c \gset
+select throws_ok(format($$ select pg_temp.message(%L, now() - interval '1 minute', 'queued') $$, :'u_c'), '23514', null,
+  'no message is queued in a workspace without a default sender: nothing could ever send it');
+select pg_temp.sender(:'ws_u', '+15550009501', 10) as u_s \gset
+select is((select count(*)::int from herald.sender_slots where sender_id = :'u_s'), 1, 'a new sender has its rate-slot row');
+select pg_temp.message(:'u_c', now() - interval '1 minute', 'queued') as u_m \gset
+select is((select sender_id from messages where id = :'u_m'), :'u_s'::uuid,
+  'queued without a sender, a message is bound to the default one');
 
 select tests.create_user('mallory');
 select tests.authenticate_as('mallory');
