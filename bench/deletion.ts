@@ -20,6 +20,7 @@ import {
   type Sql,
   type Suite,
   type SuiteContext,
+  timeCase,
   timed,
   timedOnBackend,
   type TimingLine,
@@ -295,7 +296,6 @@ async function naiveSoftDelete(sql: Sql, contactId: string) {
   await sql`update public.contacts set deleted_at = now() where id = ${contactId}`;
 }
 
-type Sample = { ms: number; cpuMs?: number; waitMs?: number };
 
 /**
  * Vacuums what a delete touches, outside the timing. Herald's runs roll back and the copies'
@@ -307,33 +307,6 @@ async function settle(sql: Sql) {
                            public.contacts, public.contact_activities, public.deletion_log, herald.provider_erasures`);
 }
 
-async function timeCase(
-  sql: Sql,
-  label: string,
-  samples: number,
-  warmUp: boolean,
-  once: (i: number) => Promise<Sample>,
-  extra: Partial<TimingLine> = {},
-): Promise<TimingLine> {
-  const line: TimingLine = { kind: "timing", label, samples: [], cpu: [], wait: [], ...extra };
-  try {
-    let i = 0;
-    if (warmUp) {
-      await settle(sql);
-      await once(i++);
-    }
-    for (let k = 0; k < samples; k++) {
-      await settle(sql);
-      const s = await once(i++);
-      line.samples.push(s.ms);
-      if (s.cpuMs !== undefined) line.cpu!.push(s.cpuMs);
-      if (s.waitMs !== undefined) line.wait!.push(s.waitMs);
-    }
-  } catch (err) {
-    line.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
-  }
-  return line;
-}
 
 export const deletionSuite: Suite = {
   name: "deletion",
@@ -384,10 +357,8 @@ export const deletionSuite: Suite = {
 
     log("deletion: soft delete");
     const soft = await timeCase(
-      sql,
       `soft delete_contact: ${PENDING_PER_CONTACT / 1000}k pending msgs, ${ENROLLMENTS_PER_CONTACT} enrollments`,
       runs,
-      true,
       async () => {
         const r = await heraldDelete(sql, take(), false);
         expectCounts("soft delete", r.result, {
@@ -396,15 +367,13 @@ export const deletionSuite: Suite = {
         }, {});
         return r;
       },
-      { targetMs: TARGET_SOFT_MS },
+      { warmUp: true, before: () => settle(sql), line: { targetMs: TARGET_SOFT_MS } },
     );
 
     log("deletion: hard delete");
     const hard = await timeCase(
-      sql,
       `hard delete_contact: same contact (+${HISTORY_PER_CONTACT} delivered w/ attempts)`,
       runs,
-      true,
       async () => {
         const r = await heraldDelete(sql, take(), true);
         expectCounts("hard delete", r.result, {
@@ -413,15 +382,13 @@ export const deletionSuite: Suite = {
         }, { "public.messages": perContact, "public.sequence_enrollments": ENROLLMENTS_PER_CONTACT });
         return r;
       },
-      { targetMs: TARGET_HARD_MS },
+      { warmUp: true, before: () => settle(sql), line: { targetMs: TARGET_HARD_MS } },
     );
 
     log("deletion: preview_delete('workspace')");
     const preview = await timeCase(
-      sql,
       `preview_delete('workspace'): ${PREVIEW_MESSAGES / 1000}k msgs, ${PREVIEW_CONTACTS} contacts`,
       runs,
-      true,
       async () => {
         const r = await rolledBack(sql, async (tx) => {
           await actAs(tx, MEMBER);
@@ -434,15 +401,13 @@ export const deletionSuite: Suite = {
         }
         return r;
       },
-      { targetMs: TARGET_PREVIEW_MS },
+      { warmUp: true, before: () => settle(sql), line: { targetMs: TARGET_PREVIEW_MS } },
     );
 
     log(`deletion: naive hard delete, ${naiveRuns} run(s) of ~${2 * perContact} round trips`);
     const naiveHard = await timeCase(
-      sql,
       "naive hard delete (seed 002: no FKs, row by row from app)",
       naiveRuns,
-      false,
       async () => {
         const id = take();
         const t = await timedOnBackend(await backendPid(sql), () => naiveHardDelete(sql, id));
@@ -452,24 +417,28 @@ export const deletionSuite: Suite = {
         return t;
       },
       {
-        note: "no triggers or FK actions (replica mode, as seed 002 had none); autocommit, one statement per row: " +
-          "each message's ledger rows and attempts, then the message, then every other child row, then the contact",
+        before: () => settle(sql),
+        line: {
+          note: "no triggers or FK actions (replica mode, as seed 002 had none); autocommit, one statement per row: " +
+            "each message's ledger rows and attempts, then the message, then every other child row, then the contact",
+        },
       },
     );
 
     log(`deletion: naive soft delete, ${naiveRuns} run(s)`);
     const naiveSoft = await timeCase(
-      sql,
       "naive soft delete (cancel row by row from the app)",
       naiveRuns,
-      false,
       async () => {
         const id = take();
         return await timedOnBackend(await backendPid(sql), () => naiveSoftDelete(sql, id));
       },
       {
-        note: "Herald's triggers on; autocommit: one UPDATE per pending message and per still-active enrollment, " +
-          "then the contact",
+        before: () => settle(sql),
+        line: {
+          note: "Herald's triggers on; autocommit: one UPDATE per pending message and per still-active enrollment, " +
+            "then the contact",
+        },
       },
     );
 

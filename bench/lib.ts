@@ -232,6 +232,56 @@ export type Line =
 
 export type TimingLine = Extract<Line, { kind: "timing" }>;
 
+/** One timed run: wall ms, and the backend's CPU and run-queue wait where measured. */
+export type Sample = { ms: number; cpuMs?: number; waitMs?: number };
+
+/**
+ * Times a case: an untimed warm-up if asked, then `runs` samples, each after `before` (a vacuum,
+ * say, outside the timing). A warm-up slower than `slowMs` is the only sample: repeating a run
+ * far past its target would only cost time. An error ends the case and is shown on its line.
+ */
+export async function timeCase(
+  label: string,
+  runs: number,
+  once: (i: number) => Promise<Sample>,
+  opts: { warmUp?: boolean; before?: () => Promise<void>; slowMs?: number; line?: Partial<TimingLine> } = {},
+): Promise<TimingLine> {
+  const line: TimingLine = { kind: "timing", label, samples: [], cpu: [], wait: [], ...opts.line };
+  const push = (s: Sample) => {
+    line.samples.push(s.ms);
+    if (s.cpuMs !== undefined) line.cpu!.push(s.cpuMs);
+    if (s.waitMs !== undefined) line.wait!.push(s.waitMs);
+  };
+  try {
+    let i = 0;
+    if (opts.warmUp) {
+      await opts.before?.();
+      const s = await once(i++);
+      if (opts.slowMs !== undefined && s.ms > opts.slowMs) {
+        push(s);
+        line.note = `${line.note ? line.note + "; " : ""}1 run only: the first took over ${formatMs(opts.slowMs)}`;
+        return line;
+      }
+    }
+    for (let k = 0; k < runs; k++) {
+      await opts.before?.();
+      push(await once(i++));
+    }
+  } catch (err) {
+    line.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  }
+  return line;
+}
+
+/** The 1, 5 and 15 minute load averages, for the record: other work on the machine skews figures. */
+export function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "unknown";
+  }
+}
+
 export function passed(line: Line): boolean | undefined {
   if (line.kind !== "timing") return undefined;
   if (line.error) return false;

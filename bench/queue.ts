@@ -15,6 +15,7 @@ import {
   type BackendTiming,
   formatMs,
   type Line,
+  loadAverage,
   median,
   type Member,
   profiled,
@@ -22,13 +23,13 @@ import {
   type Sql,
   type Suite,
   type SuiteContext,
+  timeCase,
   timed,
   timedOnBackend,
   type TimingLine,
 } from "./lib.ts";
 import {
   type BenchServices,
-  loadAverage,
   logTail,
   mb,
   processMemory,
@@ -285,40 +286,6 @@ async function takeOnce(sql: Sql, contactId: string) {
 
 // ---- the suite ----------------------------------------------------------------------------------------
 
-type Sample = { ms: number; cpuMs?: number; waitMs?: number };
-
-async function timeCase(
-  label: string,
-  samples: number,
-  warmUp: boolean,
-  once: (i: number) => Promise<Sample>,
-  extra: Partial<TimingLine> = {},
-  slowMs = Infinity,
-): Promise<TimingLine> {
-  const line: TimingLine = { kind: "timing", label, samples: [], cpu: [], wait: [], ...extra };
-  const push = (s: Sample) => {
-    line.samples.push(s.ms);
-    if (s.cpuMs !== undefined) line.cpu!.push(s.cpuMs);
-    if (s.waitMs !== undefined) line.wait!.push(s.waitMs);
-  };
-  try {
-    let i = 0;
-    if (warmUp) {
-      const s = await once(i++);
-      if (s.ms > slowMs) {
-        // Far past the target: the warm-up is the measurement, and repeating it would only cost time.
-        push(s);
-        line.note = `${line.note ? line.note + "; " : ""}1 run only: the first took over ${formatMs(slowMs)}`;
-        return line;
-      }
-    }
-    for (let k = 0; k < samples; k++) push(await once(i++));
-  } catch (err) {
-    line.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
-  }
-  return line;
-}
-
 function missed(line: TimingLine): boolean {
   return line.samples.length > 0 && line.targetMs !== undefined && median(line.samples) >= line.targetMs;
 }
@@ -339,11 +306,13 @@ export const queueSuite: Suite = {
     const takeLine = await timeCase(
       `take_lead: lead with ${TAKE_PENDING} pending msgs + 1 enrollment`,
       TAKE_RUNS,
-      true,
       () => takeOnce(sql, take.contacts[next++]),
       {
-        targetMs: TARGET_TAKE_MS,
-        note: `as an agent, rolled back; a different lead each run (of ${TAKE_CONTACTS} alike in the workspace)`,
+        warmUp: true,
+        line: {
+          targetMs: TARGET_TAKE_MS,
+          note: `as an agent, rolled back; a different lead each run (of ${TAKE_CONTACTS} alike in the workspace)`,
+        },
       },
     );
     lines.push(takeLine);
@@ -387,7 +356,6 @@ export const queueSuite: Suite = {
         const exp = await timeCase(
           `export-queue: ${EXPORT_MESSAGES / 1000}k messages as CSV over HTTP`,
           ctx.runs,
-          true,
           async () => {
             const sampler = sampleRss(services!.functionsPid, 5);
             let r: ExportResult;
@@ -403,9 +371,12 @@ export const queueSuite: Suite = {
             return { ms: r.ms };
           },
           {
-            targetMs: TARGET_EXPORT_MS,
-            note: "GET ?workspace_id=… with an agent's JWT, default window (pending + last 7 days), whole body read; " +
-              "time to the last byte",
+            warmUp: true,
+            line: {
+              targetMs: TARGET_EXPORT_MS,
+              note: "GET ?workspace_id=… with an agent's JWT, default window (pending + last 7 days), whole body read; " +
+                "time to the last byte",
+            },
           },
         );
         lines.push(exp);
@@ -442,19 +413,21 @@ export const queueSuite: Suite = {
           ? `prepare_queue: a day of ${capacity / 1000}k out of ${LEADS / 1000}k eligible leads`
           : `prepare_queue: all ${LEADS / 1000}k eligible leads at once`,
         ctx.runs,
-        true,
         async () => {
-          await settle(sql);
           const r = await prepareOnce(sql, loaded.result, capacity);
           if (r.cancelled) cancelled = true;
           return r;
         },
         {
-          targetMs: TARGET_PREPARE_MS,
-          note: `daily_capacity ${capacity}; as an admin (role authenticated + claims, one transaction, rolled back); ` +
-            `3-step sequence with a {{first_name}} template; leads in ${ZONES.length} time zones; ${history}`,
+          warmUp: true,
+          before: () => settle(sql),
+          slowMs: 60_000,
+          line: {
+            targetMs: TARGET_PREPARE_MS,
+            note: `daily_capacity ${capacity}; as an admin (role authenticated + claims, one transaction, rolled back); ` +
+              `3-step sequence with a {{first_name}} template; leads in ${ZONES.length} time zones; ${history}`,
+          },
         },
-        60_000,
       );
       if (cancelled) line.note += `; cancelled by statement_timeout at ${formatMs(PREPARE_TIMEOUT_MS)} (recorded as that)`;
       lines.push(line);

@@ -13,7 +13,7 @@
 //
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
-import { bootBenchCluster, printTable, type Suite } from "./lib.ts";
+import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts";
 import { deletionSuite } from "./deletion.ts";
 import { sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
@@ -64,14 +64,6 @@ function parseArgs(args: string[]): Options {
     } else o.filters.push(a);
   }
   return o;
-}
-
-function loadAverage(): string {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  } catch {
-    return "unknown";
-  }
 }
 
 async function main(): Promise<number> {

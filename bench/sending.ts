@@ -12,12 +12,14 @@ import {
   backendPid,
   formatMs,
   type Line,
+  loadAverage,
   median,
   type Member,
   schedstat,
   type Sql,
   type Suite,
   type SuiteContext,
+  timeCase,
   timed,
   timedOnBackend,
   type TimingLine,
@@ -25,7 +27,6 @@ import {
 import {
   type BenchServices,
   dispatch,
-  loadAverage,
   logTail,
   pool,
   postCallback,
@@ -174,27 +175,6 @@ function errorLine(label: string, err: unknown, extra: Partial<TimingLine> = {})
     error: err instanceof Error ? err.message.split("\n")[0] : String(err),
     ...extra,
   };
-}
-
-/** Runs `once` for each run, each on data it loads itself; one line of wall times. */
-async function series(
-  label: string,
-  runs: number,
-  once: (i: number) => Promise<{ ms: number; cpuMs?: number; waitMs?: number }>,
-  extra: Partial<TimingLine> = {},
-): Promise<TimingLine> {
-  const line: TimingLine = { kind: "timing", label, samples: [], cpu: [], wait: [], ...extra };
-  try {
-    for (let i = 0; i < runs; i++) {
-      const s = await once(i);
-      line.samples.push(s.ms);
-      if (s.cpuMs !== undefined) line.cpu!.push(s.cpuMs);
-      if (s.waitMs !== undefined) line.wait!.push(s.waitMs);
-    }
-  } catch (err) {
-    line.error = err instanceof Error ? err.message.split("\n")[0] : String(err);
-  }
-  return line;
 }
 
 // ---- claim_messages ---------------------------------------------------------------------------
@@ -437,16 +417,16 @@ export const sendingSuite: Suite = {
 
     // -- claim_messages -----------------------------------------------------------------------
     log(`sending: claim_messages, ${heavyRuns} run(s) on fresh data`);
-    const claim = await series(
+    const claim = await timeCase(
       `claim_messages(${CLAIM_BATCH}) x ${CLAIMERS} claimers: ${CLAIM_MESSAGES / 1000}k due queued`,
       heavyRuns,
       (i) => claimRun(ctx, i, log),
-      {
-        targetMs: (CLAIM_MESSAGES / TARGET_CLAIM_PER_S) * 1000,
-        note: `${CLAIM_CONTACTS} contacts, ${CLAIM_SENDERS} senders at mps 1000, lease 10 min; each claimer its own ` +
-          `connection, autocommit, until it gets nothing; cpu = the ${CLAIMERS} backends summed; target = ` +
-          `${TARGET_CLAIM_PER_S.toLocaleString("en-US")} msg/s`,
-      },
+      { line: {
+          targetMs: (CLAIM_MESSAGES / TARGET_CLAIM_PER_S) * 1000,
+          note: `${CLAIM_CONTACTS} contacts, ${CLAIM_SENDERS} senders at mps 1000, lease 10 min; each claimer its own ` +
+            `connection, autocommit, until it gets nothing; cpu = the ${CLAIMERS} backends summed; target = ` +
+            `${TARGET_CLAIM_PER_S.toLocaleString("en-US")} msg/s`,
+      } },
     );
     lines.push(claim);
     if (claim.samples.length) {
@@ -462,14 +442,14 @@ export const sendingSuite: Suite = {
 
     // -- queue_due_messages --------------------------------------------------------------------
     log(`sending: queue_due_messages, ${heavyRuns} run(s) on fresh data`);
-    const queue = await series(
+    const queue = await timeCase(
       `queue_due_messages(20000): ${QUEUE_MESSAGES / 1000}k due scheduled`,
       heavyRuns,
       (i) => queueDueRun(ctx, i, log),
-      {
-        note: "called as pg_cron does (default limit 20,000) until nothing is left; quiet hours 21:00-08:00 evaluated " +
-          "for every message (4 zones) at a clock outside them; report only",
-      },
+      { line: {
+          note: "called as pg_cron does (default limit 20,000) until nothing is left; quiet hours 21:00-08:00 evaluated " +
+            "for every message (4 zones) at a clock outside them; report only",
+      } },
     );
     lines.push(queue);
     if (queue.samples.length) {
@@ -492,7 +472,7 @@ export const sendingSuite: Suite = {
     try {
       log(`sending: dispatch end to end, ${heavyRuns} run(s)`);
       const delivered: number[] = [];
-      const e2e = await series(
+      const e2e = await timeCase(
         `dispatch e2e: ${E2E_MESSAGES / 1000}k msgs, ${E2E_PARALLEL} parallel POSTs`,
         heavyRuns,
         async (i) => {
@@ -500,12 +480,12 @@ export const sendingSuite: Suite = {
           delivered.push(r.deliveredMs);
           return { ms: r.ms };
         },
-        {
-          targetMs: (E2E_MESSAGES / TARGET_E2E_PER_S) * 1000,
-          note: `POST dispatch {limit: ${E2E_LIMIT}} with the service role key in ${E2E_PARALLEL} loops until one ` +
-            `claims nothing; ${E2E_SENDERS} senders at mps 1000; time until every message is sent (the sandbox's ` +
-            `status callbacks, 3 per message, arrive meanwhile and after); target = ${TARGET_E2E_PER_S} msg/s`,
-        },
+        { line: {
+            targetMs: (E2E_MESSAGES / TARGET_E2E_PER_S) * 1000,
+            note: `POST dispatch {limit: ${E2E_LIMIT}} with the service role key in ${E2E_PARALLEL} loops until one ` +
+              `claims nothing; ${E2E_SENDERS} senders at mps 1000; time until every message is sent (the sandbox's ` +
+              `status callbacks, 3 per message, arrive meanwhile and after); target = ${TARGET_E2E_PER_S} msg/s`,
+        } },
       );
       lines.push(e2e);
       if (e2e.samples.length) {
@@ -526,15 +506,15 @@ export const sendingSuite: Suite = {
       }
 
       log(`sending: status callbacks, ${heavyRuns} run(s)`);
-      const cb = await series(
+      const cb = await timeCase(
         `twilio-status: ${CALLBACKS / 1000}k signed callbacks, concurrency ${CALLBACK_CONCURRENCY}`,
         Math.min(ctx.runs, 5),
         (i) => callbackRun(ctx, services!, i, log),
-        {
-          targetMs: (CALLBACKS / TARGET_CALLBACKS_PER_S) * 1000,
-          note: "each a 'delivered' for an existing sent message's sid, form-encoded with X-Twilio-Signature and an " +
-            `idempotency token (signed before the clock starts); target = ${TARGET_CALLBACKS_PER_S} callbacks/s`,
-        },
+        { line: {
+            targetMs: (CALLBACKS / TARGET_CALLBACKS_PER_S) * 1000,
+            note: "each a 'delivered' for an existing sent message's sid, form-encoded with X-Twilio-Signature and an " +
+              `idempotency token (signed before the clock starts); target = ${TARGET_CALLBACKS_PER_S} callbacks/s`,
+        } },
       );
       lines.push(cb);
       if (cb.samples.length) {

@@ -212,11 +212,3 @@ export async function sandboxReset(services: BenchServices): Promise<void> {
   const res = await fetch(`${services.sandboxUrl}/_sandbox/reset`, { method: "POST" });
   await res.body?.cancel();
 }
-
-export function loadAverage(): string {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  } catch {
-    return "unknown";
-  }
-}
