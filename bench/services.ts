@@ -9,6 +9,7 @@ import { type Keys, localKeys, type ServiceProcess, Stack, stopServices } from "
 import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "../scripts/lib/config.ts";
 import { firstFreePort } from "../scripts/lib/proc.ts";
 import { signJwt } from "../supabase/functions/_shared/jwt.ts";
+import { statusCallbackParams } from "../sandbox/twilio-sandbox.ts";
 import type { BenchCluster, Member } from "./lib.ts";
 
 export interface BenchServices {
@@ -54,7 +55,8 @@ export async function startBenchServices(
   const services: ServiceProcess[] = await stack.startServices(keys, { logFile, functionsOnly: opts.functionsOnly });
   const pid = (name: string) => services.find((s) => s.name === name)!.child.pid;
   // The functions server opens its port before its first database connection: one cheap call
-  // through it, so the first timed request does not pay for connecting.
+  // through it, so the first timed request does not pay for connecting. (A server limited to
+  // other functions answers 404 here; the cases' untimed warm-up run connects it instead.)
   const health = await fetch(`${stack.urls.functions}/health`).catch(() => null);
   await health?.body?.cancel();
   let stopped = false;
@@ -137,16 +139,13 @@ export interface SignedCallback {
 }
 
 export function signedStatusCallback(functionsUrl: string, sid: string, status: string): SignedCallback {
-  const params: Record<string, string> = {
-    MessageSid: sid,
-    SmsSid: sid,
-    AccountSid: LOCAL_TWILIO.accountSid,
-    From: "+15005550006",
-    To: "+14155550100",
-    MessageStatus: status,
-    SmsStatus: status,
-    ApiVersion: "2010-04-01",
-  };
+  const params = statusCallbackParams({
+    sid,
+    accountSid: LOCAL_TWILIO.accountSid,
+    from: "+15005550006",
+    to: "+14155550100",
+    status,
+  });
   return {
     body: new URLSearchParams(params).toString(),
     signature: twilio.getExpectedTwilioSignature(LOCAL_TWILIO.authToken, `${functionsUrl}/twilio-status`, params),

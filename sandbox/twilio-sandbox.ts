@@ -209,6 +209,34 @@ const CANCELABLE: ReadonlySet<MessageStatus> = new Set(["accepted", "scheduled",
 // ---------------------------------------------------------------------------------------------
 
 /** Twilio's date format: RFC 2822 with a numeric zone, e.g. "Thu, 04 Jan 2024 10:00:00 +0000". */
+/**
+ * The form fields of a Twilio status callback, as Twilio posts them (and the sandbox does). Also
+ * what tests and benchmarks sign when they play Twilio, so all three send the same thing.
+ */
+export function statusCallbackParams(m: {
+  sid: string;
+  accountSid: string;
+  from: string;
+  to: string;
+  status: string;
+  errorCode?: number | null;
+  messagingServiceSid?: string | null;
+}): Record<string, string> {
+  const params: Record<string, string> = {
+    MessageSid: m.sid,
+    SmsSid: m.sid,
+    AccountSid: m.accountSid,
+    From: m.from,
+    To: m.to,
+    MessageStatus: m.status,
+    SmsStatus: m.status,
+    ApiVersion: API_VERSION,
+  };
+  if (m.messagingServiceSid) params.MessagingServiceSid = m.messagingServiceSid;
+  if (m.errorCode != null) params.ErrorCode = String(m.errorCode);
+  return params;
+}
+
 export function rfc2822(ms: number): string {
   return new Date(ms).toUTCString().replace("GMT", "+0000");
 }
@@ -492,19 +520,15 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
 
   function callbackParams(m: StoredMessage, step: Step): Record<string, string> {
     const r = m.resource;
-    const params: Record<string, string> = {
-      MessageSid: r.sid,
-      SmsSid: r.sid,
-      AccountSid: r.account_sid,
-      From: r.from ?? SERVICE_SENDER,
-      To: r.to,
-      MessageStatus: step.status,
-      SmsStatus: step.status,
-      ApiVersion: API_VERSION,
-    };
-    if (r.messaging_service_sid) params.MessagingServiceSid = r.messaging_service_sid;
-    if (step.errorCode !== null) params.ErrorCode = String(step.errorCode);
-    return params;
+    return statusCallbackParams({
+      sid: r.sid,
+      accountSid: r.account_sid,
+      from: r.from ?? SERVICE_SENDER,
+      to: r.to,
+      status: step.status,
+      errorCode: step.errorCode,
+      messagingServiceSid: r.messaging_service_sid,
+    });
   }
 
   /** Posts one status callback, retrying unreachable or failing (5xx) endpoints with backoff. */

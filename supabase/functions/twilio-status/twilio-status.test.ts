@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { LOCAL_TWILIO } from "../../../scripts/lib/config.ts";
 import { connect, messageSid, phone, postTwilioWebhook, sendingWorkspace, twilioSignature, waitFor } from "../../../tests/support.ts";
+import { statusCallbackParams } from "../../../sandbox/twilio-sandbox.ts";
 
 // Twilio's status callbacks, over HTTP against the served function: signed as Twilio signs them
 // (twilio.getExpectedTwilioSignature over the configured public URL and the form fields).
@@ -28,14 +29,7 @@ async function sentMessage(sql: postgres.Sql) {
 
 function callback(sid: string, status: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
-    MessageSid: sid,
-    SmsSid: sid,
-    AccountSid: LOCAL_TWILIO.accountSid,
-    From: "+15005550006",
-    To: "+14155550100",
-    MessageStatus: status,
-    SmsStatus: status,
-    ApiVersion: "2010-04-01",
+    ...statusCallbackParams({ sid, accountSid: LOCAL_TWILIO.accountSid, from: "+15005550006", to: "+14155550100", status }),
     ...extra,
   };
 }
