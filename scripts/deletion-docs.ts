@@ -185,14 +185,7 @@ export async function readDeletionCatalog(sql: Sql): Promise<DeletionCatalog> {
     [SCHEMAS],
   );
 
-  const policyRows = await sql.unsafe<{
-    table: string;
-    name: string;
-    command: string;
-    permissive: boolean;
-    roles: string[];
-    using: string | null;
-  }[]>(
+  const policyRows = await sql.unsafe<Policy[]>(
     `select ${DISPLAY_NAME} as table, p.polname::text as name,
             case p.polcmd when 'd' then 'DELETE' when '*' then 'ALL' end as command,
             p.polpermissive as permissive,
