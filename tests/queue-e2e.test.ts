@@ -24,13 +24,14 @@ import {
 } from "./support.ts";
 
 /**
- * KNOWN BUG, not this test's (reported; it lives in the dispatch migration): the sandbox posts
- * its status callbacks 20 ms apart, and when they all arrive before record_send_result has stored
- * the message's sid, apply_provider_status answers each with unknown_sid (200, so nobody retries)
- * and the message stays `sent` for good. Until dispatch re-applies the callbacks it stored as
- * unknown_sid, this re-posts, signed as Twilio would, the sandbox's own final status for exactly
- * those messages: stuck at sent with an unknown_sid event on record. A duplicate callback is
- * harmless by contract; any other way of not reaching delivered still fails the test.
+ * KNOWN BUG, not this test's (reported; it lives in the dispatch and provider_webhooks
+ * migrations): the sandbox posts its status callbacks 20 ms apart, and when they all arrive
+ * before record_send_result has stored the message's sid, apply_provider_status answers each with
+ * unknown_sid (200, so nobody retries) and the message stays `sent` for good. Until dispatch
+ * re-applies the callbacks it stored as unknown_sid, this re-posts, signed as Twilio would, the
+ * sandbox's own final status for exactly those messages: stuck at sent with an unknown_sid event
+ * on record. A duplicate callback is harmless by contract; any other way of not reaching
+ * delivered still fails the test.
  */
 async function repostLostCallbacks(sql: postgres.Sql, workspaceId: string): Promise<number> {
   const lost = await sql`

@@ -153,6 +153,10 @@ as $$
       and s.phone_hash = encode(extensions.hmac(convert_to(p_phone, 'UTF8'), k.phone_hash_key, 'sha256'), 'hex')
   )
 $$;
+-- Not to authenticated: it answers for any workspace, so a member could ask about another
+-- tenant's opt-outs. The RPCs call it as their owner.
+revoke execute on function herald.is_suppressed(uuid, text) from public;
+grant execute on function herald.is_suppressed(uuid, text) to service_role;
 
 /** Section - row level security */
 alter table public.contacts enable row level security;

@@ -176,5 +176,7 @@ begin
 end;
 $$;
 comment on function herald.queue_due_messages(integer, timestamptz) is 'pg_cron, every minute: validates due scheduled messages in SQL and queues, defers, fails or cancels each with a reason. p_now is the clock (tests pass a fixed one).';
+revoke execute on function herald.queue_due_messages(integer, timestamptz) from public, authenticated;
+grant execute on function herald.queue_due_messages(integer, timestamptz) to service_role;
 
 select cron.schedule('herald-queue-due-messages', '* * * * *', $$select herald.queue_due_messages()$$);

@@ -1,0 +1,234 @@
+/**
+ * The RPCs of the contract for single messages and enrollments (schedule_message, cancel_message,
+ * enroll_contact), and the member lookups every RPC starts from.
+ *
+ * Each RPC is security definer because it writes tables clients cannot write directly; each
+ * checks the caller's membership itself first, through herald.member_contact() or
+ * herald.member_message(). An id that does not exist and an id of another workspace give the
+ * same P0002 error, so nothing leaks across tenants. herald.contact_block_reason() is the one
+ * answer to "may Herald message this contact now?", shared with queueing and claiming.
+ *
+ * Error codes of every RPC (stable, documented in the README):
+ *   22023 invalid parameter (empty body, unknown entity, send_at too far ahead…)
+ *   42501 not signed in / not a member / role too low
+ *   P0002 no such row (or not yours)
+ *   55000 the row is in the wrong state (deleted contact, opted out, archived sequence…)
+ *   23505 conflicting duplicate (idempotency key reused for another message, phone taken)
+ */
+
+/** Section - member lookups */
+-- Why Herald may not message this contact now, or null if it may. The one definition used when
+-- queueing, when claiming, and when a message comes back from a lost lease or an unsent attempt.
+create function herald.contact_block_reason(c public.contacts) returns public.cancel_reason
+language sql
+stable
+set search_path = ''
+as $$
+  select case
+    when c.deleted_at is not null then 'contact_deleted'
+    when c.opted_out_at is not null then 'contact_opted_out'
+    when exists (select 1 from public.suppressions s
+                 where s.workspace_id = c.workspace_id and s.phone_hash = c.phone_hash) then 'contact_opted_out'
+    when c.controlled_by = 'human' then 'human_takeover'
+  end::public.cancel_reason
+$$;
+
+-- The contact, locked, if the caller is a member of its workspace with at least p_min_role.
+-- An unknown id and another workspace's id give the same P0002, so nothing leaks.
+create function herald.member_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v public.contacts;
+begin
+  if p_contact_id is null then
+    raise exception 'contact_id is required' using errcode = '22023';
+  end if;
+  select * into v from public.contacts where id = p_contact_id for update;
+  if not found or not herald.has_role(v.workspace_id) then
+    raise exception 'contact % not found', p_contact_id using errcode = 'P0002';
+  end if;
+  perform herald.require_role(v.workspace_id, p_min_role);
+  return v;
+end;
+$$;
+
+-- The same for a message.
+create function herald.member_message(p_message_id uuid) returns public.messages
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v public.messages;
+begin
+  if p_message_id is null then
+    raise exception 'message_id is required' using errcode = '22023';
+  end if;
+  select * into v from public.messages where id = p_message_id for update;
+  if not found or not herald.has_role(v.workspace_id) then
+    raise exception 'message % not found', p_message_id using errcode = 'P0002';
+  end if;
+  perform herald.require_role(v.workspace_id);
+  return v;
+end;
+$$;
+
+-- The contact, locked, if Herald may message it now; raises why not otherwise, with a hint.
+create function herald.sendable_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v public.contacts := herald.member_contact(p_contact_id, p_min_role);
+begin
+  case herald.contact_block_reason(v)
+    when 'contact_deleted' then
+      raise exception 'contact % is deleted', p_contact_id using errcode = '55000',
+        hint = 'restore_contact() brings a soft-deleted contact back.';
+    when 'contact_opted_out' then
+      if v.opted_out_at is null then
+        raise exception 'contact %''s number is suppressed', p_contact_id using errcode = '55000',
+          hint = 'The number opted out before; only a START reply from it lifts the suppression.';
+      end if;
+      raise exception 'contact % has opted out', p_contact_id using errcode = '55000',
+        hint = 'Only the contact can opt back in, by replying START.';
+    when 'human_takeover' then
+      raise exception 'contact % is handled by a human', p_contact_id using errcode = '55000',
+        hint = 'release_lead() hands the contact back to automation.';
+    else
+      return v;
+  end case;
+end;
+$$;
+
+/** Section - schedule and cancel */
+create function public.schedule_message(
+  contact_id uuid,
+  body text,
+  send_at timestamptz default now(),
+  channel text default 'sms',
+  idempotency_key text default null,
+  appointment_id uuid default null
+) returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_contact public.contacts;
+  v_channel public.channel;
+  v_id uuid;
+  v_existing public.messages;
+begin
+  if body is null or length(btrim(body)) = 0 then
+    raise exception 'message body must not be empty' using errcode = '22023';
+  end if;
+  if length(btrim(body)) > 1600 then
+    raise exception 'message body is % characters; the most is 1600', length(btrim(body)) using errcode = '22023';
+  end if;
+  if send_at > now() + interval '1 year' then
+    raise exception 'send_at % is more than a year ahead', send_at using errcode = '22023';
+  end if;
+  if channel is null or channel not in ('sms', 'whatsapp') then
+    raise exception 'unknown channel "%"', channel using errcode = '22023', hint = 'Use sms or whatsapp.';
+  end if;
+  v_channel := channel::public.channel;
+  if idempotency_key is not null and length(idempotency_key) not between 1 and 200 then
+    raise exception 'idempotency_key must be 1 to 200 characters' using errcode = '22023';
+  end if;
+
+  v_contact := herald.sendable_contact(schedule_message.contact_id);
+
+  if schedule_message.idempotency_key is not null then
+    select * into v_existing from public.messages m
+    where m.workspace_id = v_contact.workspace_id and m.idempotency_key = schedule_message.idempotency_key;
+    if found then
+      if v_existing.contact_id <> v_contact.id or v_existing.body <> btrim(schedule_message.body) then
+        raise exception 'idempotency_key "%" was already used for a different message', schedule_message.idempotency_key
+          using errcode = '23505';
+      end if;
+      return v_existing.id;
+    end if;
+  end if;
+
+  if schedule_message.appointment_id is not null and not exists (
+    select 1 from public.appointments a
+    where a.workspace_id = v_contact.workspace_id and a.id = schedule_message.appointment_id
+      and a.contact_id = v_contact.id and a.status = 'scheduled'
+  ) then
+    raise exception 'appointment % is not a scheduled appointment of this contact', schedule_message.appointment_id
+      using errcode = 'P0002';
+  end if;
+
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, idempotency_key, appointment_id, max_attempts)
+  select v_contact.workspace_id, v_contact.id, v_channel, btrim(schedule_message.body),
+         coalesce(schedule_message.send_at, now()), schedule_message.idempotency_key,
+         schedule_message.appointment_id, w.max_attempts
+  from public.workspaces w where w.id = v_contact.workspace_id
+  on conflict (workspace_id, idempotency_key) where idempotency_key is not null do nothing
+  returning id into v_id;
+
+  if v_id is null then
+    -- A concurrent call with the same key won the insert.
+    select m.id into v_id from public.messages m
+    where m.workspace_id = v_contact.workspace_id and m.idempotency_key = schedule_message.idempotency_key;
+  end if;
+  return v_id;
+end;
+$$;
+comment on function public.schedule_message(uuid, text, timestamptz, text, text, uuid) is 'Schedules one message to a contact. Refuses deleted, opted-out, suppressed and human-controlled contacts; the same idempotency_key returns the same message.';
+revoke execute on function public.schedule_message(uuid, text, timestamptz, text, text, uuid) from public, anon;
+grant execute on function public.schedule_message(uuid, text, timestamptz, text, text, uuid) to authenticated, service_role;
+
+create function public.cancel_message(message_id uuid) returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v public.messages := herald.member_message(cancel_message.message_id);
+begin
+  if v.status not in ('scheduled', 'queued') then
+    return false;
+  end if;
+  update public.messages set status = 'cancelled', cancel_reason = 'user_cancelled', cancelled_at = now()
+  where id = v.id;
+  return true;
+end;
+$$;
+comment on function public.cancel_message(uuid) is 'Cancels a message not yet handed to the provider: true if it was cancelled now, false if it was already on its way or final.';
+revoke execute on function public.cancel_message(uuid) from public, anon;
+grant execute on function public.cancel_message(uuid) to authenticated, service_role;
+
+/** Section - enroll */
+-- The membership and contact checks; herald.enroll() (the sequence engine) does the enrolling.
+create function public.enroll_contact(sequence_id uuid, contact_id uuid) returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_seq public.sequences;
+  v_contact public.contacts;
+  v_step public.sequence_steps;
+  v_id uuid;
+begin
+  if enroll_contact.sequence_id is null then
+    raise exception 'sequence_id is required' using errcode = '22023';
+  end if;
+  select * into v_seq from public.sequences s where s.id = enroll_contact.sequence_id;
+  if not found or not herald.has_role(v_seq.workspace_id) then
+    raise exception 'sequence % not found', enroll_contact.sequence_id using errcode = 'P0002';
+  end if;
+  v_contact := herald.sendable_contact(enroll_contact.contact_id);
+  if v_contact.workspace_id <> v_seq.workspace_id then
+    raise exception 'contact % not found', enroll_contact.contact_id using errcode = 'P0002';
+  end if;
+  return herald.enroll(v_seq, v_contact.id, now());
+end;
+$$;
+comment on function public.enroll_contact(uuid, uuid) is 'Enrolls a contact in an active sequence and schedules step 1; returns the existing enrollment if one is already active.';
+revoke execute on function public.enroll_contact(uuid, uuid) from public, anon;
+grant execute on function public.enroll_contact(uuid, uuid) to authenticated, service_role;
