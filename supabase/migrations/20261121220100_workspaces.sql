@@ -157,6 +157,7 @@ begin
   return coalesce(new, old);
 end;
 $$;
+comment on function herald.keep_an_owner() is 'The last owner can neither leave nor be demoted; deleting the user or the workspace is allowed.';
 create trigger workspace_members_keep_an_owner before update or delete on public.workspace_members
 for each row execute function herald.keep_an_owner();
 
@@ -189,6 +190,3 @@ $$;
 comment on function public.create_workspace(text, text) is 'Creates a workspace whose owner is the caller. Raises 22023 on an empty name or a time zone that is not an IANA name.';
 revoke execute on function public.create_workspace(text, text) from public, anon;
 grant execute on function public.create_workspace(text, text) to authenticated;
-
-/** Section - what each trigger function does (shown in docs/deletion-rules.md) */
-comment on function herald.keep_an_owner() is 'The last owner can neither leave nor be demoted; deleting the user or the workspace is allowed.';

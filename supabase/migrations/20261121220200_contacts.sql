@@ -59,6 +59,7 @@ create index contacts_new_leads_idx on public.contacts (workspace_id, created_at
 
 create trigger contacts_updated_at before update on public.contacts
 for each row execute function extensions.moddatetime(updated_at);
+comment on trigger contacts_updated_at on public.contacts is 'Keeps updated_at current on every update (moddatetime).';
 
 /** Section - tags, variables, activities */
 create table public.contact_tags (
@@ -192,4 +193,3 @@ revoke all on public.contacts, public.contact_tags, public.contact_variables, pu
   public.suppressions from anon;
 -- The history and the suppression list are written by Herald only.
 revoke insert, update, delete, truncate on public.contact_activities, public.suppressions from authenticated;
-comment on trigger contacts_updated_at on public.contacts is 'Keeps updated_at current on every update (moddatetime).';

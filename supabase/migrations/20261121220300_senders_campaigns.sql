@@ -60,6 +60,7 @@ create table public.campaigns (
 comment on table public.campaigns is 'A broadcast to WhatsApp groups or contacts. Deleting one cancels its pending messages (campaign_deleted).';
 create trigger campaigns_updated_at before update on public.campaigns
 for each row execute function extensions.moddatetime(updated_at);
+comment on trigger campaigns_updated_at on public.campaigns is 'Keeps updated_at current on every update (moddatetime).';
 
 create table public.campaign_groups (
   workspace_id uuid not null,
@@ -116,4 +117,3 @@ create policy campaign_groups_delete on public.campaign_groups for delete to aut
   using (workspace_id in (select herald.my_workspace_ids('admin')));
 
 revoke all on public.senders, public.whatsapp_groups, public.campaigns, public.campaign_groups from anon;
-comment on trigger campaigns_updated_at on public.campaigns is 'Keeps updated_at current on every update (moddatetime).';

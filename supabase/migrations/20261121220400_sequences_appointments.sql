@@ -23,6 +23,7 @@ comment on table public.sequences is 'An ordered list of messages sent one after
 comment on column public.sequences.stop_on_reply is 'When true, any inbound reply from the contact stops the enrollment (replied).';
 create trigger sequences_updated_at before update on public.sequences
 for each row execute function extensions.moddatetime(updated_at);
+comment on trigger sequences_updated_at on public.sequences is 'Keeps updated_at current on every update (moddatetime).';
 
 create table public.sequence_steps (
   id uuid primary key default gen_random_uuid(),
@@ -68,6 +69,7 @@ create index sequence_enrollments_workspace_sequence_idx on public.sequence_enro
 create index sequence_enrollments_workspace_contact_idx on public.sequence_enrollments (workspace_id, contact_id);
 create trigger sequence_enrollments_updated_at before update on public.sequence_enrollments
 for each row execute function extensions.moddatetime(updated_at);
+comment on trigger sequence_enrollments_updated_at on public.sequence_enrollments is 'Keeps updated_at current on every update (moddatetime).';
 
 create table public.appointments (
   id uuid primary key default gen_random_uuid(),
@@ -86,6 +88,7 @@ comment on table public.appointments is 'A meeting with a contact. Moving starts
 create index appointments_workspace_contact_idx on public.appointments (workspace_id, contact_id);
 create trigger appointments_updated_at before update on public.appointments
 for each row execute function extensions.moddatetime(updated_at);
+comment on trigger appointments_updated_at on public.appointments is 'Keeps updated_at current on every update (moddatetime).';
 
 alter table public.sequences enable row level security;
 alter table public.sequence_steps enable row level security;
@@ -119,6 +122,3 @@ create policy appointments_all on public.appointments for all to authenticated
 
 revoke all on public.sequences, public.sequence_steps, public.sequence_enrollments, public.appointments from anon;
 revoke insert, update, delete, truncate on public.sequence_enrollments from authenticated;
-comment on trigger sequences_updated_at on public.sequences is 'Keeps updated_at current on every update (moddatetime).';
-comment on trigger sequence_enrollments_updated_at on public.sequence_enrollments is 'Keeps updated_at current on every update (moddatetime).';
-comment on trigger appointments_updated_at on public.appointments is 'Keeps updated_at current on every update (moddatetime).';

@@ -95,6 +95,7 @@ create index messages_workspace_created_idx on public.messages (workspace_id, cr
 
 create trigger messages_updated_at before update on public.messages
 for each row execute function extensions.moddatetime(updated_at);
+comment on trigger messages_updated_at on public.messages is 'Keeps updated_at current on every update (moddatetime).';
 
 /** Section - provider attempts */
 create table public.message_attempts (
@@ -190,6 +191,7 @@ comment on table public.queue_settings is 'Daily lead queue: how many new leads 
 create index queue_settings_workspace_sequence_idx on public.queue_settings (workspace_id, default_sequence_id) where default_sequence_id is not null;
 create trigger queue_settings_updated_at before update on public.queue_settings
 for each row execute function extensions.moddatetime(updated_at);
+comment on trigger queue_settings_updated_at on public.queue_settings is 'Keeps updated_at current on every update (moddatetime).';
 
 /** Section - status graph and ledger trigger */
 create function herald.message_transition_ok(p_from public.message_status, p_to public.message_status) returns boolean
@@ -241,6 +243,7 @@ begin
   return null;
 end;
 $$;
+comment on function herald.messages_ledger_insert() is 'Ledger: one message_events row per new message.';
 
 create function herald.messages_ledger_update() returns trigger
 language plpgsql
@@ -283,6 +286,7 @@ begin
   return null;
 end;
 $$;
+comment on function herald.messages_ledger_update() is 'Ledger: rejects a move outside the status graph (55000); one message_events row per status change or send_at move, with reason and actor.';
 
 -- A queued message is bound to its sender: claims go sender by sender. One that names none
 -- takes the workspace's default sender of its channel; with no default, the
@@ -299,6 +303,7 @@ begin
   return new;
 end;
 $$;
+comment on function herald.messages_bind_sender() is 'A message queued without a sender is bound to the workspace''s default sender of its channel; with none it is refused (23514, messages_queued_has_sender).';
 create trigger messages_bind_sender before insert or update of status on public.messages
 for each row when (new.status = 'queued' and new.sender_id is null) execute function herald.messages_bind_sender();
 
@@ -321,6 +326,7 @@ begin
     hint = 'Ledger rows are never changed; they go only with their message when a contact is hard-deleted.';
 end;
 $$;
+comment on function herald.message_events_append_only() is 'Ledger is append-only: no update, delete or truncate except the cascade of a hard delete.';
 create trigger message_events_append_only before update or delete on public.message_events
 for each row execute function herald.message_events_append_only();
 create trigger message_events_no_truncate before truncate on public.message_events
@@ -341,6 +347,7 @@ begin
     hint = 'cancel_message() stops a message; delete_contact(id, hard => true) erases a contact with its messages.';
 end;
 $$;
+comment on function herald.messages_delete_only_by_cascade() is 'Messages go only with their contact or workspace (foreign-key cascade); a direct delete fails 42501.';
 create trigger messages_delete_only_by_cascade before delete on public.messages
 for each statement execute function herald.messages_delete_only_by_cascade();
 
@@ -374,12 +381,3 @@ revoke all on public.messages, public.message_attempts, public.message_events, p
 -- Messages change only through Herald's RPCs, cron and the dispatcher; the logs only by trigger.
 revoke insert, update, delete, truncate on public.messages, public.message_attempts, public.message_events,
   public.deletion_log from authenticated;
-
-/** Section - what each trigger function does (shown in docs/deletion-rules.md) */
-comment on function herald.message_events_append_only() is 'Ledger is append-only: no update, delete or truncate except the cascade of a hard delete.';
-comment on function herald.messages_delete_only_by_cascade() is 'Messages go only with their contact or workspace (foreign-key cascade); a direct delete fails 42501.';
-comment on function herald.messages_ledger_insert() is 'Ledger: one message_events row per new message.';
-comment on function herald.messages_bind_sender() is 'A message queued without a sender is bound to the workspace''s default sender of its channel; with none it is refused (23514, messages_queued_has_sender).';
-comment on function herald.messages_ledger_update() is 'Ledger: rejects a move outside the status graph (55000); one message_events row per status change or send_at move, with reason and actor.';
-comment on trigger messages_updated_at on public.messages is 'Keeps updated_at current on every update (moddatetime).';
-comment on trigger queue_settings_updated_at on public.queue_settings is 'Keeps updated_at current on every update (moddatetime).';

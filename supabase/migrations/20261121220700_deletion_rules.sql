@@ -70,6 +70,7 @@ begin
   return new;
 end;
 $$;
+comment on function herald.contacts_before_write() is 'Contact added or phone changed: keeps phone_hash, and a number on the suppression list comes back opted out.';
 create trigger contacts_before_write before insert or update of phone, phone_hash on public.contacts
 for each row execute function herald.contacts_before_write();
 
@@ -88,6 +89,7 @@ begin
   return new;
 end;
 $$;
+comment on function herald.contacts_guard_opt_in() is 'Only the contact can lift an opt-out (a START reply); any other update clearing opted_out_at fails 42501.';
 create trigger contacts_guard_opt_in before update of opted_out_at on public.contacts
 for each row execute function herald.contacts_guard_opt_in();
 
@@ -206,6 +208,7 @@ begin
   return null;
 end;
 $$;
+comment on function herald.contacts_after_update() is 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out to every row with the number, keeps suppressions in step.';
 create trigger contacts_after_update after update on public.contacts
 referencing old table as old_rows new table as new_rows
 for each statement execute function herald.contacts_after_update();
@@ -264,6 +267,7 @@ begin
   return old;
 end;
 $$;
+comment on function herald.contacts_before_delete() is 'Hard delete: logs the impact, cancels pending messages and active enrollments (contact_deleted), keeps an opt-out as a suppression, queues provider erasure. Skipped inside a workspace delete.';
 create trigger contacts_before_delete before delete on public.contacts
 for each row execute function herald.contacts_before_delete();
 
@@ -294,6 +298,7 @@ begin
   return null;
 end;
 $$;
+comment on function herald.sequences_after_update() is 'Sequence archived: stops active enrollments and cancels their pending messages (sequence_stopped).';
 create trigger sequences_after_update after update of status on public.sequences
 for each row execute function herald.sequences_after_update();
 
@@ -311,6 +316,7 @@ begin
   return old;
 end;
 $$;
+comment on function herald.sequences_before_delete() is 'Sequence delete: logs the impact, stops active enrollments, cancels their pending messages (sequence_stopped); sent history stays.';
 create trigger sequences_before_delete before delete on public.sequences
 for each row execute function herald.sequences_before_delete();
 
@@ -354,6 +360,7 @@ begin
   return old;
 end;
 $$;
+comment on function herald.senders_before_delete() is 'Sender delete: re-binds pending messages to the default sender of the channel, else cancels them (sender_deleted); logs the impact.';
 create trigger senders_before_delete before delete on public.senders
 for each row execute function herald.senders_before_delete();
 
@@ -370,6 +377,7 @@ begin
   return old;
 end;
 $$;
+comment on function herald.whatsapp_groups_before_delete() is 'Group deleted on its own: logs the impact (a sender delete logs its groups).';
 create trigger whatsapp_groups_before_delete before delete on public.whatsapp_groups
 for each row execute function herald.whatsapp_groups_before_delete();
 
@@ -401,6 +409,7 @@ begin
   return null;
 end;
 $$;
+comment on function herald.appointments_after_update() is 'Appointment cancelled or completed: cancels pending reminders (appointment_cancelled / appointment_completed); moved: shifts them by the same amount.';
 create trigger appointments_after_update after update of status, starts_at on public.appointments
 for each row execute function herald.appointments_after_update();
 
@@ -421,6 +430,7 @@ begin
   return old;
 end;
 $$;
+comment on function herald.appointments_before_delete() is 'Appointment delete: logs the impact, cancels pending reminders (appointment_cancelled); inside a contact delete they go with the contact.';
 create trigger appointments_before_delete before delete on public.appointments
 for each row execute function herald.appointments_before_delete();
 
@@ -441,6 +451,7 @@ begin
   return old;
 end;
 $$;
+comment on function herald.campaigns_before_delete() is 'Campaign delete: logs the impact, cancels pending messages (campaign_deleted).';
 create trigger campaigns_before_delete before delete on public.campaigns
 for each row execute function herald.campaigns_before_delete();
 
@@ -459,19 +470,6 @@ begin
   return old;
 end;
 $$;
+comment on function herald.workspaces_before_delete() is 'Workspace delete: logs the impact, queues every provider message record of the workspace for erasure.';
 create trigger workspaces_before_delete before delete on public.workspaces
 for each row execute function herald.workspaces_before_delete();
-
-/** Section - what each trigger function does (shown in docs/deletion-rules.md) */
-comment on function herald.contacts_before_write() is 'Contact added or phone changed: keeps phone_hash, and a number on the suppression list comes back opted out.';
-comment on function herald.contacts_guard_opt_in() is 'Only the contact can lift an opt-out (a START reply); any other update clearing opted_out_at fails 42501.';
-comment on function herald.contacts_after_update() is 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out to every row with the number, keeps suppressions in step.';
-comment on function herald.contacts_before_delete() is 'Hard delete: logs the impact, cancels pending messages and active enrollments (contact_deleted), keeps an opt-out as a suppression, queues provider erasure. Skipped inside a workspace delete.';
-comment on function herald.sequences_after_update() is 'Sequence archived: stops active enrollments and cancels their pending messages (sequence_stopped).';
-comment on function herald.sequences_before_delete() is 'Sequence delete: logs the impact, stops active enrollments, cancels their pending messages (sequence_stopped); sent history stays.';
-comment on function herald.senders_before_delete() is 'Sender delete: re-binds pending messages to the default sender of the channel, else cancels them (sender_deleted); logs the impact.';
-comment on function herald.whatsapp_groups_before_delete() is 'Group deleted on its own: logs the impact (a sender delete logs its groups).';
-comment on function herald.appointments_after_update() is 'Appointment cancelled or completed: cancels pending reminders (appointment_cancelled / appointment_completed); moved: shifts them by the same amount.';
-comment on function herald.appointments_before_delete() is 'Appointment delete: logs the impact, cancels pending reminders (appointment_cancelled); inside a contact delete they go with the contact.';
-comment on function herald.campaigns_before_delete() is 'Campaign delete: logs the impact, cancels pending messages (campaign_deleted).';
-comment on function herald.workspaces_before_delete() is 'Workspace delete: logs the impact, queues every provider message record of the workspace for erasure.';

@@ -150,6 +150,8 @@ begin
 end;
 $$;
 comment on function public.prepare_queue(uuid, date) is 'Enrolls up to daily_capacity eligible new leads (per day) in the default sequence, first sends spread over the send window in each contact''s time zone. Returns how many. Never queues a lead twice.';
+revoke execute on function public.prepare_queue(uuid, date) from public, anon;
+grant execute on function public.prepare_queue(uuid, date) to authenticated, service_role;
 
 /** Section - automation switch */
 create function public.set_automation(workspace_id uuid, enabled boolean) returns void
@@ -185,6 +187,8 @@ begin
 end;
 $$;
 comment on function public.set_automation(uuid, boolean) is 'Pauses or resumes sending for a workspace. Paused messages are held, never cancelled, and go out when automation resumes.';
+revoke execute on function public.set_automation(uuid, boolean) from public, anon;
+grant execute on function public.set_automation(uuid, boolean) to authenticated, service_role;
 
 /** Section - human takeover */
 create function public.take_lead(contact_id uuid) returns jsonb
@@ -230,6 +234,8 @@ begin
 end;
 $$;
 comment on function public.take_lead(uuid) is 'A human takes the lead: controlled_by = human, assigned to the caller, and every pending automated message and active enrollment cancelled (human_takeover) in the same transaction.';
+revoke execute on function public.take_lead(uuid) from public, anon;
+grant execute on function public.take_lead(uuid) to authenticated, service_role;
 
 create function public.release_lead(contact_id uuid) returns void
 language plpgsql
@@ -249,6 +255,8 @@ begin
 end;
 $$;
 comment on function public.release_lead(uuid) is 'Hands a contact back to automation. What the takeover cancelled stays cancelled.';
+revoke execute on function public.release_lead(uuid) from public, anon;
+grant execute on function public.release_lead(uuid) to authenticated, service_role;
 
 /** Section - retry */
 create function public.retry_message(message_id uuid) returns uuid
@@ -290,6 +298,8 @@ begin
 end;
 $$;
 comment on function public.retry_message(uuid) is 'Sends a failed or undelivered message again as a new message (retry_of points back). Cancelled and delivered messages cannot be retried.';
+revoke execute on function public.retry_message(uuid) from public, anon;
+grant execute on function public.retry_message(uuid) to authenticated, service_role;
 
 /** Section - views */
 create view public.failed_messages with (security_invoker = true) as
@@ -343,8 +353,3 @@ comment on view public.queue_metrics is 'Per workspace and local day: scheduled,
 
 revoke all on public.failed_messages, public.queue_metrics from anon;
 grant select on public.failed_messages, public.queue_metrics to authenticated, service_role;
-
-revoke execute on function public.prepare_queue(uuid, date), public.set_automation(uuid, boolean),
-  public.take_lead(uuid), public.release_lead(uuid), public.retry_message(uuid) from public, anon;
-grant execute on function public.prepare_queue(uuid, date), public.set_automation(uuid, boolean),
-  public.take_lead(uuid), public.release_lead(uuid), public.retry_message(uuid) to authenticated, service_role;
