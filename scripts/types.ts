@@ -2,14 +2,9 @@
 // on a throwaway cluster so it needs no running stack.
 
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
-import { Stack } from "./lib/stack.ts";
-import { firstFreePort } from "./lib/proc.ts";
+import { withMigratedDatabase } from "./lib/stack.ts";
 
-const stack = new Stack({ db: await firstFreePort(54352), functions: 0, sandbox: 0 }, `/var/tmp/herald/types-${Deno.pid}`, true);
-try {
-  await stack.upDatabase(() => {});
-  await Deno.writeTextFile(TYPES_FILE, await generateTypes(stack.cluster.url));
+await withMigratedDatabase("types", 54352, async (dbUrl) => {
+  await Deno.writeTextFile(TYPES_FILE, await generateTypes(dbUrl));
   console.log(`wrote ${TYPES_FILE}`);
-} finally {
-  await stack.cluster.destroy();
-}
+});

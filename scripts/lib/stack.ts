@@ -13,7 +13,7 @@ import {
   ROOT,
   type StackPorts,
 } from "./config.ts";
-import { portInUse, waitForPort } from "./proc.ts";
+import { firstFreePort, portInUse, waitForPort } from "./proc.ts";
 import { signJwt } from "../../supabase/functions/_shared/jwt.ts";
 
 export interface Keys {
@@ -170,6 +170,21 @@ export class Stack {
       services.push(spawn("local-cron", `${ROOT}/scripts/local-cron.ts`, this.cronEnv(keys)));
     }
     return services;
+  }
+}
+
+/**
+ * Runs `fn` against a database freshly migrated on a throwaway cluster of its own (a free port
+ * from `firstPort` up), then removes the cluster: what the generators (`npm run types`,
+ * `npm run schema`) need, with no running stack.
+ */
+export async function withMigratedDatabase<T>(name: string, firstPort: number, fn: (dbUrl: string) => Promise<T>): Promise<T> {
+  const stack = new Stack({ db: await firstFreePort(firstPort), functions: 0, sandbox: 0 }, `/var/tmp/herald/${name}-${Deno.pid}`, true);
+  try {
+    await stack.upDatabase(() => {});
+    return await fn(stack.cluster.url);
+  } finally {
+    await stack.cluster.destroy();
   }
 }
 
