@@ -6,6 +6,7 @@
 //   lint       supabase db lint --fail-on error (plpgsql_check)
 //   advisors   supabase db advisors: any ERROR-level finding fails
 //   types      the committed database types equal freshly generated ones
+//   schema     the committed supabase/schema.sql equals a fresh dump of the migrated schema
 //   deno check / deno lint over all TypeScript
 //
 // Filters: `npm test -- pgtap|deno|static` runs one group.
@@ -14,6 +15,7 @@ import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, type StackPorts, SUPABASE_BI
 import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
 import { portInUse, run } from "./lib/proc.ts";
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
+import { dumpSchema, SCHEMA_FILE } from "./lib/schema.ts";
 import { CHROMIUM, ensureDebianPackages } from "./lib/debian.ts";
 
 interface Tally {
@@ -103,6 +105,10 @@ async function staticChecks(dbUrl: string) {
   const fresh = await generateTypes(dbUrl);
   const committed = await Deno.readTextFile(TYPES_FILE).catch(() => "");
   check("database types are current", fresh === committed, "supabase/functions/_shared/database.types.ts is stale: run `npm run types` and commit it");
+
+  const schema = await dumpSchema(dbUrl);
+  const committedSchema = await Deno.readTextFile(SCHEMA_FILE).catch(() => "");
+  check("schema snapshot is current", schema === committedSchema, "supabase/schema.sql is stale: run `npm run schema` and commit it");
 
   const tsFiles = ["scripts", "supabase/functions", "sandbox", "tests", "bench", "docs"].filter((d) => {
     try {
