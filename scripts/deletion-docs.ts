@@ -1,7 +1,7 @@
 // npm run docs: writes docs/deletion-rules.md from the live catalog, on a throwaway cluster so it
 // needs no running stack. The document is derived from pg_constraint, pg_trigger and pg_policy
-// (and the comments on them), never from a hand-kept list: seed 002 kept its cascade rules in a
-// document the schema did not follow. docs/deletion-rules.test.ts fails when the committed file
+// (and the comments on them), never from a hand-kept list: cascade rules kept in a document
+// drift from the schema they describe. docs/deletion-rules.test.ts fails when the committed file
 // differs from what this renders.
 //
 //   npm run docs              regenerate docs/deletion-rules.md
@@ -287,7 +287,7 @@ export function actionText(fk: ForeignKey): string {
   }
 }
 
-/** Columns a set null clears although they are declared not null (seed 001's bug). */
+/** Columns a set null clears although they are declared not null (such a key makes its parent undeletable). */
 function setNullOnNotNull(fk: ForeignKey): string[] {
   return fk.onDelete === "n" ? fk.setCols.filter((c) => fk.notNullCols.includes(c)) : [];
 }
@@ -304,7 +304,7 @@ function roots(cat: DeletionCatalog): string[] {
   return ["workspaces", ...all.filter((t) => t !== "workspaces")].filter((t) => referenced.has(t));
 }
 
-/** An ASCII tree like seed 002's diagram, expanded through cascades only (set null keeps the row). */
+/** An ASCII tree of the cascade, expanded through cascades only (set null keeps the row). */
 export function renderTree(cat: DeletionCatalog, root: string, reached = new Set<string>()): string {
   const lines: [string, string][] = [[root, ""]];
   reached.add(root);

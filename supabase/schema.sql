@@ -2659,7 +2659,7 @@ CREATE TABLE public.campaign_groups (
     group_id uuid NOT NULL
 );
 
-COMMENT ON TABLE public.campaign_groups IS 'Which groups a campaign targets. Both keys are not null, so both cascade (seed 001).';
+COMMENT ON TABLE public.campaign_groups IS 'Which groups a campaign targets. Both keys are not null, so both cascade: a set null here would make every group and campaign undeletable.';
 
 CREATE TABLE public.campaigns (
     id uuid DEFAULT gen_random_uuid() NOT NULL,

@@ -3,7 +3,8 @@
  * suppression list that outlives a contact's hard delete.
  *
  * lead_status is a Postgres enum so that one list drives the constraint, the RPCs and the
- * generated TypeScript types (seed 003 failed on a status its check constraint did not know).
+ * generated TypeScript types (an app that offers a status the constraint does not know fails
+ * only when a user clicks it).
  */
 
 create extension if not exists moddatetime with schema extensions;

@@ -2,7 +2,8 @@
  * Senders (a Twilio number or a WhatsApp session), their WhatsApp groups, campaigns and the
  * campaign-to-group links.
  *
- * Seed 001's bug cannot happen here: campaign_groups.group_id is not null, so its foreign key
+ * A foreign key that sets null on a not-null column makes its parent undeletable (every delete
+ * fails on the not-null constraint). campaign_groups.group_id is not null, so its foreign key
  * cascades; a catalog test fails the suite if any key ever sets null on a not-null column.
  * Deleting a sender cascades to its groups and from them to campaign links; its pending
  * messages are re-bound or cancelled by a trigger (see the deletion-rules migration).
@@ -70,7 +71,7 @@ create table public.campaign_groups (
   foreign key (workspace_id, campaign_id) references public.campaigns (workspace_id, id) on delete cascade,
   foreign key (workspace_id, group_id) references public.whatsapp_groups (workspace_id, id) on delete cascade
 );
-comment on table public.campaign_groups is 'Which groups a campaign targets. Both keys are not null, so both cascade (seed 001).';
+comment on table public.campaign_groups is 'Which groups a campaign targets. Both keys are not null, so both cascade: a set null here would make every group and campaign undeletable.';
 create index campaign_groups_workspace_campaign_idx on public.campaign_groups (workspace_id, campaign_id);
 create index campaign_groups_workspace_group_idx on public.campaign_groups (workspace_id, group_id);
 

@@ -1,6 +1,6 @@
 /**
- * What a delete would do, derived from the live catalog (seed 002 kept its cascade rules in a
- * document the schema did not follow). herald.delete_impact() walks pg_constraint from a row:
+ * What a delete would do, derived from the live catalog (cascade rules written in a document
+ * drift from the schema that is supposed to follow them). herald.delete_impact() walks pg_constraint from a row:
  * every foreign key that points at a row in the delete set either cascades (and the walk goes
  * on from those rows), sets columns null, or blocks. A foreign key added by a later migration
  * shows up here without touching this function. Used by preview_delete() and by the triggers

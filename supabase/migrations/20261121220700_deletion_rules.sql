@@ -1,6 +1,7 @@
 /**
  * The deletion and cancellation rules, enforced by triggers so that no code path can skip them
- * (seed 000: a contact deleted while its sequences and scheduled messages lived on).
+ * (a contact deleted from the app must not leave its sequences and scheduled messages running,
+ * nor have them block the delete).
  *
  *   contact soft-deleted, opted out or taken over → its pending messages and active enrollments
  *     are cancelled in the same statement (contact_deleted / contact_opted_out / human_takeover)

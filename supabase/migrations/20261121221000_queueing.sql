@@ -1,6 +1,6 @@
 /**
- * Queueing due messages, in the database (seed 004 re-checked cancellation, quiet hours, daily
- * limits and deleted calendar events by hand in its worker). Every minute pg_cron runs
+ * Queueing due messages, in the database (a sending worker should not have to re-check
+ * cancellation, quiet hours, daily limits and deleted appointments by hand). Every minute pg_cron runs
  * herald.queue_due_messages(), which takes due `scheduled` messages and, set-based:
  *
  *   cancels those whose contact is deleted, opted out, suppressed or human-controlled, whose

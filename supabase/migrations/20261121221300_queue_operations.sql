@@ -1,6 +1,6 @@
 /**
- * Lead queue operations (seed 003: four queue buttons that reported success and did nothing, a
- * status the check constraint refused, foreign keys that blocked inserts, no ledger). Each one
+ * Lead queue operations (a queue UI whose buttons report success must have done the work: no
+ * status the check constraint refuses, no foreign key that blocks the insert, a ledger entry). Each one
  * is a database function that really does the work:
  *
  *   prepare_queue     enrolls up to daily_capacity new leads per day into the default sequence,
