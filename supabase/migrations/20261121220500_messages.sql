@@ -1,8 +1,7 @@
 /**
  * Messages: the intent to send one message and its whole lifecycle, the provider attempts made
  * for it (one row per call to Twilio, linked by keys, so a webhook never has to update two tables
- * by hand to keep them in step), and the
- * append-only ledger of every status change.
+ * by hand to keep them in step), and the append-only ledger of every status change.
  *
  * Status only moves along the graph in herald.message_transition_ok(); the ledger and that check
  * run in one statement-level trigger (transition tables), so cancelling 10,000 messages is one

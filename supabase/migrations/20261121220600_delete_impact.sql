@@ -1,10 +1,11 @@
 /**
  * What a delete would do, derived from the live catalog (cascade rules written in a document
- * drift from the schema that is supposed to follow them). herald.delete_impact() walks pg_constraint from a row:
- * every foreign key that points at a row in the delete set either cascades (and the walk goes
- * on from those rows), sets columns null, or blocks. A foreign key added by a later migration
- * shows up here without touching this function. Used by preview_delete() and by the triggers
- * that write deletion_log, so the preview and the log can never disagree.
+ * drift from the schema that is supposed to follow them). herald.delete_impact() walks
+ * pg_constraint from a row: every foreign key that points at a row in the delete set either
+ * cascades (and the walk goes on from those rows), sets columns null, or blocks. A foreign key
+ * added by a later migration shows up here without touching this function. Used by
+ * preview_delete() and by the triggers that write deletion_log, so the preview and the log can
+ * never disagree.
  *
  * It visits each table once: the tables a delete cascades to are put parent-before-child, each
  * table's doomed rows are one CTE that its children, its set-null keys and the cancel counts all

@@ -1,7 +1,7 @@
 /**
  * Queueing due messages, in the database (a sending worker should not have to re-check
- * cancellation, quiet hours, daily limits and deleted appointments by hand). Every minute pg_cron runs
- * herald.queue_due_messages(), which takes due `scheduled` messages and, set-based:
+ * cancellation, quiet hours, daily limits and deleted appointments by hand). Every minute pg_cron
+ * runs herald.queue_due_messages(), which takes due `scheduled` messages and, set-based:
  *
  *   cancels those whose contact is deleted, opted out, suppressed or human-controlled, whose
  *     appointment is no longer scheduled, or whose enrollment stopped (with the reason);

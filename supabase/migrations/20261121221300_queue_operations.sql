@@ -1,7 +1,7 @@
 /**
  * Lead queue operations (a queue UI whose buttons report success must have done the work: no
- * status the check constraint refuses, no foreign key that blocks the insert, a ledger entry). Each one
- * is a database function that really does the work:
+ * status the check constraint refuses, no foreign key that blocks the insert, a ledger entry).
+ * Each one is a database function that really does the work:
  *
  *   prepare_queue     enrolls up to daily_capacity new leads per day into the default sequence,
  *                     first sends spread over the send window in each contact's own time zone
