@@ -3,7 +3,7 @@
 // Suite; bench/run.ts runs the ones asked for against one cluster.
 
 import postgres from "postgres";
-import { Stack } from "../scripts/lib/stack.ts";
+import { Stack } from "@herald/scripts/lib/stack.ts";
 
 export type Sql = postgres.Sql;
 export type TransactionSql = postgres.TransactionSql;

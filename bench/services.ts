@@ -5,11 +5,11 @@
 // and the sandbox's own record of what it received.
 
 import twilio from "twilio";
-import { type Keys, localKeys, type ServiceProcess, Stack, stopServices } from "../scripts/lib/stack.ts";
-import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "../scripts/lib/config.ts";
-import { firstFreePort } from "../scripts/lib/proc.ts";
-import { signJwt } from "../supabase/functions/_shared/jwt.ts";
-import { statusCallbackParams } from "../sandbox/twilio-sandbox.ts";
+import { type Keys, localKeys, type ServiceProcess, Stack, stopServices } from "@herald/scripts/lib/stack.ts";
+import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
+import { firstFreePort } from "@herald/scripts/lib/proc.ts";
+import { signJwt } from "@herald/shared/jwt.ts";
+import { statusCallbackParams } from "@herald/sandbox/twilio-sandbox.ts";
 import type { BenchCluster, Member } from "./lib.ts";
 
 export interface BenchServices {

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { checkDeletionDocs, STALE_MESSAGE } from "../scripts/deletion-docs.ts";
+import { checkDeletionDocs, STALE_MESSAGE } from "@herald/scripts/deletion-docs.ts";
 
 const dbUrl = Deno.env.get("HERALD_TEST_DB_URL");
 

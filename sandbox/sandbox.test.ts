@@ -12,7 +12,8 @@ import {
   rewriteTwilioUri,
   signatureValid,
   type TwilioClient,
-} from "../supabase/functions/_shared/twilio.ts";
+} from "@herald/shared/twilio.ts";
+import { DENO_CONFIG } from "@herald/scripts/lib/config.ts";
 
 const ACCOUNT_SID = "AC00000000000000000000000000000000";
 const AUTH_TOKEN = "sandbox-test-token";
@@ -585,7 +586,6 @@ Deno.test("classifyProviderError on real sandbox failures", async () => {
 // ---- running as a program --------------------------------------------------------------------
 
 const SANDBOX_MAIN = new URL("./twilio-sandbox.ts", import.meta.url).pathname;
-const DENO_CONFIG = new URL("../supabase/functions/deno.json", import.meta.url).pathname;
 
 function sandboxCommand(env: Record<string, string>, piped: boolean): Deno.Command {
   return new Deno.Command(Deno.execPath(), {

@@ -9,9 +9,9 @@
 // runtime gives each function its own worker: the bench measures a function's memory that way).
 
 import { parse as parseToml } from "smol-toml";
-import { verifyJwt } from "../supabase/functions/_shared/jwt.ts";
-import { errorResponse, HttpError, json } from "../supabase/functions/_shared/http.ts";
-import { closeDb } from "../supabase/functions/_shared/db.ts";
+import { verifyJwt } from "@herald/shared/jwt.ts";
+import { errorResponse, HttpError, json } from "@herald/shared/http.ts";
+import { closeDb } from "@herald/shared/db.ts";
 
 type Handler = (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
 

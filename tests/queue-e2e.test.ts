@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { parse } from "csv-parse/sync";
 import type postgres from "postgres";
 import twilio from "twilio";
-import { LOCAL_TWILIO } from "../scripts/lib/config.ts";
+import { LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import {
   addMember,
   asUser,

@@ -3,9 +3,9 @@
 
 import postgres from "postgres";
 import twilio from "twilio";
-import { signJwt } from "../supabase/functions/_shared/jwt.ts";
-import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "../scripts/lib/config.ts";
-import { createTwilioClient } from "../supabase/functions/_shared/twilio.ts";
+import { signJwt } from "@herald/shared/jwt.ts";
+import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
+import { createTwilioClient } from "@herald/shared/twilio.ts";
 
 function need(name: string): string {
   const v = Deno.env.get(name);

@@ -14,7 +14,7 @@ import {
   type StackPorts,
 } from "./config.ts";
 import { firstFreePort, portInUse, waitForPort } from "./proc.ts";
-import { signJwt } from "../../supabase/functions/_shared/jwt.ts";
+import { signJwt } from "@herald/shared/jwt.ts";
 
 export interface Keys {
   anon: string;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { asUser, callFunction, connect, createUser, createWorkspace, phone, sandboxClient } from "../../../tests/support.ts";
+import { asUser, callFunction, connect, createUser, createWorkspace, phone, sandboxClient } from "@herald/tests/support.ts";
 
 Deno.test("delete-contact: hard delete erases the contact and its Twilio records", async () => {
   const sql = connect();

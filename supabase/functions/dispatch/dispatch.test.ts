@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { asUser, callFunction, connect, dispatchOnce, sandboxRecord, sendingWorkspace, stack, waitFor } from "../../../tests/support.ts";
+import { asUser, callFunction, connect, dispatchOnce, sandboxRecord, sendingWorkspace, stack, waitFor } from "@herald/tests/support.ts";
 
 // Twilio's magic numbers and the sandbox's extensions, and where each one must end.
 const CASES = [
@@ -123,7 +123,7 @@ Deno.test("a dispatcher killed mid-batch loses nothing and sends nothing twice",
     const claimed = await sql`select * from herald.claim_messages(100, interval '30 seconds')
                               where workspace_id = ${workspaceId}`;
     assert.equal(claimed.length, 6);
-    const { sandboxClient } = await import("../../../tests/support.ts");
+    const { sandboxClient } = await import("@herald/tests/support.ts");
     for (const m of claimed.slice(0, 3)) {
       await sandboxClient().messages.create({ to: m.to_phone, from: m.from_phone, body: m.body });
     }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parse } from "csv-parse/sync";
-import { asUser, callFunction, connect, createUser, createWorkspace, phone } from "../../../tests/support.ts";
+import { asUser, callFunction, connect, createUser, createWorkspace, phone } from "@herald/tests/support.ts";
 
 Deno.test("export-queue: RFC 4180 CSV a spreadsheet opens, formulas neutralised, only the caller's workspace", async () => {
   const sql = connect();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
-import { LOCAL_TWILIO } from "../../../scripts/lib/config.ts";
+import { LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import {
   asUser,
   connect,
@@ -11,7 +11,7 @@ import {
   sendingWorkspace,
   type TestUser,
   twilioSignature,
-} from "../../../tests/support.ts";
+} from "@herald/tests/support.ts";
 
 // Inbound messages, over HTTP against the served function, signed as Twilio signs them.
 
