@@ -6,6 +6,7 @@ import twilio from "twilio";
 import { signJwt } from "@herald/shared/jwt.ts";
 import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { createTwilioClient } from "@herald/shared/twilio.ts";
+import { newSid } from "@herald/shared/sids.ts";
 
 function need(name: string): string {
   const v = Deno.env.get(name);
@@ -176,7 +177,7 @@ export async function postTwilioWebhook(name: string, params: Record<string, str
 
 /** A random Twilio-shaped message sid (SM + 32 hex digits). */
 export function messageSid(): string {
-  return `SM${crypto.randomUUID().replaceAll("-", "")}`;
+  return newSid("SM");
 }
 
 /** A random, valid E.164 number for a sender of its own, so inbound messages route to one workspace. */

@@ -2,13 +2,14 @@
 // is named at start-up instead of failing a request later.
 
 import { z } from "zod";
+import { sidSchema } from "./sids.ts";
 
 const Env = z.object({
   SUPABASE_DB_URL: z.string().url(),
   SUPABASE_URL: z.string().url().optional(),
   /** Set locally by the stack; on hosted Supabase the gateway verifies JWTs (verify_jwt). */
   SUPABASE_JWT_SECRET: z.string().min(32).optional(),
-  TWILIO_ACCOUNT_SID: z.string().regex(/^AC[0-9a-f]{32}$/, "must be AC followed by 32 hex digits").optional(),
+  TWILIO_ACCOUNT_SID: sidSchema("AC").optional(),
   TWILIO_AUTH_TOKEN: z.string().min(1).optional(),
   /** Only for local development and tests: the Twilio sandbox's origin. Unset in production. */
   TWILIO_API_BASE: z.string().url().optional(),

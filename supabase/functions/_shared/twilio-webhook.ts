@@ -1,8 +1,9 @@
 // What both Twilio webhooks share: read the form body, check X-Twilio-Signature against the
 // public URL Twilio was given (not req.url: proxies rewrite it), then validate the fields.
 
+import type { z } from "zod";
 import { env, required } from "./env.ts";
-import { HttpError } from "./http.ts";
+import { HttpError, parseInput } from "./http.ts";
 import { signatureValid } from "./twilio.ts";
 
 /** The functions' public base URL (…/functions/v1), as configured or derived from SUPABASE_URL. */
@@ -14,13 +15,25 @@ export function publicFunctionsUrl(): string {
   return `${base.replace(/\/+$/, "")}/functions/v1`;
 }
 
-export interface TwilioWebhook {
+export interface TwilioWebhook<T> {
+  /** Every form field as posted (what the database stores). */
   params: Record<string, string>;
+  /** The fields the function uses, validated by its schema. */
+  fields: T;
   /** Twilio's I-Twilio-Idempotency-Token: the same on every redelivery of one webhook. */
   idempotencyToken: string | null;
 }
 
-export async function verifiedTwilioWebhook(req: Request, functionName: string): Promise<TwilioWebhook> {
+/**
+ * The webhook's form, once its signature holds (403 otherwise), validated by `schema`: a field
+ * that fails is a 400 `invalidCode` that names it.
+ */
+export async function verifiedTwilioWebhook<S extends z.ZodType>(
+  req: Request,
+  functionName: string,
+  schema: S,
+  invalidCode: string,
+): Promise<TwilioWebhook<z.output<S>>> {
   if (req.method !== "POST") throw new HttpError(405, "method_not_allowed", "use POST");
   const type = req.headers.get("content-type") ?? "";
   if (!type.startsWith("application/x-www-form-urlencoded")) {
@@ -33,5 +46,6 @@ export async function verifiedTwilioWebhook(req: Request, functionName: string):
   if (!signatureValid(required("TWILIO_AUTH_TOKEN"), req.headers.get("x-twilio-signature"), url, params)) {
     throw new HttpError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match this request");
   }
-  return { params, idempotencyToken: req.headers.get("i-twilio-idempotency-token") };
+  const fields = parseInput(schema, params, invalidCode, "form");
+  return { params, fields, idempotencyToken: req.headers.get("i-twilio-idempotency-token") };
 }

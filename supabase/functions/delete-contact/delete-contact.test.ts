@@ -72,11 +72,23 @@ Deno.test("delete-contact: refuses bad calls with clear errors and changes nothi
 
     assert.equal((await callFunction("delete-contact", { body: { contact_id: id } })).status, 401);
     assert.equal((await callFunction("delete-contact", { token: "not.a.jwt", body: { contact_id: id } })).status, 401);
-    const bad = await callFunction("delete-contact", { token: owner.token, body: { contact_id: "nope" } });
-    assert.equal(bad.status, 400);
-    assert.equal((bad.body as { error: { code: string } }).error.code, "invalid_body");
-    assert.equal((await callFunction("delete-contact", { token: owner.token, body: "{not json" })).status, 400);
-    assert.equal((await callFunction("delete-contact", { token: owner.token, body: { contact_id: id, extra: 1 } })).status, 400);
+    // A 400 names each field that failed and what is wrong with it.
+    const refused = async (body: unknown) => {
+      const res = await callFunction("delete-contact", { token: owner.token, body });
+      assert.equal(res.status, 400, res.text);
+      const { error } = res.body as { error: { code: string; message: string } };
+      assert.equal(error.code, "invalid_body");
+      return error.message;
+    };
+    assert.equal(await refused({}), "contact_id: required");
+    assert.equal(await refused(""), "body: required");
+    assert.equal(await refused("{not json"), "body: not valid JSON");
+    assert.equal(await refused([id]), "body: expected object, received array");
+    assert.equal(await refused({ contact_id: "nope" }), "contact_id: not a valid uuid");
+    assert.equal(
+      await refused({ contact_id: 42, hard: "yes", extra: 1 }),
+      "contact_id: expected string, received number; hard: expected boolean, received string; extra: unknown field",
+    );
     const other = await callFunction("delete-contact", { token: stranger.token, body: { contact_id: id, hard: true } });
     assert.equal(other.status, 404, other.text);
     const missing = await callFunction("delete-contact", { token: owner.token, body: { contact_id: crypto.randomUUID() } });

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { asCaller, db } from "../_shared/db.ts";
 import { requireUser } from "../_shared/caller.ts";
-import { handle, HttpError, json, requireMethod } from "../_shared/http.ts";
+import { handle, json, readJsonBody, requireMethod } from "../_shared/http.ts";
 import { rethrowAsHttp } from "../_shared/pg-errors.ts";
 import { eraseProviderRecords } from "../_shared/erasure.ts";
 import { provider } from "../_shared/provider.ts";
@@ -18,11 +18,7 @@ const Body = z.object({
 Deno.serve(handle(async (req) => {
   requireMethod(req, "POST");
   const claims = await requireUser(req);
-  const parsed = Body.safeParse(await req.json().catch(() => undefined));
-  if (!parsed.success) {
-    throw new HttpError(400, "invalid_body", `expected { contact_id: uuid, hard?: boolean }: ${parsed.error.issues[0].message}`);
-  }
-  const { contact_id, hard } = parsed.data;
+  const { contact_id, hard } = await readJsonBody(req, Body);
 
   const result = await asCaller(claims, async (tx) => {
     const [row] = await tx`select public.delete_contact(${contact_id}::uuid, ${hard}) as result`;

@@ -1,5 +1,16 @@
 import assert from "node:assert/strict";
-import { asUser, callFunction, connect, dispatchOnce, sandboxRecord, sendingWorkspace, stack, waitFor } from "@herald/tests/support.ts";
+import { sidPattern } from "@herald/shared/sids.ts";
+import {
+  asUser,
+  callFunction,
+  connect,
+  dispatchOnce,
+  sandboxClient,
+  sandboxRecord,
+  sendingWorkspace,
+  stack,
+  waitFor,
+} from "@herald/tests/support.ts";
 
 // Twilio's magic numbers and the sandbox's extensions, and where each one must end.
 const CASES = [
@@ -50,7 +61,7 @@ Deno.test("end to end: schedule → queue → dispatch → sandbox → signed ca
     const normal = ids.get("+14155550123")!;
     const attempts = await sql`select attempt_no, provider_sid, provider_status from message_attempts where message_id = ${normal}`;
     assert.equal(attempts.length, 1);
-    assert.match(attempts[0].provider_sid, /^SM[0-9a-f]{32}$/);
+    assert.match(attempts[0].provider_sid, sidPattern("SM"));
     assert.equal(attempts[0].provider_status, "delivered");
     const ledger = await sql`select from_status, to_status from message_events where message_id = ${normal} order by id`;
     assert.deepEqual(ledger.map((e) => `${e.from_status ?? "∅"}→${e.to_status}`),
@@ -123,7 +134,6 @@ Deno.test("a dispatcher killed mid-batch loses nothing and sends nothing twice",
     const claimed = await sql`select * from herald.claim_messages(100, interval '30 seconds')
                               where workspace_id = ${workspaceId}`;
     assert.equal(claimed.length, 6);
-    const { sandboxClient } = await import("@herald/tests/support.ts");
     for (const m of claimed.slice(0, 3)) {
       await sandboxClient().messages.create({ to: m.to_phone, from: m.from_phone, body: m.body });
     }
@@ -150,9 +160,20 @@ Deno.test("dispatch: service role only, and bad bodies are refused", async () =>
     const { owner } = await sendingWorkspace(sql);
     assert.equal((await callFunction("dispatch", { body: {} })).status, 401);
     assert.equal((await callFunction("dispatch", { token: owner.token, body: {} })).status, 403);
-    assert.equal((await callFunction("dispatch", { token: stack.serviceRoleKey, body: { limit: 0 } })).status, 400);
-    assert.equal((await callFunction("dispatch", { token: stack.serviceRoleKey, body: { limit: "x" } })).status, 400);
-    assert.equal((await callFunction("dispatch", { token: stack.serviceRoleKey, body: "{" })).status, 400);
+    const refused = async (body: unknown) => {
+      const res = await callFunction("dispatch", { token: stack.serviceRoleKey, body });
+      assert.equal(res.status, 400, res.text);
+      return (res.body as { error: { code: string; message: string } }).error;
+    };
+    assert.deepEqual(await refused({ limit: 0 }), { code: "invalid_body", message: "limit: must be at least 1" });
+    assert.deepEqual(await refused({ limit: 5001 }), { code: "invalid_body", message: "limit: must be at most 5000" });
+    assert.deepEqual(await refused({ limit: 1.5 }), { code: "invalid_body", message: "limit: must be an integer" });
+    assert.deepEqual(await refused({ limit: "x" }), {
+      code: "invalid_body",
+      message: "limit: expected number, received string",
+    });
+    assert.deepEqual(await refused({ limt: 5 }), { code: "invalid_body", message: "limt: unknown field" });
+    assert.deepEqual(await refused("{"), { code: "invalid_body", message: "body: not valid JSON" });
   } finally {
     await sql.end();
   }

@@ -60,9 +60,16 @@ Deno.test("export-queue: a header row even when empty; filters; bad input refuse
     const early = await callFunction(`export-queue?status=scheduled&to=${to}`, { token: owner.token });
     assert.equal(parse(early.text).length, 1, "the message tomorrow is after `to`");
 
-    assert.equal((await callFunction("export-queue?status=bogus", { token: owner.token })).status, 400);
-    assert.equal((await callFunction("export-queue?from=yesterday", { token: owner.token })).status, 400);
-    assert.equal((await callFunction("export-queue?nope=1", { token: owner.token })).status, 400);
+    const refused = async (query: string) => {
+      const res = await callFunction(`export-queue?${query}`, { token: owner.token });
+      assert.equal(res.status, 400, res.text);
+      const { error } = res.body as { error: { code: string; message: string } };
+      assert.equal(error.code, "invalid_query");
+      return error.message;
+    };
+    assert.match(await refused("status=bogus"), /^status: unknown status bogus; use scheduled, queued, /);
+    assert.equal(await refused("from=yesterday"), "from: not a valid datetime");
+    assert.equal(await refused("nope=1"), "nope: unknown field");
     assert.equal((await callFunction("export-queue")).status, 401);
   } finally {
     await sql.end();

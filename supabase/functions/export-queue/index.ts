@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { asCaller } from "../_shared/db.ts";
 import { requireUser } from "../_shared/caller.ts";
-import { handle, HttpError, requireMethod } from "../_shared/http.ts";
+import { handle, HttpError, readQuery, requireMethod } from "../_shared/http.ts";
 import { csvRows } from "../_shared/csv.ts";
 import type { Database } from "../_shared/database.types.ts";
 
@@ -39,11 +39,7 @@ const HEADER = [
 Deno.serve(handle(async (req) => {
   requireMethod(req, "GET");
   const claims = await requireUser(req);
-  const parsed = Query.safeParse(Object.fromEntries(new URL(req.url).searchParams));
-  if (!parsed.success) {
-    throw new HttpError(400, "invalid_query", `${parsed.error.issues[0].path.join(".") || "query"}: ${parsed.error.issues[0].message}`);
-  }
-  const { status, from, to, workspace_id } = parsed.data;
+  const { status, from, to, workspace_id } = readQuery(req, Query);
   if (from && to && new Date(from) > new Date(to)) throw new HttpError(400, "invalid_query", "from is after to");
   // Default window: everything still to be sent, and what was sent in the last 7 days.
   const since = from ?? new Date(Date.now() - 7 * 24 * 3600_000).toISOString();

@@ -3,14 +3,15 @@
 
 import { z } from "zod";
 import { db } from "../_shared/db.ts";
-import { handle, HttpError } from "../_shared/http.ts";
+import { handle } from "../_shared/http.ts";
+import { sidSchema } from "../_shared/sids.ts";
 import { verifiedTwilioWebhook } from "../_shared/twilio-webhook.ts";
 
 const address = z.string().transform((s) => s.replace(/^whatsapp:/, "")).pipe(
-  z.string().regex(/^\+[1-9][0-9]{6,14}$/, "From and To must be E.164 numbers"),
+  z.string().regex(/^\+[1-9][0-9]{6,14}$/, "must be an E.164 number"),
 );
 const Inbound = z.object({
-  MessageSid: z.string().regex(/^(SM|MM)[0-9a-f]{32}$/, "MessageSid must be SM or MM followed by 32 hex digits"),
+  MessageSid: sidSchema("SM", "MM"),
   From: address,
   To: address,
   Body: z.string().default(""),
@@ -19,10 +20,13 @@ const Inbound = z.object({
 const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>';
 
 Deno.serve(handle(async (req) => {
-  const { params, idempotencyToken } = await verifiedTwilioWebhook(req, "twilio-inbound");
-  const parsed = Inbound.safeParse(params);
-  if (!parsed.success) throw new HttpError(400, "invalid_inbound", parsed.error.issues[0].message);
-  const { MessageSid, From, To, Body } = parsed.data;
+  const { params, fields, idempotencyToken } = await verifiedTwilioWebhook(
+    req,
+    "twilio-inbound",
+    Inbound,
+    "invalid_inbound",
+  );
+  const { MessageSid, From, To, Body } = fields;
   await db()`select herald.apply_inbound(${From}, ${To}, ${Body}, ${MessageSid}, ${db().json(params)}, ${idempotencyToken})`;
   return new Response(EMPTY_TWIML, { headers: { "content-type": "text/xml" } });
 }));

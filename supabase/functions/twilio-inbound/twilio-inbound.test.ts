@@ -135,10 +135,15 @@ Deno.test("twilio-inbound: bad signatures get 403, malformed bodies 400, and nei
     assert.equal((await postTwilioWebhook("twilio-inbound", params, {
       raw: { body: JSON.stringify(params), contentType: "application/json" },
     })).status, 400);
-    const malformed: Record<string, string>[] = [{ From: "hello" }, { To: "" }, { MessageSid: "SM1" }];
-    for (const bad of malformed) {
+    const malformed: Array<[Record<string, string>, string]> = [
+      [{ From: "hello" }, "From: must be an E.164 number"],
+      [{ To: "" }, "To: must be an E.164 number"],
+      [{ MessageSid: "SM1" }, "MessageSid: must be SM or MM followed by 32 hex digits"],
+    ];
+    for (const [bad, message] of malformed) {
       const res = await postTwilioWebhook("twilio-inbound", { ...params, ...bad });
       assert.equal(res.status, 400, `expected 400 for ${JSON.stringify(bad)}: ${res.text}`);
+      assert.deepEqual(res.body, { error: { code: "invalid_inbound", message } });
     }
 
     assert.deepEqual(await contactState(sql, w.contactId), { opted_out: false, replied: false, suppressed: false });

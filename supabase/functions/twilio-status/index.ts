@@ -4,23 +4,27 @@
 
 import { z } from "zod";
 import { db } from "../_shared/db.ts";
-import { handle, HttpError, json } from "../_shared/http.ts";
+import { handle, json } from "../_shared/http.ts";
+import { sidSchema } from "../_shared/sids.ts";
 import { verifiedTwilioWebhook } from "../_shared/twilio-webhook.ts";
 
 const StatusCallback = z.object({
-  MessageSid: z.string().regex(/^(SM|MM)[0-9a-f]{32}$/, "MessageSid must be SM or MM followed by 32 hex digits"),
+  MessageSid: sidSchema("SM", "MM"),
   MessageStatus: z.enum([
     "accepted", "scheduled", "queued", "sending", "sent", "receiving", "received", "delivered", "undelivered",
     "failed", "read", "canceled", "partially_delivered",
   ]),
-  ErrorCode: z.string().regex(/^\d+$/).optional(),
+  ErrorCode: z.string().regex(/^\d+$/, "must be a number").optional(),
 });
 
 Deno.serve(handle(async (req) => {
-  const { params, idempotencyToken } = await verifiedTwilioWebhook(req, "twilio-status");
-  const parsed = StatusCallback.safeParse(params);
-  if (!parsed.success) throw new HttpError(400, "invalid_callback", parsed.error.issues[0].message);
-  const { MessageSid, MessageStatus, ErrorCode } = parsed.data;
+  const { params, fields, idempotencyToken } = await verifiedTwilioWebhook(
+    req,
+    "twilio-status",
+    StatusCallback,
+    "invalid_callback",
+  );
+  const { MessageSid, MessageStatus, ErrorCode } = fields;
   const [row] = await db()`
     select herald.apply_provider_status(${MessageSid}, ${MessageStatus}, ${ErrorCode ?? null}::integer,
                                         ${db().json(params)}, ${idempotencyToken}) as outcome`;

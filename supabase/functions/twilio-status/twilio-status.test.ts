@@ -87,17 +87,21 @@ Deno.test("twilio-status: a body that is not form-encoded or is malformed is ref
     assert.equal(asJson.status, 400);
     assert.equal((asJson.body as { error: { code: string } }).error.code, "invalid_body");
 
-    const malformed: Record<string, string>[] = [
-      callback("SM123", "delivered"), // not SM + 32 hex digits
-      callback(`XX${sid.slice(2)}`, "delivered"), // not a message sid
-      callback(sid, "exploded"), // not a Twilio status
-      callback(sid, "undelivered", { ErrorCode: "30003; drop table messages" }),
-      Object.fromEntries(Object.entries(params).filter(([k]) => k !== "MessageStatus")), // no status
+    const badSid = "MessageSid: must be SM or MM followed by 32 hex digits";
+    const malformed: Array<[Record<string, string>, string | RegExp]> = [
+      [callback("SM123", "delivered"), badSid], // not SM + 32 hex digits
+      [callback(`XX${sid.slice(2)}`, "delivered"), badSid], // not a message sid
+      [callback(sid, "exploded"), /^MessageStatus: must be one of accepted, scheduled, /], // not a Twilio status
+      [callback(sid, "undelivered", { ErrorCode: "30003; drop table messages" }), "ErrorCode: must be a number"],
+      [Object.fromEntries(Object.entries(params).filter(([k]) => k !== "MessageStatus")), "MessageStatus: required"],
     ];
-    for (const p of malformed) {
+    for (const [p, message] of malformed) {
       const res = await postTwilioWebhook("twilio-status", p); // correctly signed: only the content is wrong
       assert.equal(res.status, 400, `expected 400 for ${JSON.stringify(p)}, got ${res.status} ${res.text}`);
-      assert.equal((res.body as { error: { code: string } }).error.code, "invalid_callback");
+      const { error } = res.body as { error: { code: string; message: string } };
+      assert.equal(error.code, "invalid_callback");
+      if (typeof message === "string") assert.equal(error.message, message);
+      else assert.match(error.message, message);
     }
     assert.deepEqual(await snapshot(sql, messageId, sid), before);
   } finally {
