@@ -9,7 +9,7 @@ import { type Keys, localKeys, type ServiceProcess, Stack, stopServices } from "
 import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 import { signJwt } from "@herald/shared/jwt.ts";
-import { statusCallbackParams } from "@herald/sandbox/twilio-sandbox.ts";
+import { statusCallbackParams } from "@herald/sandbox/webhooks.ts";
 import type { BenchCluster, Member } from "./lib.ts";
 
 export interface BenchServices {

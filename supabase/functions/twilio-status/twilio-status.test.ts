@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { connect, messageSid, phone, postTwilioWebhook, sendingWorkspace, twilioSignature, waitFor } from "@herald/tests/support.ts";
-import { statusCallbackParams } from "@herald/sandbox/twilio-sandbox.ts";
+import { statusCallbackParams } from "@herald/sandbox/webhooks.ts";
 
 // Twilio's status callbacks, over HTTP against the served function: signed as Twilio signs them
 // (twilio.getExpectedTwilioSignature over the configured public URL and the form fields).
