@@ -15,9 +15,9 @@ import {
   FROM,
   OK_TO,
   rejectsWith,
-  startReceiver,
   statusesFor,
   waitForStatus,
+  withReceiver,
   withSandbox,
 } from "./testing.ts";
 
@@ -113,8 +113,7 @@ Deno.test("+15005550013 always answers 500 / 20500", async () => {
 });
 
 Deno.test("+15005550010 ends undelivered 30003 and +15005550011 ends failed 30008", async () => {
-  const receiver = startReceiver();
-  try {
+  await withReceiver(async (receiver) => {
     await withSandbox(async ({ client }) => {
       const statusCallback = `${receiver.base}/status`;
       const undelivered = await client.messages.create({ to: "+15005550010", from: FROM, body: "x", statusCallback });
@@ -139,14 +138,11 @@ Deno.test("+15005550010 ends undelivered 30003 and +15005550011 ends failed 3000
       assert.equal(f.status, "failed");
       assert.equal(f.errorCode, 30008);
     });
-  } finally {
-    await receiver.close();
-  }
+  });
 });
 
 Deno.test("+15005550014 reports delivered before sent; the stored status does not regress", async () => {
-  const receiver = startReceiver();
-  try {
+  await withReceiver(async (receiver) => {
     await withSandbox(async ({ client }) => {
       const m = await client.messages.create({
         to: "+15005550014",
@@ -158,9 +154,7 @@ Deno.test("+15005550014 reports delivered before sent; the stored status does no
       assert.deepEqual(statusesFor(received, m.sid), ["queued", "delivered", "sent"]);
       assert.equal((await client.messages(m.sid).fetch()).status, "delivered");
     });
-  } finally {
-    await receiver.close();
-  }
+  });
 });
 
 Deno.test("a queued message can be canceled; a delivered one cannot", async () => {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import twilio from "twilio";
 import { sidPattern } from "@herald/shared/sids.ts";
-import { ACCOUNT_SID, AUTH_TOKEN, FROM, OK_TO, startReceiver, withSandbox } from "./testing.ts";
+import { ACCOUNT_SID, AUTH_TOKEN, FROM, OK_TO, withReceiver, withSandbox } from "./testing.ts";
 
 Deno.test("GET / lists sent messages with a reply form per message", async () => {
   await withSandbox(async ({ client, sandbox }) => {
@@ -24,9 +24,8 @@ Deno.test("GET / lists sent messages with a reply form per message", async () =>
 });
 
 Deno.test("a reply from the inbox posts a signed inbound webhook and shows up on the page", async () => {
-  const receiver = startReceiver();
-  const inboundUrl = `${receiver.base}/functions/v1/twilio-inbound`;
-  try {
+  await withReceiver(async (receiver) => {
+    const inboundUrl = `${receiver.base}/functions/v1/twilio-inbound`;
     await withSandbox(async ({ client, sandbox }) => {
       const m = await client.messages.create({ to: OK_TO, from: FROM, body: "Reply STOP to opt out" });
       const res = await fetch(`${sandbox.url}/_sandbox/reply`, {
@@ -56,7 +55,5 @@ Deno.test("a reply from the inbox posts a signed inbound webhook and shows up on
       assert.ok(html.includes(`data-testid="message-${hook.params.MessageSid}"`), "the reply is listed");
       assert.ok(html.includes("webhook 200"));
     }, { inboundUrl });
-  } finally {
-    await receiver.close();
-  }
+  });
 });

@@ -29,7 +29,7 @@ export interface Receiver {
   close(): Promise<void>;
 }
 
-export function startReceiver(respond: (path: string) => Response = () => new Response("<Response/>")): Receiver {
+function startReceiver(respond: (path: string) => Response = () => new Response("<Response/>")): Receiver {
   const received: ReceivedWebhook[] = [];
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     const url = new URL(req.url);
@@ -59,6 +59,19 @@ export function startReceiver(respond: (path: string) => Response = () => new Re
     },
     close: () => server.shutdown(),
   };
+}
+
+/** Runs `fn` with a receiver that answers with `respond`, and closes it whatever happens. */
+export async function withReceiver(
+  fn: (receiver: Receiver) => Promise<void>,
+  respond?: (path: string) => Response,
+): Promise<void> {
+  const receiver = startReceiver(respond);
+  try {
+    await fn(receiver);
+  } finally {
+    await receiver.close();
+  }
 }
 
 export interface Ctx {

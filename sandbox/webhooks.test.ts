@@ -7,11 +7,10 @@ import twilio from "twilio";
 import { sidPattern } from "@herald/shared/sids.ts";
 import { signatureValid } from "@herald/shared/twilio.ts";
 import type { SandboxMessage } from "./server.ts";
-import { ACCOUNT_SID, AUTH_TOKEN, FROM, OK_TO, startReceiver, statusesFor, waitForStatus, withSandbox } from "./testing.ts";
+import { ACCOUNT_SID, AUTH_TOKEN, FROM, OK_TO, statusesFor, waitForStatus, withReceiver, withSandbox } from "./testing.ts";
 
 Deno.test("status callbacks are signed and go queued → sent → delivered", async () => {
-  const receiver = startReceiver();
-  try {
+  await withReceiver(async (receiver) => {
     await withSandbox(async ({ client, sandbox }) => {
       const callback = `${receiver.base}/status?workspace=w1`;
       const m = await client.messages.create({ to: OK_TO, from: FROM, body: "track me", statusCallback: callback });
@@ -51,14 +50,11 @@ Deno.test("status callbacks are signed and go queued → sent → delivered", as
         ["delivered", 200, true],
       ]);
     });
-  } finally {
-    await receiver.close();
-  }
+  });
 });
 
 Deno.test("a failing callback endpoint is retried, then given up, and the sandbox keeps serving", async () => {
-  const receiver = startReceiver(() => new Response("boom", { status: 503 }));
-  try {
+  await withReceiver(async (receiver) => {
     await withSandbox(async ({ client, sandbox }) => {
       const m = await client.messages.create({
         to: OK_TO,
@@ -81,15 +77,12 @@ Deno.test("a failing callback endpoint is retried, then given up, and the sandbo
       const again = await client.messages.create({ to: OK_TO, from: FROM, body: "still up" });
       assert.match(again.sid, sidPattern("SM"));
     }, { callbackDelayMs: 5 });
-  } finally {
-    await receiver.close();
-  }
+  }, () => new Response("boom", { status: 503 }));
 });
 
 Deno.test("POST /_sandbox/inbound sends a signed webhook and returns its status", async () => {
-  const receiver = startReceiver(() => new Response("nope", { status: 403 }));
-  const inboundUrl = `${receiver.base}/inbound`;
-  try {
+  await withReceiver(async (receiver) => {
+    const inboundUrl = `${receiver.base}/inbound`;
     await withSandbox(async ({ sandbox }) => {
       const res = await fetch(`${sandbox.url}/_sandbox/inbound`, {
         method: "POST",
@@ -110,14 +103,11 @@ Deno.test("POST /_sandbox/inbound sends a signed webhook and returns its status"
       assert.equal(bad.status, 400);
       await bad.body?.cancel();
     }, { inboundUrl });
-  } finally {
-    await receiver.close();
-  }
+  }, () => new Response("nope", { status: 403 }));
 });
 
 Deno.test("a Messaging Service's message is accepted, sent from the number it picks, and its callbacks name the service", async () => {
-  const receiver = startReceiver();
-  try {
+  await withReceiver(async (receiver) => {
     await withSandbox(async ({ client }) => {
       const service = "MG0123456789abcdef0123456789abcdef";
       const m = await client.messages.create({
@@ -136,7 +126,5 @@ Deno.test("a Messaging Service's message is accepted, sent from the number it pi
       }
       assert.equal((await client.messages(m.sid).fetch()).from, FROM);
     });
-  } finally {
-    await receiver.close();
-  }
+  });
 });
