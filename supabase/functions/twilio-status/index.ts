@@ -18,12 +18,7 @@ const StatusCallback = z.object({
 });
 
 Deno.serve(handle(async (req) => {
-  const { params, fields, idempotencyToken } = await verifiedTwilioWebhook(
-    req,
-    "twilio-status",
-    StatusCallback,
-    "invalid_callback",
-  );
+  const { params, fields, idempotencyToken } = await verifiedTwilioWebhook(req, "twilio-status", StatusCallback, "invalid_callback");
   const { MessageSid, MessageStatus, ErrorCode } = fields;
   const [row] = await db()`
     select herald.apply_provider_status(${MessageSid}, ${MessageStatus}, ${ErrorCode ?? null}::integer,
