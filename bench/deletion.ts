@@ -1,5 +1,5 @@
-// Deletion bench (issue 3): what delete_contact() and preview_delete() cost at the sizes the
-// issue names, against the naive way seed 002 deletes (row by row from the application).
+// Deletion bench: what delete_contact() and preview_delete() cost at production sizes, against
+// the naive way (an app with no foreign keys or rules deleting row by row itself).
 //
 // Fixtures are loaded set-based as postgres, bypassing the RPCs (Herald's insert triggers still
 // run, so every message has the ledger rows the triggers write). Every timed delete gets its own
@@ -30,7 +30,7 @@ const MEMBER: Member = { userId: "00000000-0000-4000-8000-00000000be01", email: 
 const CONTACTS_WS = "00000000-0000-4000-8000-00000000be0c";
 const PREVIEW_WS = "00000000-0000-4000-8000-00000000be0a";
 
-/** Per contact copy: the issue's 10,000 pending messages and 100 active enrollments. */
+/** Per contact copy: 10,000 pending messages and 100 active enrollments. */
 const PENDING_PER_CONTACT = 10_000;
 const ENROLLMENTS_PER_CONTACT = 100;
 /** Sent history per contact copy, each with its provider attempt (queued for erasure on a hard delete). */
@@ -240,7 +240,7 @@ async function heraldDelete(sql: Sql, contactId: string, hard: boolean): Promise
 }
 
 /**
- * Seed 002's way, transposed to Herald's tables: the database has no foreign keys and no rules,
+ * The naive way, transposed to Herald's tables: the database has no foreign keys and no rules,
  * and the application walks the children itself, one statement per row, each in its own
  * transaction (autocommit), then deletes the parent. session_replication_role = replica gives
  * this session exactly that world: Herald's triggers and foreign-key actions do not fire (so it
@@ -310,7 +310,7 @@ async function settle(sql: Sql) {
 
 export const deletionSuite: Suite = {
   name: "deletion",
-  title: "Deletion (issue 3): delete_contact, preview_delete, and seed 002's row-by-row way",
+  title: "Deletion: delete_contact, preview_delete, and the naive row-by-row way",
   async run({ cluster, runs, profile, log }: SuiteContext): Promise<Line[]> {
     const sql = cluster.sql;
     const naiveRuns = Math.min(runs, 3);
@@ -406,7 +406,7 @@ export const deletionSuite: Suite = {
 
     log(`deletion: naive hard delete, ${naiveRuns} run(s) of ~${2 * perContact} round trips`);
     const naiveHard = await timeCase(
-      "naive hard delete (seed 002: no FKs, row by row from app)",
+      "naive hard delete (no FKs, row by row from the app)",
       naiveRuns,
       async () => {
         const id = take();
@@ -419,7 +419,7 @@ export const deletionSuite: Suite = {
       {
         before: () => settle(sql),
         line: {
-          note: "no triggers or FK actions (replica mode, as seed 002 had none); autocommit, one statement per row: " +
+          note: "no triggers or FK actions (replica mode: the naive schema has none); autocommit, one statement per row: " +
             "each message's ledger rows and attempts, then the message, then every other child row, then the contact",
         },
       },

@@ -1,4 +1,4 @@
-// Lead queue bench (issue 5): prepare_queue over 100,000 eligible leads (a day's capacity of them,
+// Lead queue bench: prepare_queue over 100,000 eligible leads (a day's capacity of them,
 // and all of them at once), the export-queue function streaming 100,000 messages over HTTP (with
 // the memory of the process serving it), and take_lead on a lead with 50 pending messages.
 //
@@ -292,7 +292,7 @@ function missed(line: TimingLine): boolean {
 
 export const queueSuite: Suite = {
   name: "queue",
-  title: "Lead queue (issue 5): prepare_queue, export-queue over HTTP, take_lead",
+  title: "Lead queue: prepare_queue, export-queue over HTTP, take_lead",
   async run(ctx: SuiteContext): Promise<Line[]> {
     const { cluster, log } = ctx;
     const sql = cluster.sql;

@@ -1,4 +1,4 @@
-// Sending bench (issue 4): claiming and queueing in SQL, and the served pipeline end to end —
+// Sending bench: claiming and queueing in SQL, and the served pipeline end to end —
 // dispatch through the Twilio sandbox, signed status callbacks, and a sender's mps held over 30 s.
 //
 // Every case loads its own workspace, set-based as postgres (Herald's insert triggers run, so
@@ -406,7 +406,7 @@ async function mpsRun(ctx: SuiteContext, services: BenchServices, log: (s: strin
 
 export const sendingSuite: Suite = {
   name: "sending",
-  title: "Sending (issue 4): claim and queue in SQL; dispatch, callbacks and mps through the sandbox",
+  title: "Sending: claim and queue in SQL; dispatch, callbacks and mps through the sandbox",
   async run(ctx: SuiteContext): Promise<Line[]> {
     const { cluster, log } = ctx;
     const sql = cluster.sql;

@@ -1,4 +1,4 @@
-// Issue 5's acceptance: "two sessions calling prepare_queue at once queue each lead once". Two
+// Two sessions calling prepare_queue at once must queue each lead once. Two
 // separate connections, as the same admin, call prepare_queue for the same workspace at the same
 // moment (a barrier releases both), with room for every lead; each holds its transaction open a
 // little after the call so the other really runs while it is in flight. A third connection

@@ -1,4 +1,4 @@
-// The lead queue end to end on the served stack (issue 5's acceptance): prepare → automation on →
+// The lead queue end to end on the served stack: prepare → automation on →
 // queueing → dispatch over HTTP → sandbox → signed callbacks → delivered → queue_metrics shows
 // it; a lead taken over mid-sequence gets nothing more, ever; export-queue's CSV parses back to
 // the messages in the database.
