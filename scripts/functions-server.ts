@@ -4,13 +4,16 @@
 // of opening a port, applies the gateway's verify_jwt rule from supabase/config.toml, and routes.
 //
 // Usage: deno run -A --config supabase/functions/deno.json scripts/functions-server.ts
-// Env: FUNCTIONS_PORT (default 54321), SUPABASE_JWT_SECRET, and whatever the functions read;
-// FUNCTIONS_ONLY=a,b serves only those functions (one function per process, as Supabase's edge
-// runtime gives each function its own worker: the bench measures a function's memory that way).
+// Env: FUNCTIONS_PORT (default 54321), and whatever the functions read (the gateway verifies JWTs
+// as they do: SUPABASE_JWT_SECRET, or the JWKS); FUNCTIONS_ONLY=a,b serves only those functions
+// (one function per process, as Supabase's edge runtime gives each function its own worker: the
+// bench measures a function's memory that way); FUNCTIONS_NO_VERIFY_JWT=true skips the gateway's
+// check for every function, as `supabase functions serve --no-verify-jwt` does, so tests reach
+// the functions' own verification.
 
 import { parse as parseToml } from "smol-toml";
-import { verifyJwt } from "@herald/shared/jwt.ts";
-import { errorResponse, HttpError, json } from "@herald/shared/http.ts";
+import { bearerToken, verifyJwt } from "@herald/shared/jwt.ts";
+import { errorResponse, json } from "@herald/shared/http.ts";
 import { closeDb } from "@herald/shared/db.ts";
 
 type Handler = (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
@@ -70,7 +73,7 @@ async function load(name: string): Promise<Handler> {
   return captured;
 }
 
-const jwtSecret = Deno.env.get("SUPABASE_JWT_SECRET");
+const gatewayVerifiesJwt = Deno.env.get("FUNCTIONS_NO_VERIFY_JWT") !== "true";
 const port = Number(Deno.env.get("FUNCTIONS_PORT") ?? "54321");
 const settings = await verifyJwtSettings();
 const only = (Deno.env.get("FUNCTIONS_ONLY") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
@@ -88,13 +91,8 @@ const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, a
   const fn = m ? functions.get(m[1]) : undefined;
   if (!m || !fn) return json({ error: { code: "not_found", message: `no function at ${url.pathname}` } }, 404);
   try {
-    if (fn.verifyJwt) {
-      const auth = req.headers.get("authorization") ?? "";
-      const token = /^Bearer\s+(\S+)$/i.exec(auth)?.[1];
-      if (!token) throw new HttpError(401, "missing_jwt", "this function needs 'Authorization: Bearer <jwt>'");
-      if (!jwtSecret) throw new HttpError(500, "misconfigured", "SUPABASE_JWT_SECRET is not set for the local gateway");
-      await verifyJwt(token, jwtSecret);
-    }
+    // Supabase's gateway: any valid project JWT passes (anon included); the function decides the rest.
+    if (fn.verifyJwt && gatewayVerifiesJwt) await verifyJwt(bearerToken(req));
     // Functions see the path Supabase gives them: /<name>/..., not /functions/v1/<name>/...
     const inner = new URL(`/${m[1]}${m[2] ?? ""}${url.search}`, url.origin);
     return await fn.handler(new Request(inner, req), info);

@@ -76,15 +76,24 @@ export function phone(): string {
 
 export async function callFunction(
   name: string,
-  opts: { token?: string; body?: unknown; method?: string; headers?: Record<string, string> } = {},
+  opts: {
+    token?: string;
+    body?: unknown;
+    method?: string;
+    headers?: Record<string, string>;
+    /** Another functions server than the stack's (…/functions/v1). */
+    functionsUrl?: string;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<{ status: number; body: unknown; text: string }> {
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   if (opts.body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`${stack.functionsUrl}/${name}`, {
+  const res = await fetch(`${opts.functionsUrl ?? stack.functionsUrl}/${name}`, {
     method: opts.method ?? (opts.body === undefined ? "GET" : "POST"),
     headers,
     body: opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body),
+    signal: opts.signal,
   });
   const text = await res.text();
   let body: unknown = text;
@@ -141,8 +150,13 @@ export async function sandboxRecord(): Promise<SandboxRecord> {
 }
 
 /** Twilio's signature of a webhook call to `${functionsUrl}/${name}`, with the local auth token by default. */
-export function twilioSignature(name: string, params: Record<string, string>, authToken = LOCAL_TWILIO.authToken): string {
-  return twilio.getExpectedTwilioSignature(authToken, `${stack.functionsUrl}/${name}`, params);
+export function twilioSignature(
+  name: string,
+  params: Record<string, string>,
+  authToken = LOCAL_TWILIO.authToken,
+  functionsUrl = stack.functionsUrl,
+): string {
+  return twilio.getExpectedTwilioSignature(authToken, `${functionsUrl}/${name}`, params);
 }
 
 export interface WebhookCall {
@@ -152,6 +166,8 @@ export interface WebhookCall {
   idempotencyToken?: string;
   /** A raw body and its content type instead of the form-encoded params. */
   raw?: { body: string; contentType: string };
+  /** Another functions server than the stack's (…/functions/v1): called, and signed for. */
+  functionsUrl?: string;
 }
 
 /** Posts a Twilio webhook (form-encoded and signed, as Twilio does) to one of the functions. */
@@ -159,10 +175,11 @@ export async function postTwilioWebhook(name: string, params: Record<string, str
   const headers: Record<string, string> = {
     "content-type": call.raw?.contentType ?? "application/x-www-form-urlencoded",
   };
-  const signature = call.signature === undefined ? twilioSignature(name, params) : call.signature;
+  const functionsUrl = call.functionsUrl ?? stack.functionsUrl;
+  const signature = call.signature === undefined ? twilioSignature(name, params, undefined, functionsUrl) : call.signature;
   if (signature !== null) headers["x-twilio-signature"] = signature;
   if (call.idempotencyToken) headers["i-twilio-idempotency-token"] = call.idempotencyToken;
-  const res = await fetch(`${stack.functionsUrl}/${name}`, {
+  const res = await fetch(`${functionsUrl}/${name}`, {
     method: "POST",
     headers,
     body: call.raw?.body ?? new URLSearchParams(params).toString(),

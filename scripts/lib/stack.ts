@@ -22,14 +22,19 @@ export interface Keys {
   demoUser: string;
 }
 
-const TEN_YEARS = 10 * 365 * 24 * 3600;
+/** The expiry of Supabase's local demo keys (2032-11-11). */
+const DEMO_KEYS_EXP = 1983812996;
 
+/**
+ * The anon and service_role keys are fixed strings, as a project's are (and the same ones
+ * `supabase start` prints): dispatch compares the service key as a whole, so every process that
+ * calls it must hold the very string the functions were given.
+ */
 export async function localKeys(): Promise<Keys> {
   const iat = Math.floor(Date.now() / 1000);
-  const exp = iat + TEN_YEARS;
   return {
-    anon: await signJwt({ iss: "supabase-demo", role: "anon", iat, exp }, LOCAL_JWT_SECRET),
-    serviceRole: await signJwt({ iss: "supabase-demo", role: "service_role", iat, exp }, LOCAL_JWT_SECRET),
+    anon: await signJwt({ iss: "supabase-demo", role: "anon", exp: DEMO_KEYS_EXP }, LOCAL_JWT_SECRET),
+    serviceRole: await signJwt({ iss: "supabase-demo", role: "service_role", exp: DEMO_KEYS_EXP }, LOCAL_JWT_SECRET),
     demoUser: await signJwt({
       iss: "supabase-demo",
       aud: "authenticated",
@@ -122,30 +127,9 @@ export class Stack {
       if (await portInUse(port)) throw new Error(`port ${port} (${what}) is taken by another process`);
     }
     // Tests send service output to a log file (printed on failure); `npm start` shows it live.
-    const io = opts.logFile ? "piped" : "inherit";
-    const logFile = opts.logFile
-      ? await (async () => {
-        await Deno.mkdir(opts.logFile!.replace(/\/[^/]+$/, ""), { recursive: true });
-        return await Deno.open(opts.logFile!, { create: true, write: true, truncate: true });
-      })()
-      : undefined;
-    const spawn = (name: string, script: string, env: Record<string, string>, flags: string[] = []): ServiceProcess => {
-      const child = new Deno.Command(DENO_BIN, {
-        // The new Request.signal behaviour: Herald's handlers never rely on the legacy abort.
-        args: ["run", "-A", "--unstable-no-legacy-abort", ...flags, "--config", DENO_CONFIG, script],
-        cwd: ROOT,
-        env,
-        stdin: "null",
-        stdout: io,
-        stderr: io,
-      }).spawn();
-      if (logFile) {
-        for (const stream of [child.stdout, child.stderr]) {
-          stream.pipeTo(new WritableStream({ write: (chunk) => void logFile.writeSync(chunk) })).catch(() => {});
-        }
-      }
-      return { name, child };
-    };
+    const logFile = opts.logFile ? await openLog(opts.logFile) : undefined;
+    const spawn = (name: string, script: string, env: Record<string, string>, flags: string[] = []) =>
+      spawnDeno(name, script, env, flags, logFile);
     const services = [
       spawn("sandbox", `${ROOT}/sandbox/twilio-sandbox.ts`, {
         TWILIO_ACCOUNT_SID: LOCAL_TWILIO.accountSid,
@@ -171,6 +155,69 @@ export class Stack {
     }
     return services;
   }
+}
+
+async function openLog(path: string): Promise<Deno.FsFile> {
+  await Deno.mkdir(path.replace(/\/[^/]+$/, ""), { recursive: true });
+  return await Deno.open(path, { create: true, write: true, truncate: true });
+}
+
+/**
+ * One of the stack's Deno scripts as a child process, its output to `log` if given, else to ours;
+ * with `clearEnv`, `env` is all it sees (nothing inherited from this process).
+ */
+function spawnDeno(
+  name: string,
+  script: string,
+  env: Record<string, string>,
+  flags: string[],
+  log?: Deno.FsFile,
+  clearEnv = false,
+): ServiceProcess {
+  const io = log ? "piped" : "inherit";
+  const child = new Deno.Command(DENO_BIN, {
+    // The new Request.signal behaviour: Herald's handlers never rely on the legacy abort.
+    args: ["run", "-A", "--unstable-no-legacy-abort", ...flags, "--config", DENO_CONFIG, script],
+    cwd: ROOT,
+    env,
+    clearEnv,
+    stdin: "null",
+    stdout: io,
+    stderr: io,
+  }).spawn();
+  if (log) {
+    for (const stream of [child.stdout, child.stderr]) {
+      stream.pipeTo(new WritableStream({ write: (chunk) => void log.writeSync(chunk) })).catch(() => {});
+    }
+  }
+  return { name, child };
+}
+
+export interface FunctionsServer {
+  url: string;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A functions server of its own on `port`, with exactly `env` (plus its port): tests run one in
+ * another configuration than the stack's (JWKS mode, through a pooler) beside it.
+ */
+export async function startFunctionsServer(port: number, env: Record<string, string>, logFile: string): Promise<FunctionsServer> {
+  if (await portInUse(port)) throw new Error(`port ${port} (functions) is taken by another process`);
+  const log = await openLog(logFile);
+  const server = spawnDeno("functions", `${ROOT}/scripts/functions-server.ts`, { ...env, FUNCTIONS_PORT: String(port) }, [FUNCTIONS_V8_FLAGS], log, true);
+  const stop = async () => {
+    await stopServices([server]);
+    log.close();
+  };
+  try {
+    await waitForPort(port, 60_000);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: functionsUrl(port), logFile, stop };
 }
 
 /**

@@ -4,11 +4,33 @@
 import { z } from "zod";
 import { sidSchema } from "./sids.ts";
 
+/** A JSON object of named keys, as Supabase provides SUPABASE_SECRET_KEYS: {"default":"sb_secret_…"}. */
+const NamedKeys = z.string().transform((s, ctx) => {
+  try {
+    const parsed = z.record(z.string(), z.string().min(1)).parse(JSON.parse(s));
+    return Object.values(parsed);
+  } catch {
+    ctx.addIssue({ code: "custom", message: 'must be a JSON object of named keys, e.g. {"default":"sb_secret_…"}' });
+    return z.NEVER;
+  }
+});
+
 const Env = z.object({
   SUPABASE_DB_URL: z.string().url(),
   SUPABASE_URL: z.string().url().optional(),
-  /** Set locally by the stack; on hosted Supabase the gateway verifies JWTs (verify_jwt). */
+  /**
+   * The HS256 secret user JWTs are signed with, where the project signs with a shared secret:
+   * Supabase's local secret locally. HERALD_JWT_SECRET is the name to use on a hosted project
+   * (SUPABASE_-prefixed secrets are reserved there).
+   */
+  HERALD_JWT_SECRET: z.string().min(32).optional(),
   SUPABASE_JWT_SECRET: z.string().min(32).optional(),
+  /** Where the project's public signing keys are; default <SUPABASE_URL>/auth/v1/.well-known/jwks.json. */
+  HERALD_JWKS_URL: z.string().url().optional(),
+  /** The keys `dispatch` accepts: the legacy service_role key and the new secret keys. */
+  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1).optional(),
+  SUPABASE_SECRET_KEYS: NamedKeys.optional(),
+  SUPABASE_SECRET_KEY: z.string().min(1).optional(),
   TWILIO_ACCOUNT_SID: sidSchema("AC").optional(),
   TWILIO_AUTH_TOKEN: z.string().min(1).optional(),
   /** Only for local development and tests: the Twilio sandbox's origin. Unset in production. */

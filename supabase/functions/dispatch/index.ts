@@ -1,9 +1,10 @@
-// POST /functions/v1/dispatch { limit? } with the service role key: claims due messages and sends
-// them through Twilio. Safe to run many at once: claims never overlap.
+// POST /functions/v1/dispatch { limit? } with the project's service key (the legacy service_role
+// key or a secret key): claims due messages and sends them through Twilio. Safe to run many at
+// once: claims never overlap.
 
 import { z } from "zod";
 import { db } from "../_shared/db.ts";
-import { requireServiceRole } from "../_shared/caller.ts";
+import { requireServiceKey } from "../_shared/caller.ts";
 import { handle, json, readJsonBody, requireMethod } from "../_shared/http.ts";
 import { dispatchBatch } from "../_shared/dispatch.ts";
 import { provider } from "../_shared/provider.ts";
@@ -13,7 +14,7 @@ const Body = z.object({ limit: z.number().int().min(1).max(5000).optional() }).s
 
 Deno.serve(handle(async (req) => {
   requireMethod(req, "POST");
-  await requireServiceRole(req);
+  await requireServiceKey(req);
   const { limit } = await readJsonBody(req, Body, { empty: {} });
   const summary = await dispatchBatch(db(), provider(), {
     limit: limit ?? 200,
