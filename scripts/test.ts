@@ -16,7 +16,7 @@ import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack
 import { portInUse, run } from "./lib/proc.ts";
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
 import { dumpSchema, SCHEMA_FILE } from "./lib/schema.ts";
-import { CHROMIUM, ensureDebianPackages } from "./lib/debian.ts";
+import { CHROMIUM, ensureDebianPackages, PGBOUNCER } from "./lib/debian.ts";
 
 interface Tally {
   passed: number;
@@ -152,7 +152,7 @@ try {
   };
   if (!only || only === "pgtap") await pgtap(stack.cluster.url);
   if (!only || only === "deno") {
-    await ensureDebianPackages(CHROMIUM, (s) => console.log(`herald test: ${s}`));
+    for (const need of [CHROMIUM, PGBOUNCER]) await ensureDebianPackages(need, (s) => console.log(`herald test: ${s}`));
     services = await stack.startServices(keys, { logFile: `${ROOT}/.local/test-services.log` });
     await denoTests(env);
   }

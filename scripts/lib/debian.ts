@@ -32,6 +32,13 @@ export const POSTGRES: DebianNeed = {
   ],
 };
 
+/** PgBouncer, the transaction pooler the functions are tested through (hosted: Supavisor on 6543). */
+export const PGBOUNCER: DebianNeed = {
+  what: "PgBouncer",
+  packages: ["pgbouncer"],
+  files: ["/usr/sbin/pgbouncer"],
+};
+
 /** Debian's Chromium, for the browser test of the sandbox inbox (Playwright drives it). */
 export const CHROMIUM: DebianNeed = {
   what: "Chromium",

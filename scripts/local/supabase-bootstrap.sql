@@ -32,6 +32,11 @@ end
 $$;
 
 alter role service_role bypassrls;
+-- Supabase's default timeouts for the API roles (its "Timeouts" guide): PostgREST, and Herald's
+-- functions acting for a user, apply them per transaction when they take the role on.
+alter role anon set statement_timeout = '3s';
+alter role authenticated set statement_timeout = '8s';
+alter role authenticator set statement_timeout = '8s';
 grant anon, authenticated, service_role to authenticator;
 grant anon, authenticated, service_role to postgres;
 

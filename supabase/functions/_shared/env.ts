@@ -16,7 +16,14 @@ const NamedKeys = z.string().transform((s, ctx) => {
 });
 
 const Env = z.object({
-  SUPABASE_DB_URL: z.string().url(),
+  /**
+   * The database URL the functions use; set it as a function secret to the project's transaction
+   * pooler (port 6543). Falls back to SUPABASE_DB_URL, which Supabase sets to a direct connection.
+   */
+  HERALD_DB_URL: z.string().url().optional(),
+  SUPABASE_DB_URL: z.string().url().optional(),
+  /** Connections each function isolate may open (postgres.js pool size). */
+  HERALD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(5),
   SUPABASE_URL: z.string().url().optional(),
   /**
    * The HS256 secret user JWTs are signed with, where the project signs with a shared secret:
@@ -37,7 +44,9 @@ const Env = z.object({
   TWILIO_API_BASE: z.string().url().optional(),
   /** The public origin Twilio calls back (…/functions/v1); signatures are computed over it. */
   HERALD_FUNCTIONS_URL: z.string().url().optional(),
-  HERALD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(5),
+}).refine((e) => e.HERALD_DB_URL || e.SUPABASE_DB_URL, {
+  message: "set HERALD_DB_URL (the transaction pooler's URL) or SUPABASE_DB_URL",
+  path: ["HERALD_DB_URL"],
 });
 
 export type HeraldEnv = z.infer<typeof Env>;

@@ -10,6 +10,8 @@ const STATUS_BY_SQLSTATE: Record<string, [number, string]> = {
   "23514": [400, "check_violation"],
   "42501": [403, "forbidden"],
   "55000": [409, "wrong_state"],
+  // The role's statement_timeout cut the work short (a lock held elsewhere, or too much asked at once).
+  "57014": [503, "statement_timeout"],
   "P0002": [404, "not_found"],
 };
 
