@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
-import { LOCAL_JWT_SECRET } from "@herald/scripts/lib/config.ts";
+import { LOCAL_JWT_SECRET, ROOT } from "@herald/scripts/lib/config.ts";
 import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 import { type FunctionsServer, startFunctionsServer } from "@herald/scripts/lib/stack.ts";
 import { type JwtClaims, signJwt } from "@herald/shared/jwt.ts";
@@ -45,7 +45,7 @@ function serverEnv(overrides: Record<string, string>, without: string[] = []): R
 async function startServer(label: string, env: (url: string) => Record<string, string>): Promise<FunctionsServer> {
   const port = await firstFreePort(54400);
   const url = `http://127.0.0.1:${port}/functions/v1`;
-  return await startFunctionsServer(port, env(url), `/var/tmp/herald/test-${Deno.pid}-functions-${label}.log`);
+  return await startFunctionsServer(port, env(url), `${ROOT}/.local/test-functions-${label}.log`);
 }
 
 function errorCode(res: { body: unknown }): string | undefined {

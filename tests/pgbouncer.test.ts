@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { ROOT } from "@herald/scripts/lib/config.ts";
 import { PgBouncer } from "@herald/scripts/lib/pgbouncer.ts";
 import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 import { type FunctionsServer, startFunctionsServer } from "@herald/scripts/lib/stack.ts";
@@ -94,7 +95,7 @@ Deno.test("through a transaction-mode PgBouncer: user RPC, export, webhook and d
       SUPABASE_DB_URL: unreachable,
       HERALD_DB_POOL_SIZE: "5",
       HERALD_FUNCTIONS_URL: functionsUrl,
-    }, `/var/tmp/herald/test-${Deno.pid}-functions-pgbouncer.log`);
+    }, `${ROOT}/.local/test-functions-pgbouncer.log`);
 
     const { owner, workspaceId, senderId } = await sendingWorkspace(sql);
 
