@@ -7,6 +7,7 @@
 //   advisors   supabase db advisors: any ERROR-level finding fails
 //   types      the committed database types equal freshly generated ones
 //   schema     the committed supabase/schema.sql equals a fresh dump of the migrated schema
+//   layout     one <migration stem>.test.sql per migration; every function named by a pgTAP file
 //   deno check / deno lint over all TypeScript
 //
 // Filters: `npm test -- pgtap|deno|static` runs one group.
@@ -17,6 +18,7 @@ import { portInUse, run } from "./lib/proc.ts";
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
 import { dumpSchema, SCHEMA_FILE } from "./lib/schema.ts";
 import { CHROMIUM, ensureDebianPackages, PGBOUNCER } from "./lib/debian.ts";
+import { testLayout, untestedFunctions } from "./lib/test-layout.ts";
 
 interface Tally {
   passed: number;
@@ -121,6 +123,11 @@ async function staticChecks(dbUrl: string) {
   check("deno check", dc.code === 0, dc.stdout + dc.stderr);
   const dl = await run(DENO_BIN, ["lint", "--config", DENO_CONFIG, ...tsFiles], { cwd: ROOT, check: false });
   check("deno lint", dl.code === 0, dl.stdout + dl.stderr);
+
+  const layout = await testLayout();
+  check("pgTAP files mirror the migrations", layout.length === 0, layout.join("\n"));
+  const untested = await untestedFunctions(dbUrl);
+  check("every function is named by a pgTAP file", untested.length === 0, `named by no pgTAP file:\n  ${untested.join("\n  ")}`);
 }
 
 // The usual test ports, or the next free block, so two runs (or a run beside a dev stack) coexist.

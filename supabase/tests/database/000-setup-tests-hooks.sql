@@ -170,6 +170,62 @@ begin
 end;
 $$;
 
+-- Rows written directly as the caller (postgres, in the files that use them), as a bulk import or
+-- a stale writer would: the queueing, claiming and webhook functions are what must catch them.
+-- Quiet hours are off unless asked for, and a sender is its workspace's default for SMS.
+create or replace function tests.workspace(p_name text, p_tz text default 'UTC', p_quiet_start time default '00:00',
+                                           p_quiet_end time default '00:00', p_daily_limit integer default null) returns uuid
+language sql
+set search_path = ''
+as $$
+  insert into public.workspaces (name, timezone, quiet_hours_start, quiet_hours_end, daily_limit)
+  values (p_name, p_tz, p_quiet_start, p_quiet_end, p_daily_limit) returning id
+$$;
+
+create or replace function tests.sender(p_workspace uuid, p_phone text, p_mps numeric default 100) returns uuid
+language sql
+set search_path = ''
+as $$
+  insert into public.senders (workspace_id, channel, phone_number, status, mps, is_default)
+  values (p_workspace, 'sms', p_phone, 'connected', p_mps, true) returning id
+$$;
+
+create or replace function tests.contact(p_workspace uuid, p_phone text, p_tz text default null) returns uuid
+language sql
+set search_path = ''
+as $$
+  insert into public.contacts (workspace_id, phone, timezone) values (p_workspace, p_phone, p_tz) returning id
+$$;
+
+create or replace function tests.message(p_contact uuid, p_send_at timestamptz, p_status public.message_status default 'scheduled',
+                                         p_channel public.channel default 'sms') returns uuid
+language sql
+set search_path = ''
+as $$
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, status)
+  select c.workspace_id, c.id, p_channel, 'hello ' || c.phone, p_send_at, p_status
+  from public.contacts c where c.id = p_contact
+  returning id
+$$;
+
+-- Seconds from now() (fixed within a test file's transaction) to a timestamp.
+create or replace function tests.secs(p_at timestamptz) returns numeric
+language sql
+stable
+set search_path = ''
+as $$ select extract(epoch from p_at - now()) $$;
+
+-- What the dispatcher's claim and Twilio's acceptance do to a pending message, in the order the
+-- status graph allows: queued, sending under a lease, sent (at p_sent_at).
+create or replace function tests.mark_sent(p_ids uuid[], p_sent_at timestamptz default now()) returns void
+language sql
+set search_path = ''
+as $$
+  update public.messages set status = 'queued' where id = any (p_ids) and status = 'scheduled';
+  update public.messages set status = 'sending', lease_expires_at = now() + interval '1 minute', attempts = attempts + 1
+  where id = any (p_ids);
+  update public.messages set status = 'sent', lease_expires_at = null, sent_at = p_sent_at where id = any (p_ids);
+$$;
 
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 

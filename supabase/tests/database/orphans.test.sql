@@ -1,9 +1,9 @@
--- Runs last: the catalog-wide orphan check. Every foreign key of every table in public and
--- herald (generically, from pg_constraint), and every *_id column that has no foreign key and no
--- comment saying why, must find its row. The earlier files roll back, so this one first builds a
+-- The catalog-wide orphan check. Every foreign key of every table in public and herald
+-- (generically, from pg_constraint), and every *_id column that has no foreign key and no
+-- comment saying why, must find its row. Every test file rolls back, so this one first builds a
 -- realistic dataset through the RPCs and runs every kind of deletion over it (in its own
 -- transaction, rolled back too), then checks the whole database: that dataset and whatever is
--- committed (the seed).
+-- committed (the demo data).
 begin;
 select plan(13);
 

@@ -13,7 +13,7 @@ select is_empty($$
   from pg_constraint c
   join pg_attribute a on a.attrelid = c.conrelid and a.attnum = any (coalesce(c.confdelsetcols, c.conkey))
   where c.contype = 'f' and c.confdeltype = 'n' and a.attnotnull
-$$, 'no foreign key sets null on a not-null column (seed 001)');
+$$, 'no foreign key sets null on a not-null column (deleting the parent would fail)');
 
 select is_empty($$
   select c.conrelid::regclass || '.' || a.attname
