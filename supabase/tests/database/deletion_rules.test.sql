@@ -1,8 +1,12 @@
--- Deleting what is not a contact: senders (seed 001), sequences, appointments, campaigns and
--- whole workspaces, and the two housekeeping jobs. Each builds its situation as real members
--- (erin owns the workspace, finn administers it, gus is an agent) and proves the outcome row by row.
+-- The deletion and cancellation rules (…_deletion_rules.sql), enforced by triggers so that no
+-- code path can skip them: a contact deleted, opted out or taken over has every future execution
+-- cancelled in the same statement; a sender's delete re-binds or cancels its messages and its
+-- groups go without error; sequences, appointments, campaigns and whole workspaces likewise.
+-- Each situation is built as real members (erin owns the workspace, finn administers it, gus is
+-- an agent) and the outcome is proved row by row. (The RPCs over these rules and preview_delete:
+-- deletion_rpcs.test.sql; the housekeeping jobs: housekeeping.test.sql.)
 begin;
-select plan(59);
+select plan(75);
 
 select tests.create_user('erin');
 select tests.create_user('finn');
@@ -25,6 +29,8 @@ select id as c5 from contacts where phone = '+14155550205' \gset
 select id as c6 from contacts where phone = '+14155550206' \gset
 
 /** Section - senders: cascade to groups and campaign links, re-bind or cancel pending messages */
+-- herald.senders_before_delete re-binds to herald.replacement_sender, else cancels; groups and
+-- links go by cascade (both keys of campaign_groups are not null, so nothing is set null).
 select tests.authenticate_as('finn');
 insert into senders (workspace_id, channel, phone_number, status, is_default)
 values (:'ws', 'sms', '+15005550006', 'connected', true) returning id as s_default \gset
@@ -54,7 +60,7 @@ update messages set status = 'sent', lease_expires_at = null, sent_at = now() wh
 
 select tests.authenticate_as('finn');
 select lives_ok(format($$ delete from senders where id = %L $$, :'s_wa'),
-  'a WhatsApp sender with groups linked to a campaign is deleted without error (seed 001)');
+  'a WhatsApp sender with groups linked to a campaign is deleted without error (no key sets a not-null column null)');
 select tests.clear_authentication();
 select is((select count(*)::int from whatsapp_groups where sender_id = :'s_wa'), 0, 'its groups are gone');
 select results_eq(format($$ select g.external_id from campaign_groups cg join whatsapp_groups g on g.id = cg.group_id
@@ -96,6 +102,7 @@ select results_eq(
   'with no other default its pending messages are cancelled (sender_deleted)');
 
 /** Section - sequences: archive and delete stop enrollments; sent history stays */
+-- herald.sequences_after_update (archive) and herald.sequences_before_delete both run herald.stop_sequence.
 select tests.authenticate_as('finn');
 -- a default sender again, for the messages queued below (a queued message has a sender)
 insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws', 'sms', '+15005550016', 'connected', true);
@@ -164,6 +171,7 @@ select is((select default_sequence_id from queue_settings where workspace_id = :
   'the queue''s default sequence is cleared');
 
 /** Section - appointments: moved, cancelled, completed, deleted */
+-- herald.appointments_after_update moves or cancels reminders; herald.appointments_before_delete cancels them.
 select tests.authenticate_as('gus');
 insert into appointments (workspace_id, contact_id, title, starts_at)
 values (:'ws', :'c4', 'Moved', now() + interval '3 days') returning id as ap_move \gset
@@ -229,6 +237,7 @@ select results_eq(format($$ select entity, actor, counts -> 'cancelled' ->> 'mes
   format($$ values ('appointment'::text, %L::text, '1'::text) $$, :'gus'), 'and is logged');
 
 /** Section - campaigns */
+-- herald.campaigns_before_delete cancels the campaign's pending messages and logs the delete.
 select tests.authenticate_as('gus');
 select schedule_message(:'c5', 'promo one', now() + interval '1 day') as mk1 \gset
 select schedule_message(:'c5', 'promo two', now()) as mk2 \gset
@@ -254,54 +263,168 @@ select results_eq(format($$ select entity, counts -> 'cancelled' ->> 'messages',
                             from deletion_log where entity_id = %L $$, :'k1'),
   $$ values ('campaign'::text, '2'::text, '1'::text) $$, 'and it is logged');
 
-/** Section - cleanup_stale_senders */
-select tests.authenticate_as('hal');
-select create_workspace('Hal Co') as ws_hal \gset
-insert into senders (workspace_id, channel, status, created_at)
-values (:'ws_hal', 'whatsapp', 'disconnected', now() - interval '3 days') returning id as hal_stale \gset
-select tests.clear_authentication();
-insert into senders (workspace_id, channel, phone_number, status, created_at, last_seen_at) values
-  (:'ws', 'whatsapp', null, 'qr_pending', now() - interval '2 days', null),
-  (:'ws', 'whatsapp', null, 'connected', now() - interval '2 days', null),
-  (:'ws', 'sms', '+15005550008', 'disconnected', now() - interval '2 days', null),
-  (:'ws', 'whatsapp', null, 'connecting', now() - interval '1 hour', null),
-  (:'ws', 'whatsapp', null, 'disconnected', now() - interval '5 days', now() - interval '1 hour');
-select id as stale from senders where workspace_id = :'ws' and status = 'qr_pending' \gset
-insert into whatsapp_groups (workspace_id, sender_id, external_id) values (:'ws', :'stale', '120363000000000009@g.us');
-insert into campaigns (workspace_id, name) values (:'ws', 'Stale campaign') returning id as k2 \gset
-insert into campaign_groups (workspace_id, campaign_id, group_id)
-select :'ws', :'k2', id from whatsapp_groups where sender_id = :'stale';
+/** Section - contacts: the number's opt-out outlives a hard delete */
+-- herald.contacts_before_delete keeps an opt-out as a suppression; herald.contacts_before_write
+-- makes a number on the suppression list come back opted out.
+select tests.authenticate_as('finn');
+insert into sequences (workspace_id, name, status) values (:'ws', 'Welcome', 'active'), (:'ws', 'Nurture', 'active');
+select id as seq1 from sequences where workspace_id = :'ws' and name = 'Welcome' \gset
+select id as seq2 from sequences where workspace_id = :'ws' and name = 'Nurture' \gset
+insert into sequence_steps (workspace_id, sequence_id, position, delay, body)
+select :'ws', s.id, p, make_interval(hours => p), 'Step ' || p || ' for {{first_name}}'
+from sequences s cross join generate_series(1, 2) p where s.id in (:'seq1', :'seq2');
 select tests.authenticate_as('gus');
-select schedule_message(:'c6', 'via the stale sender', now() + interval '1 day', 'whatsapp') as m_stale \gset
-select tests.authenticate_as_service_role();
-update messages set sender_id = :'stale' where id = :'m_stale';
-
-select tests.authenticate_as('gus');
-select is(cleanup_stale_senders('1 day'), 0, 'an agent cleans up nothing');
+-- imported already opted out: no suppression row exists until the hard delete writes one
+insert into contacts (workspace_id, phone, first_name, opted_out_at)
+values (:'ws', '+14155550102', 'Otto', now() - interval '1 day') returning id as c_out \gset
+select is((select count(*)::int from suppressions where workspace_id = :'ws'), 0, 'no suppression before the hard delete');
 select tests.authenticate_as('erin');
-select throws_ok($$ select cleanup_stale_senders('-1 day') $$, '22023', null, 'a negative interval is refused');
-select throws_ok($$ select cleanup_stale_senders(null) $$, '22023', null, 'a null interval is refused');
-select is(cleanup_stale_senders('1 day'), 1, 'an owner removes the one stale sender of her workspace');
+select lives_ok(format($$ select delete_contact(%L, true) $$, :'c_out'), 'the owner hard-deletes the opted-out contact');
 select tests.clear_authentication();
 select results_eq(
-  format($$ select status::text, phone_number, created_at < now() - interval '1 day', last_seen_at is not null
-            from senders where workspace_id = %L and created_at < now() order by created_at, status $$, :'ws'),
-  $$ values ('disconnected', null::text, true, true), ('connected', null, true, false), ('disconnected', '+15005550008', true, false),
-            ('connecting', null, false, false) $$,
-  'connected, numbered, recent and recently seen senders stay');
-select is((select count(*)::int from senders where id = :'hal_stale'), 1, 'another workspace''s stale sender is untouched');
-select is((select count(*)::int from whatsapp_groups where sender_id = :'stale')
-          + (select count(*)::int from campaign_groups where campaign_id = :'k2'), 0,
-  'the stale sender''s groups and campaign links went with it');
-select results_eq(format($$ select status::text, cancel_reason::text from messages where id = %L $$, :'m_stale'),
-  $$ values ('cancelled', 'sender_deleted') $$, 'and its pending message was cancelled (sender_deleted)');
-select tests.authenticate_as_service_role();
-select is(cleanup_stale_senders(), 1, 'the service role (cron) cleans up every workspace');
-select tests.clear_authentication();
-select is((select count(*)::int from senders where id = :'hal_stale'), 0, 'including the other workspace''s stale sender');
+  format($$ select reason, phone_hash = herald.phone_hash(%L, '+14155550102') from suppressions where workspace_id = %L $$, :'ws', :'ws'),
+  $$ values ('opted_out'::text, true) $$,
+  'a suppressions row keeps the number, as a keyed hash');
+select is_empty(
+  $$ select t.table_name from tests.table_counts() t
+     where (xpath('/row/n/text()', query_to_xml(
+              format('select count(*) as n from %s r where r::text like ''%%4155550102%%''', t.table_name), false, true, '')))[1]::text::int > 0 $$,
+  'the phone number appears in no table of public or herald (suppressions, deletion_log, ledger…)');
 
-/** Section - workspace delete removes everything */
+select tests.authenticate_as('gus');
+insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550102', 'Otto again') returning id as c_again \gset
+select isnt((select opted_out_at from contacts where id = :'c_again'), null, 're-adding the number yields an opted-out contact');
+select throws_ok(format($$ select schedule_message(%L, 'welcome!') $$, :'c_again'), '55000', null,
+  'and schedule_message refuses it');
+select throws_ok(format($$ select enroll_contact(%L, %L) $$, :'seq2', :'c_again'), '55000', null,
+  'and enroll_contact refuses it');
+
+/** Section - contacts: opt-out and takeover cancel every future execution */
+-- herald.contacts_after_update: in the same statement, with the reason, the ledger and the history.
+insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550103', 'Olga') returning id as c_opt \gset
+select enroll_contact(:'seq1', :'c_opt') as e_opt \gset
+select schedule_message(:'c_opt', 'one', now() + interval '1 day') as m_opt1 \gset
+select schedule_message(:'c_opt', 'two', now() + interval '2 days') as m_opt2 \gset
+update contacts set opted_out_at = now() where id = :'c_opt';
+
+insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550104', 'Hugo') returning id as c_take \gset
+select enroll_contact(:'seq2', :'c_take') as e_take \gset
+select schedule_message(:'c_take', 'one', now() + interval '1 day') as m_take1 \gset
+update contacts set controlled_by = 'human', assigned_to = auth.uid() where id = :'c_take';
+
+select tests.clear_authentication();
+select results_eq(
+  format($$ select status::text, cancel_reason::text, count(*)::int from messages where contact_id = %L group by 1, 2 $$, :'c_opt'),
+  $$ values ('cancelled', 'contact_opted_out', 3) $$,
+  'an opt-out cancels every pending message (contact_opted_out)');
+select results_eq(
+  format($$ select status::text, stopped_reason from sequence_enrollments where contact_id = %L $$, :'c_opt'),
+  $$ values ('cancelled', 'contact_opted_out') $$,
+  'and its enrollment');
+select results_eq(
+  format($$ select distinct reason, actor from message_events where to_status = 'cancelled'
+            and message_id in (select id from messages where contact_id = %L) $$, :'c_opt'),
+  format($$ values ('contact_opted_out'::text, %L::text) $$, :'gus'),
+  'the ledger says why and who');
+select is((select count(*)::int from suppressions s where s.workspace_id = :'ws'
+           and s.phone_hash = herald.phone_hash(:'ws', '+14155550103')), 1, 'the opt-out is on the suppression list');
+select results_eq(format($$ select kind from contact_activities where contact_id = %L $$, :'c_opt'),
+  $$ values ('opted_out'::text) $$, 'and in the activity history');
+select is((select count(*)::int from deletion_log where entity_id = :'c_opt'), 0, 'an opt-out is not a deletion');
+select results_eq(
+  format($$ select status::text, cancel_reason::text, count(*)::int from messages where contact_id = %L group by 1, 2 $$, :'c_take'),
+  $$ values ('cancelled', 'human_takeover', 2) $$,
+  'a takeover cancels every pending message (human_takeover)');
+select results_eq(
+  format($$ select status::text, stopped_reason from sequence_enrollments where contact_id = %L $$, :'c_take'),
+  $$ values ('cancelled', 'human_takeover') $$,
+  'and its enrollment');
+select results_eq(format($$ select kind, actor from contact_activities where contact_id = %L $$, :'c_take'),
+  format($$ values ('taken_over'::text, %L::text) $$, :'gus'), 'the takeover is in the activity history');
+select tests.authenticate_as('gus');
+select throws_ok(format($$ select schedule_message(%L, 'hi') $$, :'c_take'), '55000', null,
+  'schedule_message refuses a human-controlled contact');
+select throws_ok(format($$ select enroll_contact(%L, %L) $$, :'seq1', :'c_take'), '55000', null,
+  'enroll_contact refuses a human-controlled contact');
+/** Section - an opt-out is the number's: a live twin of a soft-deleted contact opts out with it */
+insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550106', 'Old Tess') returning id as c_twin_old \gset
+select delete_contact(:'c_twin_old') \gset
+insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550106', 'Tess') returning id as c_twin \gset
+select schedule_message(:'c_twin', 'to the live twin', now() + interval '1 day') as m_twin \gset
+-- e.g. a message to the old row was in flight when it was deleted, and Twilio answered 21610
+select tests.authenticate_as_service_role();
+update contacts set opted_out_at = now() where id = :'c_twin_old';
+select tests.clear_authentication();
+select results_eq(format($$ select c.opted_out_at is not null, m.status::text, m.cancel_reason::text
+                            from contacts c join messages m on m.contact_id = c.id where m.id = %L $$, :'m_twin'),
+  $$ values (true, 'cancelled', 'contact_opted_out') $$,
+  'the live contact with the same number opts out too, and its pending message is cancelled');
+select tests.authenticate_as('gus');
+
+/** Section - a direct delete (not through the RPC) obeys the same rules (herald.contacts_before_delete) */
+insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550105', 'Dirk') returning id as c_direct \gset
+select enroll_contact(:'seq1', :'c_direct') as e_direct \gset
+select schedule_message(:'c_direct', 'direct one', now() + interval '1 day') as m_direct \gset
+insert into appointments (workspace_id, contact_id, title, starts_at)
+values (:'ws', :'c_direct', 'Call', now() + interval '2 days') returning id as appt_direct \gset
+select schedule_message(:'c_direct', 'see you', now() + interval '1 day', appointment_id => :'appt_direct') as r_direct \gset
+select tests.authenticate_as_service_role();
+update messages set status = 'queued' where id = :'m_direct';
+update messages set status = 'sending', lease_expires_at = now() + interval '1 minute' where id = :'m_direct';
+insert into message_attempts (workspace_id, message_id, attempt_no, provider_sid)
+values (:'ws', :'m_direct', 1, 'SM00000000000000000000000000000105');
+update messages set status = 'sent', lease_expires_at = null, sent_at = now() where id = :'m_direct';
+select tests.clear_authentication();
+create temp table direct_messages as select id from messages where contact_id = :'c_direct';
+
+select tests.authenticate_as('erin');
+select results_eq(format($$ delete from contacts where id = %L returning id $$, :'c_direct'),
+  format($$ values (%L::uuid) $$, :'c_direct'), 'an owner deletes a contact directly');
+select tests.clear_authentication();
+select is((select count(*)::int from messages where id in (select id from direct_messages))
+          + (select count(*)::int from message_events where message_id in (select id from direct_messages))
+          + (select count(*)::int from message_attempts where message_id in (select id from direct_messages))
+          + (select count(*)::int from appointments where contact_id = :'c_direct')
+          + (select count(*)::int from sequence_enrollments where contact_id = :'c_direct'), 0,
+  'its messages, ledger, attempts, appointment and enrollment are gone');
+select results_eq(
+  format($$ select mode, actor, counts -> 'cancelled', (counts -> 'deleted' ->> 'public.messages')::int
+            from deletion_log where entity_id = %L $$, :'c_direct'),
+  format($$ values ('hard'::text, %L::text, '{"messages": 2, "sequence_enrollments": 1}'::jsonb, 3) $$, :'erin'),
+  'the direct delete is logged like the RPC''s: cancelled first, then erased');
+select is((select count(*)::int from herald.provider_erasures where provider_sid = 'SM00000000000000000000000000000105'
+           and deletion_id = (select id from deletion_log where entity_id = :'c_direct')), 1,
+  'and queues the provider erasure');
+
+select is_empty(
+  $$ select m.id from messages m join contacts c on c.id = m.contact_id
+     where m.status in ('scheduled', 'queued')
+       and (c.deleted_at is not null or c.opted_out_at is not null or c.controlled_by = 'human') $$,
+  'no pending message belongs to a deleted, opted-out or human-controlled contact');
+
+/** Section - only the contact lifts an opt-out (herald.contacts_guard_opt_in) */
+select tests.clear_authentication();
+insert into contacts (workspace_id, phone, opted_out_at) values (:'ws', '+14155557001', now()) returning id as stopped \gset
+select tests.authenticate_as('erin');
+select throws_ok(format($$ update contacts set opted_out_at = null where id = %L $$, :'stopped'), '42501',
+  format('contact %s opted out; only the contact can opt back in', :'stopped'), 'a member cannot clear an opt-out');
+select tests.authenticate_as_service_role();
+select throws_ok(format($$ update contacts set opted_out_at = null where id = %L $$, :'stopped'), '42501', null,
+  'nor can the service role (a START reply is the way back: provider_webhooks.test.sql)');
+select tests.clear_authentication();
+
+/** Section - the phone hash is derived, never set (herald.contacts_before_write) */
+select tests.authenticate_as('gus');
+insert into contacts (workspace_id, phone) values (:'ws', '+14155557003') returning id as c_hash \gset
+update contacts set phone = '+14155557004' where id = :'c_hash';
+update contacts set phone_hash = 'forged' where id = :'c_hash';
+select tests.clear_authentication();
+select is((select phone_hash from contacts where id = :'c_hash'), herald.phone_hash(:'ws', '+14155557004'),
+  'the hash follows a changed number, and a hand-set one is put back');
+
+/** Section - workspace delete removes everything (herald.workspaces_before_delete logs it and queues erasures) */
 select tests.authenticate_as('hal');
+select create_workspace('Hal Co') as ws_hal \gset
 insert into workspace_members (workspace_id, user_id, role) values (:'ws_hal', :'gus', 'admin');
 insert into contacts (workspace_id, phone, first_name, last_name) values (:'ws_hal', '+14155550301', 'Ivy', 'Ng') returning id as h1 \gset
 insert into contacts (workspace_id, phone) values (:'ws_hal', '+14155550302') returning id as h2 \gset
@@ -372,27 +495,38 @@ select results_eq(format($$ select provider_sid, workspace_id from herald.provid
   format($$ values ('SM00000000000000000000000000000301'::text, %L::uuid) $$, :'ws_hal'),
   'the provider''s copies are queued for erasure');
 
-/** Section - purge of soft-deleted contacts past retention, and the cron jobs */
-select tests.authenticate_as('erin');
-insert into contacts (workspace_id, phone) values (:'ws', '+14155550401') returning id as p_old \gset
-insert into contacts (workspace_id, phone) values (:'ws', '+14155550402') returning id as p_recent \gset
-insert into contacts (workspace_id, phone) values (:'ws', '+14155550403') returning id as p_live \gset
-select schedule_message(:'p_old', 'never sent', now() + interval '40 days') as p_msg \gset
-update contacts set deleted_at = now() - interval '31 days' where id = :'p_old';
-update contacts set deleted_at = now() - interval '5 days' where id = :'p_recent';
+/** Section - the pieces the triggers share */
+select tests.authenticate_as('finn');
+insert into campaigns (workspace_id, name) values (:'ws', 'Logged, not deleted') returning id as k_log \gset
+insert into senders (workspace_id, channel, status) values (:'ws', 'sms', 'connecting') returning id as s_spare \gset
+insert into senders (workspace_id, channel, status) values (:'ws', 'whatsapp', 'connecting') returning id as s_wa_spare \gset
+insert into whatsapp_groups (workspace_id, sender_id, external_id) values (:'ws', :'s_wa_spare', '120363000000000099@g.us') returning id as g_alone \gset
+select id as s_sms_default from senders where workspace_id = :'ws' and channel = 'sms' and is_default \gset
 select tests.clear_authentication();
-select is(herald.purge_deleted_contacts(), 1, 'the purge hard-deletes one contact');
-select results_eq(format($$ select id from contacts where id in (%L, %L, %L) order by id $$, :'p_old', :'p_recent', :'p_live'),
-  format($$ select unnest(array[%L::uuid, %L::uuid]) order by 1 $$, :'p_recent', :'p_live'),
-  'only the one soft-deleted longer than the 30-day retention');
-select results_eq(format($$ select mode, actor from deletion_log where entity_id = %L order by id $$, :'p_old'),
-  format($$ values ('soft'::text, %L::text), ('hard', 'cron') $$, :'erin'), 'the purge is logged as cron''s hard delete');
-select is((select count(*)::int from messages where id = :'p_msg'), 0, 'with its messages');
 select results_eq(
-  $$ select jobname::text collate "default", command from cron.job where jobname in ('herald-purge-deleted-contacts', 'herald-cleanup-stale-senders') order by jobname $$,
-  $$ values ('herald-cleanup-stale-senders'::text, 'select public.cleanup_stale_senders()'::text),
-            ('herald-purge-deleted-contacts', 'select herald.purge_deleted_contacts()') $$,
-  'both housekeeping jobs are scheduled in pg_cron');
+  format($$ select herald.replacement_sender(%1$L, id) from senders where id in (%2$L, %3$L, %4$L)
+            order by id = %2$L desc, id = %3$L desc $$, :'ws', :'s_spare', :'s_sms_default', :'s_wa_spare'),
+  format($$ values (%L::uuid), (null), (null) $$, :'s_sms_default'),
+  'herald.replacement_sender: the default of the same channel; none for the default itself, nor where the channel has no default');
+select herald.log_deletion('campaign', 'public.campaigns', :'ws', :'k_log', '{"note": "extra"}') as log_id \gset
+select results_eq(
+  format($$ select entity, mode, actor, counts from deletion_log where id = %L $$, :'log_id'),
+  format($$ select 'campaign'::text, 'hard'::text, 'postgres'::text,
+                   jsonb_build_object('cancelled', i -> 'cancel', 'deleted', i -> 'cascade', 'set_null', i -> 'set_null', 'note', 'extra')
+            from herald.delete_impact('public.campaigns', %L) i $$, :'k_log'),
+  'herald.log_deletion writes the impact delete_impact measures, the actor, and what the trigger adds');
+select results_eq(
+  $$ select herald.set_reason('first'), herald.set_reason('second'), herald.set_reason(null), current_setting('herald.reason') $$,
+  $$ values (''::text, 'first'::text, 'second'::text, ''::text) $$,
+  'herald.set_reason sets the ledger''s reason and hands back the one before, so a trigger can put it back');
+select tests.authenticate_as('finn');
+delete from whatsapp_groups where id = :'g_alone';
+delete from senders where id = :'s_wa_spare';
+select tests.clear_authentication();
+select results_eq(
+  format($$ select entity, entity_id from deletion_log where entity_id in (%L, %L) order by id $$, :'g_alone', :'s_wa_spare'),
+  format($$ values ('whatsapp_group'::text, %L::uuid), ('sender', %L::uuid) $$, :'g_alone', :'s_wa_spare'),
+  'herald.whatsapp_groups_before_delete logs a group deleted on its own; a sender''s delete logs only the sender');
 
 select * from finish();
 rollback;
