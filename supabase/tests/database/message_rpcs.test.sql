@@ -91,8 +91,8 @@ select results_eq(format($$ select body, send_at = now() from messages where enr
   $$ values ('Hi Ada Byron', true) $$, 'one step-1 message, rendered, due at enrollment + its delay');
 
 /** Section - the shared checks, called the way the RPCs call them */
--- Herald's helpers are not executable by members: as their owner, with a member's JWT claims,
--- exactly as the security-definer RPCs run them.
+-- As the RPCs run them: as the functions' owner (the RPCs are security definer), with a
+-- member's JWT claims.
 select tests.authenticate_as('kim');
 select create_workspace('Kim Co') as ws_k \gset
 insert into contacts (workspace_id, phone) values (:'ws_k', '+14155550699') returning id as c_kim \gset

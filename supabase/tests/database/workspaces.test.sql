@@ -1,6 +1,10 @@
--- Tenancy: members see and change their workspace; nobody else sees or changes anything.
+-- Tenancy (…_workspaces.sql): members see and change their workspace; nobody else sees or
+-- changes anything. create_workspace makes its caller the owner; the membership helpers every
+-- policy and RPC uses (herald.role_rank, herald.my_workspace_ids, herald.has_role,
+-- herald.require_role) answer for the caller's JWT; a workspace keeps an owner
+-- (herald.keep_an_owner).
 begin;
-select plan(22);
+select plan(33);
 
 select tests.create_user('alice');
 select tests.create_user('bob');
@@ -57,6 +61,46 @@ select is_empty($$ delete from workspaces returning id $$, 'an agent cannot dele
 select tests.authenticate_as('alice');
 select throws_ok($$ delete from workspace_members where user_id = auth.uid() $$, '23514',
   'a workspace must keep at least one owner', 'the last owner cannot leave');
+select throws_ok($$ update workspace_members set role = 'admin' where user_id = auth.uid() $$, '23514',
+  'a workspace must keep at least one owner', 'nor step down to admin');
+
+/** Section - the membership helpers */
+select tests.clear_authentication();
+select results_eq($$ select r, herald.role_rank(r) from unnest(array['owner', 'admin', 'agent', 'guest', null]) r $$,
+  $$ values ('owner'::text, 3), ('admin', 2), ('agent', 1), ('guest', 0), (null, 0) $$,
+  'role_rank: owner > admin > agent; anything else ranks below every role');
+select tests.authenticate_as('carol');
+select create_workspace('Carol Co') as carol_ws \gset
+select id as alice_ws from workspaces where name = 'Alice Co' \gset
+select results_eq(
+  $$ select (select array_agg(w order by w) from herald.my_workspace_ids() w), (select array_agg(w) from herald.my_workspace_ids('admin') w),
+            (select array_agg(w) from herald.my_workspace_ids('owner') w) $$,
+  format($$ values ((select array_agg(w order by w) from unnest(array[%1$L::uuid, %2$L::uuid]) w), array[%2$L::uuid], array[%2$L::uuid]) $$,
+         :'alice_ws', :'carol_ws'),
+  'my_workspace_ids: an agent of one workspace and owner of another gets both, and only hers at admin and owner');
+select results_eq(
+  format($$ values (herald.has_role(%1$L), herald.has_role(%1$L, 'admin'), herald.has_role(%2$L, 'owner'), herald.has_role(gen_random_uuid())) $$,
+         :'alice_ws', :'carol_ws'),
+  $$ values (true, false, true, false) $$,
+  'has_role: true with the role or a higher one, false below it or outside');
+select lives_ok(format($$ select herald.require_role(%L) $$, :'alice_ws'), 'require_role lets a member through');
+select throws_ok(format($$ select herald.require_role(%L, 'admin') $$, :'alice_ws'), '42501',
+  'not a member of this workspace with role admin or higher', 'and stops her where the call needs an admin');
+select set_config('request.jwt.claims', '{"role": "authenticated"}', true);
+select throws_ok(format($$ select herald.require_role(%L) $$, :'alice_ws'), '42501', 'not signed in',
+  'a token without a user is not signed in');
+
+/** Section - a workspace keeps an owner, until its owner's account goes */
+select tests.authenticate_as('alice');
+select lives_ok(format($$ update workspace_members set role = 'owner' where workspace_id = %L and user_id = %L $$,
+  :'alice_ws', tests.get_user_id('carol')), 'an owner makes an agent owner too');
+select lives_ok($$ update workspace_members set role = 'admin' where user_id = auth.uid() $$,
+  'with another owner, the first may step down');
+select tests.clear_authentication();
+select lives_ok(format($$ delete from auth.users where id = %L $$, tests.get_user_id('carol')),
+  'the last owner''s user account can still be deleted (its memberships go with it)');
+select is_empty(format($$ select role from workspace_members where workspace_id = %L and role = 'owner' $$, :'alice_ws'),
+  'the one way a workspace is left without an owner');
 
 select * from finish();
 rollback;
