@@ -7,7 +7,7 @@
 //   advisors   supabase db advisors: any ERROR-level finding fails
 //   types      the committed database types equal freshly generated ones
 //   schema     the committed supabase/schema.sql equals a fresh dump of the migrated schema
-//   layout     one <migration stem>.test.sql per migration; every function named by a pgTAP file
+//   layout     one <migration stem>.test.sql per migration, naming every function the migration creates
 //   deno check / deno lint over all TypeScript
 //
 // Filters: `npm test -- pgtap|deno|static` runs one group.
@@ -127,7 +127,7 @@ async function staticChecks(dbUrl: string) {
   const layout = await testLayout();
   check("pgTAP files mirror the migrations", layout.length === 0, layout.join("\n"));
   const untested = await untestedFunctions(dbUrl);
-  check("every function is named by a pgTAP file", untested.length === 0, `named by no pgTAP file:\n  ${untested.join("\n  ")}`);
+  check("every function is named by its migration's pgTAP file", untested.length === 0, `untested functions:\n  ${untested.join("\n  ")}`);
 }
 
 // The usual test ports, or the next free block, so two runs (or a run beside a dev stack) coexist.

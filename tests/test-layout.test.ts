@@ -2,7 +2,16 @@
 // made-up trees: each finds what it must and lets through what it must.
 
 import assert from "node:assert/strict";
-import { CROSS_CUTTING, HARNESS, layoutProblems, migrationStem, namesFunction, unnamedFunctions } from "../scripts/lib/test-layout.ts";
+import {
+  CROSS_CUTTING,
+  definingStem,
+  HARNESS,
+  layoutProblems,
+  migrationStem,
+  namesFunction,
+  unnamedFunctions,
+  untestedIn,
+} from "@herald/scripts/lib/test-layout.ts";
 
 Deno.test("a migration's stem is its name after the timestamp", () => {
   assert.equal(migrationStem("20261121221100_dispatch.sql"), "dispatch");
@@ -41,4 +50,30 @@ Deno.test("untested: the functions no text names, in the order given", () => {
     ]),
     ["herald.spread"],
   );
+});
+
+Deno.test("a function's test file is its migration's: the last one that creates it", () => {
+  const migrations = new Map([
+    ["20261121221100_dispatch.sql", "create function herald.claim_messages(p_limit integer) returns void ..."],
+    ["20261121221000_queueing.sql", "create function herald.spread(p uuid) ...\nCREATE OR REPLACE FUNCTION herald.quiet_until (p timestamptz)"],
+    ["20261201000000_faster_claims.sql", "create or replace function herald.claim_messages(p_limit integer) returns void ..."],
+  ]);
+  assert.equal(definingStem("herald.quiet_until", migrations), "queueing");
+  assert.equal(definingStem("herald.claim_messages", migrations), "faster_claims");
+  assert.equal(definingStem("herald.claim", migrations), null);
+});
+
+Deno.test("untested: a function named only outside its migration's test file is reported", () => {
+  const migrations = new Map([
+    ["20261121221000_queueing.sql", "create function herald.spread(p uuid)\ncreate function herald.quiet_until(p timestamptz)"],
+  ]);
+  const tests = new Map([
+    ["queueing.test.sql", "select herald.quiet_until(now(), 'UTC', '21:00', '08:00');"],
+    ["dispatch.test.sql", "select herald.spread(gen_random_uuid(), '1 minute');"],
+    ["orphans.test.sql", "select herald.made_elsewhere();"],
+  ]);
+  assert.deepEqual(untestedIn(["herald.quiet_until", "herald.spread", "herald.made_elsewhere", "herald.nowhere"], migrations, tests), [
+    "herald.spread (…_queueing.sql): not named in queueing.test.sql",
+    "herald.nowhere: named by no test file",
+  ]);
 });

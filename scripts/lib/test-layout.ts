@@ -3,9 +3,10 @@
 //   layout     every migration `<timestamp>_<stem>.sql` has its `<stem>.test.sql`, and every
 //              test file is a migration's, the harness, or one of the few cross-cutting files;
 //   untested   every function of public and herald (trigger functions included, extensions'
-//              excluded) is named by some pgTAP file: `herald.<name>` for Herald's internals,
-//              `<name>` or `public.<name>` for the API. A trigger function is named in the
-//              comment beside the statements that fire it.
+//              excluded) is named by the test file of the migration that creates it (by any
+//              pgTAP file, for one no migration's text creates): `herald.<name>` for Herald's
+//              internals, `<name>` or `public.<name>` for the API. A trigger function is named
+//              in the comment beside the statements that fire it.
 //
 // Both read the tree and the catalog at run time, so a migration or function added later is
 // covered without editing this file.
@@ -72,20 +73,49 @@ export function unnamedFunctions(functions: string[], texts: string[]): string[]
   return functions.filter((f) => !texts.some((t) => namesFunction(f, t)));
 }
 
+/**
+ * The stem of the last migration (in file-name order, the order they run in) whose text creates
+ * the function `schema.name`, or null if none does.
+ */
+export function definingStem(qualified: string, migrations: Map<string, string>): string | null {
+  const [schema, name] = qualified.split(".").map(escapeRegExp);
+  const creates = new RegExp(`create\\s+(?:or\\s+replace\\s+)?function\\s+${schema}\\.${name}\\s*\\(`, "i");
+  const files = [...migrations.keys()].sort().filter((file) => creates.test(migrations.get(file)!));
+  return files.length ? migrationStem(files[files.length - 1]) : null;
+}
+
+/**
+ * The functions not named where a reader looks for their test: in `<stem>.test.sql` of the
+ * migration that creates them, or, for one no migration's text creates, in any test file.
+ */
+export function untestedIn(functions: string[], migrations: Map<string, string>, tests: Map<string, string>): string[] {
+  const problems: string[] = [];
+  for (const f of functions) {
+    const stem = definingStem(f, migrations);
+    if (stem === null) {
+      if (unnamedFunctions([f], [...tests.values()]).length) problems.push(`${f}: named by no test file`);
+    } else if (!namesFunction(f, tests.get(`${stem}.test.sql`) ?? "")) {
+      problems.push(`${f} (…_${stem}.sql): not named in ${stem}.test.sql`);
+    }
+  }
+  return problems;
+}
+
 async function fileNames(dir: string, suffix: string): Promise<string[]> {
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith(suffix)) names.push(e.name);
   return names.sort();
 }
 
-async function sqlTexts(dir: string): Promise<string[]> {
-  const texts: string[] = [];
+/** The .sql files below dir (recursively), by name relative to dir, with their text. */
+async function sqlFiles(dir: string, prefix = ""): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
   for await (const e of Deno.readDir(dir)) {
     const path = `${dir}/${e.name}`;
-    if (e.isDirectory) texts.push(...await sqlTexts(path));
-    else if (e.isFile && e.name.endsWith(".sql")) texts.push(await Deno.readTextFile(path));
+    if (e.isDirectory) for (const [k, v] of await sqlFiles(path, `${prefix}${e.name}/`)) files.set(k, v);
+    else if (e.isFile && e.name.endsWith(".sql")) files.set(`${prefix}${e.name}`, await Deno.readTextFile(path));
   }
-  return texts;
+  return files;
 }
 
 /** The layout problems of the tree as it is now. */
@@ -93,7 +123,7 @@ export async function testLayout(): Promise<string[]> {
   return layoutProblems(await fileNames(MIGRATIONS_DIR, ".sql"), await fileNames(PGTAP_DIR, ".sql"));
 }
 
-/** Every function of public and herald in the database at dbUrl that no pgTAP file names. */
+/** Every function of public and herald in the database at dbUrl that its migration's test file does not name. */
 export async function untestedFunctions(dbUrl: string): Promise<string[]> {
   const r = await run("psql", [
     "-X",
@@ -113,5 +143,5 @@ export async function untestedFunctions(dbUrl: string): Promise<string[]> {
      order by 1`,
   ]);
   const functions = r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
-  return unnamedFunctions(functions, await sqlTexts(`${ROOT}/supabase/tests`));
+  return untestedIn(functions, await sqlFiles(MIGRATIONS_DIR), await sqlFiles(PGTAP_DIR));
 }
