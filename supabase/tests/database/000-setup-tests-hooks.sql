@@ -78,6 +78,32 @@ begin
 end;
 $$;
 
+-- A workspace made the way a user makes one (create_workspace, as its owner), with agents and
+-- admins the owner adds; users are created as needed. The session is left acting as the owner.
+create or replace function tests.workspace_of(p_owner text, p_name text, p_agents text[] default '{}',
+                                              p_admins text[] default '{}') returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+  v_user text;
+begin
+  foreach v_user in array array_prepend(p_owner, p_agents || p_admins) loop
+    if tests.get_user_id(v_user) is null then
+      perform tests.create_user(v_user);
+    end if;
+  end loop;
+  perform tests.authenticate_as(p_owner);
+  v_id := public.create_workspace(p_name);
+  insert into public.workspace_members (workspace_id, user_id, role)
+  select v_id, tests.get_user_id(u), 'agent' from unnest(p_agents) u
+  union all
+  select v_id, tests.get_user_id(u), 'admin' from unnest(p_admins) u;
+  return v_id;
+end;
+$$;
+
 -- Catalog-driven helpers for the deletion tests: they follow whatever tables and foreign keys the
 -- migrations define, so a table added later is counted and checked without editing a test.
 

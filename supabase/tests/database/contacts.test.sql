@@ -5,14 +5,8 @@
 begin;
 select plan(17);
 
-select tests.create_user('cora');
-select tests.create_user('cal');
-select tests.create_user('cleo');
-select tests.authenticate_as('cora');
-select create_workspace('Contacts Co') as ws \gset
-insert into workspace_members (workspace_id, user_id, role) values (:'ws', tests.get_user_id('cal'), 'agent');
-select tests.authenticate_as('cleo');
-select create_workspace('Other Co') as ws_other \gset
+select tests.workspace_of('cleo', 'Other Co') as ws_other \gset
+select tests.workspace_of('cora', 'Contacts Co', array['cal']) as ws \gset
 
 /** Section - what a contact may hold */
 select tests.authenticate_as('cal');

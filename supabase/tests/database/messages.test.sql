@@ -6,12 +6,9 @@
 begin;
 select plan(33);
 
-select tests.create_user('mia');
-select tests.get_user_id('mia') as mia \gset
-
 /** Section - one contact's messages: delivered, sent, cancelled, scheduled */
-select tests.authenticate_as('mia');
-select create_workspace('Ledger Co') as ws \gset
+select tests.workspace_of('mia', 'Ledger Co') as ws \gset
+select tests.get_user_id('mia') as mia \gset
 insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws', 'sms', '+15005550006', 'connected', true);
 insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550801', 'Lea') returning id as c \gset
 select schedule_message(:'c', 'to be delivered') as m_delivered \gset

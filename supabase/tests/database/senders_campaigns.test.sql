@@ -5,11 +5,7 @@
 begin;
 select plan(15);
 
-select tests.create_user('sara');
-select tests.create_user('seb');
-select tests.authenticate_as('sara');
-select create_workspace('Senders Co') as ws \gset
-insert into workspace_members (workspace_id, user_id, role) values (:'ws', tests.get_user_id('seb'), 'agent');
+select tests.workspace_of('sara', 'Senders Co', array['seb']) as ws \gset
 
 /** Section - what a sender may hold */
 select lives_ok(format($$ insert into senders (workspace_id, channel, phone_number, status, mps, is_default)

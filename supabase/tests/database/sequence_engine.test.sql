@@ -6,9 +6,7 @@
 begin;
 select plan(14);
 
-select tests.create_user('sol');
-select tests.authenticate_as('sol');
-select create_workspace('Engine Co') as ws \gset
+select tests.workspace_of('sol', 'Engine Co') as ws \gset
 insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws', 'sms', '+15005550006', 'connected', true);
 insert into sequences (workspace_id, name, status) values (:'ws', 'Drip', 'active') returning id as q_drip \gset
 insert into sequences (workspace_id, name) values (:'ws', 'Draft') returning id as q_draft \gset
@@ -22,10 +20,9 @@ insert into contacts (workspace_id, phone, first_name, last_name) values (:'ws',
 insert into contact_variables (workspace_id, contact_id, key, value) values (:'ws', :'a', 'code', 'a\1b&c$1');
 insert into contacts (workspace_id, phone, first_name) values
   (:'ws', '+14155551002', 'Fay'), (:'ws', '+14155551003', 'Gil'), (:'ws', '+14155551004', 'Hal'), (:'ws', '+14155551005', 'Ian');
-select id as fay from contacts where phone = '+14155551002' \gset
-select id as gil from contacts where phone = '+14155551003' \gset
-select id as hal from contacts where phone = '+14155551004' \gset
-select id as ian from contacts where phone = '+14155551005' \gset
+select (array_agg(id order by phone))[1] as fay, (array_agg(id order by phone))[2] as gil, (array_agg(id order by phone))[3] as hal,
+       (array_agg(id order by phone))[4] as ian
+from contacts where workspace_id = :'ws' and phone between '+14155551002' and '+14155551005' \gset
 select tests.clear_authentication();
 
 /** Section - herald.enroll: an active sequence with steps, once per contact */

@@ -5,11 +5,7 @@
 begin;
 select plan(15);
 
-select tests.create_user('vera');
-select tests.create_user('vik');
-select tests.authenticate_as('vera');
-select create_workspace('Sequences Co') as ws \gset
-insert into workspace_members (workspace_id, user_id, role) values (:'ws', tests.get_user_id('vik'), 'agent');
+select tests.workspace_of('vera', 'Sequences Co', array['vik']) as ws \gset
 insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155551301', 'Val') returning id as c \gset
 
 /** Section - sequences and steps */

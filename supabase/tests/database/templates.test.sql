@@ -5,17 +5,13 @@
 begin;
 select plan(9);
 
-select tests.create_user('tia');
-select tests.create_user('ugo');
-select tests.authenticate_as('tia');
-select create_workspace('Templates Co') as ws \gset
+select tests.workspace_of('tia', 'Templates Co') as ws \gset
 insert into contacts (workspace_id, phone, first_name, last_name) values (:'ws', '+14155550901', 'Ada', 'Byron') returning id as a \gset
 insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155550902', 'Bo') returning id as b \gset
 insert into contact_variables (workspace_id, contact_id, key, value) values (:'ws', :'a', 'code', 'a\1b&c$1'), (:'ws', :'a', 'city', 'Lyon'),
   (:'ws', :'b', 'city', 'Oslo');
 insert into sequences (workspace_id, name, status) values (:'ws', 'Drip', 'active') returning id as q \gset
-select tests.authenticate_as('ugo');
-select create_workspace('Elsewhere') as ws_other \gset
+select tests.workspace_of('ugo', 'Elsewhere') as ws_other \gset
 insert into contacts (workspace_id, phone, first_name) values (:'ws_other', '+14155550903', 'Cy') returning id as c_other \gset
 select tests.clear_authentication();
 
