@@ -145,7 +145,7 @@ async function readmeExamples() {
     `not in README.md's error tables: ${undocumented.join(", ")}`);
 
   // A fresh stack of its own: the examples tell a story from an empty demo workspace.
-  const ports = await freePorts();
+  const ports = await freePorts(5);
   const readmeStack = new Stack(ports, `/var/tmp/herald/test-${Deno.pid}-readme`, true);
   let readmeServices: ServiceProcess[] = [];
   try {
@@ -173,13 +173,16 @@ async function readmeExamples() {
 }
 
 // The usual test ports, or the next free block, so two runs (or a run beside a dev stack) coexist.
-async function freePorts(): Promise<StackPorts> {
+// `offset` 5 takes the README stack's block between the main stacks' blocks, away from the ports
+// another run's main stack may be claiming at the same moment.
+async function freePorts(offset = 0): Promise<StackPorts> {
   for (let k = 0; k < 20; k++) {
-    const ports = { db: TEST_PORTS.db + 10 * k, functions: TEST_PORTS.functions + 10 * k, sandbox: TEST_PORTS.sandbox + 10 * k };
+    const base = offset + 10 * k;
+    const ports = { db: TEST_PORTS.db + base, functions: TEST_PORTS.functions + base, sandbox: TEST_PORTS.sandbox + base };
     const taken = await Promise.all(Object.values(ports).map((p) => portInUse(p)));
     if (!taken.some(Boolean)) return ports;
   }
-  throw new Error("no free block of test ports from 54340 upwards");
+  throw new Error(`no free block of test ports from ${TEST_PORTS.sandbox + offset} upwards`);
 }
 
 const stack = new Stack(await freePorts(), `/var/tmp/herald/test-${Deno.pid}`, true);
