@@ -2,7 +2,7 @@
 -- act on (the constraint's comment), the constraint's name, and only the offending columns; and
 -- it stays so for constraints added later (catalog checks).
 begin;
-select plan(16);
+select plan(18);
 
 /** Catalog: every check constraint a client can break carries its message, and is explained */
 create temporary view client_checks as
@@ -34,6 +34,20 @@ select is_empty($$
   join pg_proc p on p.oid = t.tgfoid
   where position(quote_literal(x.conname) in p.prosrc) = 0
 $$, 'its generated function checks every current constraint (herald.explain_checks_on was re-run after each change)');
+
+select set_eq($$ select tgfoid::regproc::text from pg_trigger where tgname = 'zz_explain_check_violations' $$,
+  array['herald.explain_appointments_checks', 'herald.explain_campaigns_checks', 'herald.explain_contact_tags_checks',
+        'herald.explain_contact_variables_checks', 'herald.explain_contacts_checks', 'herald.explain_queue_settings_checks',
+        'herald.explain_senders_checks', 'herald.explain_sequence_steps_checks', 'herald.explain_sequences_checks',
+        'herald.explain_workspace_members_checks', 'herald.explain_workspaces_checks'],
+  'each table clients write has its own generated function (herald.explain_checks_on)');
+
+select is((select v.message || ' / ' || v.detail
+           from herald.check_violation('public.senders', 'senders_default_has_number',
+                                       '{"is_default": true, "phone_number": null, "mps": 5}') v),
+  'A default sender needs a phone_number: set the number, or leave is_default false. / '
+  || 'Check constraint senders_default_has_number of public.senders failed for phone_number = null, is_default = true.',
+  'herald.check_violation words a refusal from the constraint''s comment and only the columns it reads');
 
 /** Behaviour, as the API roles */
 select tests.create_user('owner');
