@@ -9,8 +9,12 @@
 //   schema     the committed supabase/schema.sql equals a fresh dump of the migrated schema
 //   layout     one <migration stem>.test.sql per migration, naming every function the migration creates
 //   deno check / deno lint over all TypeScript
+//   README     every marked example of README.md, run in order on a fresh stack of its own and
+//              compared with the output the README shows (scripts/lib/readme-examples.ts); its
+//              code includes equal their source regions; every function error code and
+//              constraint message is in it
 //
-// Filters: `npm test -- pgtap|deno|static` runs one group.
+// Filters: `npm test -- pgtap|deno|static|readme` runs one group.
 
 import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, type StackPorts, SUPABASE_BIN, TEST_PORTS } from "./lib/config.ts";
 import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
@@ -19,6 +23,7 @@ import { generateTypes, TYPES_FILE } from "./lib/types.ts";
 import { dumpSchema, SCHEMA_FILE } from "./lib/schema.ts";
 import { CHROMIUM, ensureDebianPackages, PGBOUNCER } from "./lib/debian.ts";
 import { testLayout, untestedFunctions } from "./lib/test-layout.ts";
+import { functionErrorCodes, parseReadme, runExamples, staleIncludes } from "./lib/readme-examples.ts";
 
 interface Tally {
   passed: number;
@@ -130,14 +135,54 @@ async function staticChecks(dbUrl: string) {
   check("every function is named by its migration's pgTAP file", untested.length === 0, `untested functions:\n  ${untested.join("\n  ")}`);
 }
 
+async function readmeExamples() {
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  const { examples, includes } = parseReadme(readme);
+  const stale = await staleIncludes(includes);
+  check("README: code includes equal their source regions", stale.length === 0, stale.join("\n"));
+  const undocumented = (await functionErrorCodes()).filter((code) => !readme.includes(`\`${code}\``));
+  check("README: every function error code is documented", undocumented.length === 0,
+    `not in README.md's error tables: ${undocumented.join(", ")}`);
+
+  // A fresh stack of its own: the examples tell a story from an empty demo workspace.
+  const ports = await freePorts(5);
+  const readmeStack = new Stack(ports, `/var/tmp/herald/test-${Deno.pid}-readme`, true);
+  let readmeServices: ServiceProcess[] = [];
+  try {
+    await readmeStack.upDatabase(() => {});
+    const messages = (await readmeStack.cluster.psql(`
+      select string_agg(k.conname || E'\t' || obj_description(k.oid, 'pg_constraint'), E'\n' order by k.conname)
+      from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'public' and k.contype = 'c' and obj_description(k.oid, 'pg_constraint') is not null`))
+      .split("\n").filter(Boolean).map((l) => l.split("\t"));
+    const unlisted = messages.filter(([name, message]) => !readme.includes(`| \`${name}\` | ${message} |`));
+    check("README: every constraint message is listed", unlisted.length === 0,
+      `not listed as | \`name\` | message | in README.md: ${unlisted.map(([n]) => n).join(", ")}`);
+
+    readmeServices = await readmeStack.startServices(await localKeys(), { logFile: `${ROOT}/.local/test-readme-services.log` });
+    const results = await runExamples(examples, ports, readmeStack.cluster.url);
+    for (const r of results) {
+      console.log(`  ${r.ok ? "ok  " : "FAIL"} ${r.name} (README.md:${r.line})${r.ok ? "" : `\n    ${r.detail.replaceAll("\n", "\n    ")}`}`);
+    }
+    const failed = results.filter((r) => !r.ok).length;
+    record("README examples", { passed: results.length - failed, failed }, `${results.length} examples`);
+  } finally {
+    await stopServices(readmeServices);
+    await readmeStack.cluster.destroy();
+  }
+}
+
 // The usual test ports, or the next free block, so two runs (or a run beside a dev stack) coexist.
-async function freePorts(): Promise<StackPorts> {
+// `offset` 5 takes the README stack's block between the main stacks' blocks, away from the ports
+// another run's main stack may be claiming at the same moment.
+async function freePorts(offset = 0): Promise<StackPorts> {
   for (let k = 0; k < 20; k++) {
-    const ports = { db: TEST_PORTS.db + 10 * k, functions: TEST_PORTS.functions + 10 * k, sandbox: TEST_PORTS.sandbox + 10 * k };
+    const base = offset + 10 * k;
+    const ports = { db: TEST_PORTS.db + base, functions: TEST_PORTS.functions + base, sandbox: TEST_PORTS.sandbox + base };
     const taken = await Promise.all(Object.values(ports).map((p) => portInUse(p)));
     if (!taken.some(Boolean)) return ports;
   }
-  throw new Error("no free block of test ports from 54340 upwards");
+  throw new Error(`no free block of test ports from ${TEST_PORTS.sandbox + offset} upwards`);
 }
 
 const stack = new Stack(await freePorts(), `/var/tmp/herald/test-${Deno.pid}`, true);
@@ -164,6 +209,7 @@ try {
     await denoTests(env);
   }
   if (!only || only === "static") await staticChecks(stack.cluster.url);
+  if (!only || only === "readme") await readmeExamples();
 } catch (err) {
   console.error(err instanceof Error ? err.message : err);
   total.failed += 1;

@@ -434,6 +434,21 @@ $$;
 
 COMMENT ON FUNCTION herald.check_time_zone(p_name text) IS 'Returns its argument if it is an IANA time zone name; raises 22023 with a hint otherwise.';
 
+CREATE FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) RETURNS record
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.obj_description(k.oid, 'pg_constraint'),
+         format('Check constraint %s of %s failed for %s.', p_constraint, p_table,
+                string_agg(format('%s = %s', a.attname, coalesce(p_row ->> a.attname::text, 'null')), ', ' order by a.attnum))
+  from pg_catalog.pg_constraint k
+  join pg_catalog.pg_attribute a on a.attrelid = k.conrelid and a.attnum = any (k.conkey)
+  where k.conrelid = p_table and k.conname = p_constraint
+  group by k.oid
+$$;
+
+COMMENT ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) IS 'The message (the constraint''s comment) and detail (the columns it reads, with their values) of a broken check constraint.';
+
 CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -589,9 +604,21 @@ CREATE TABLE public.contacts (
 
 COMMENT ON TABLE public.contacts IS 'People a workspace messages. Soft-deleted rows (deleted_at) are purged after the retention period; any delete cancels every future execution first.';
 
+COMMENT ON COLUMN public.contacts.id IS 'The contact''s id.';
+
+COMMENT ON COLUMN public.contacts.workspace_id IS 'The workspace the contact belongs to.';
+
 COMMENT ON COLUMN public.contacts.phone IS 'E.164, e.g. +14155550123. One live contact per phone and workspace.';
 
+COMMENT ON COLUMN public.contacts.email IS 'Optional e-mail address; Herald only stores it (for exports and the app).';
+
+COMMENT ON COLUMN public.contacts.first_name IS 'Fills {{first_name}} in templates; at most 100 characters.';
+
+COMMENT ON COLUMN public.contacts.last_name IS 'Fills {{last_name}} in templates; at most 100 characters.';
+
 COMMENT ON COLUMN public.contacts.timezone IS 'IANA time zone for quiet hours and send windows; null falls back to the workspace''s.';
+
+COMMENT ON COLUMN public.contacts.lead_status IS 'Where the lead stands: new, queued (by prepare_queue()), contacted, engaged, booked, won, lost or unqualified. prepare_queue() picks new leads.';
 
 COMMENT ON COLUMN public.contacts.controlled_by IS 'human after take_lead(): every pending automated message and active enrollment is cancelled.';
 
@@ -599,9 +626,23 @@ COMMENT ON COLUMN public.contacts.assigned_to IS 'The agent who took the lead; c
 
 COMMENT ON COLUMN public.contacts.opted_out_at IS 'Set by STOP (or a 21610 from Twilio): nothing is sent while set, and the number stays suppressed even after a hard delete.';
 
+COMMENT ON COLUMN public.contacts.last_inbound_at IS 'When the contact last wrote in (any inbound message, STOP included).';
+
 COMMENT ON COLUMN public.contacts.deleted_at IS 'Soft delete: setting it cancels every pending message and active enrollment in the same transaction. restore_contact() clears it.';
 
 COMMENT ON COLUMN public.contacts.phone_hash IS 'Keyed hash of phone (herald.phone_hash), matched against suppressions with an index lookup instead of an HMAC per message. Maintained by trigger.';
+
+COMMENT ON COLUMN public.contacts.created_at IS 'When the contact was added; prepare_queue() takes the oldest new leads first.';
+
+COMMENT ON COLUMN public.contacts.updated_at IS 'When the row last changed; kept by trigger.';
+
+COMMENT ON CONSTRAINT contacts_email_shape ON public.contacts IS 'The e-mail address must look like name@example.com, or be left out.';
+
+COMMENT ON CONSTRAINT contacts_names_length ON public.contacts IS 'First and last name must be at most 100 characters each.';
+
+COMMENT ON CONSTRAINT contacts_phone_e164 ON public.contacts IS 'The phone number must be in E.164 format: + then the country code and the number, digits only, e.g. +14155550123.';
+
+COMMENT ON CONSTRAINT contacts_timezone_iana ON public.contacts IS 'The contact''s time zone must be an IANA name such as Europe/London or America/Los_Angeles, or null to use the workspace''s.';
 
 CREATE FUNCTION herald.contact_block_reason(c public.contacts) RETURNS public.cancel_reason
     LANGUAGE sql STABLE
@@ -1148,7 +1189,21 @@ CREATE TABLE public.sequences (
 
 COMMENT ON TABLE public.sequences IS 'An ordered list of messages sent one after another. Archiving or deleting one stops its active enrollments (sequence_stopped); sent history stays.';
 
+COMMENT ON COLUMN public.sequences.id IS 'The sequence''s id; enroll_contact() and queue_settings.default_sequence_id name it.';
+
+COMMENT ON COLUMN public.sequences.workspace_id IS 'The workspace the sequence belongs to.';
+
+COMMENT ON COLUMN public.sequences.name IS 'Display name, 1 to 200 characters.';
+
+COMMENT ON COLUMN public.sequences.status IS 'draft (being written), active (takes enrollments) or archived (stops its active enrollments). Only active sequences take enrollments.';
+
 COMMENT ON COLUMN public.sequences.stop_on_reply IS 'When true, any inbound reply from the contact stops the enrollment (replied).';
+
+COMMENT ON COLUMN public.sequences.created_at IS 'When the sequence was created.';
+
+COMMENT ON COLUMN public.sequences.updated_at IS 'When the row last changed; kept by trigger.';
+
+COMMENT ON CONSTRAINT sequences_name_present ON public.sequences IS 'The sequence name must be 1 to 200 characters, not only spaces.';
 
 CREATE FUNCTION herald.enroll(p_seq public.sequences, p_contact_id uuid, p_start timestamp with time zone) RETURNS uuid
     LANGUAGE plpgsql
@@ -1186,6 +1241,351 @@ begin
   return v_id;
 end;
 $$;
+
+CREATE FUNCTION herald.explain_appointments_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((length(btrim(title)) >= 1) AND (length(btrim(title)) <= 200))), true) then 'appointments_title_present' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_appointments_checks() IS 'Trigger on public.appointments, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_campaigns_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))), true) then 'campaigns_name_present' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_campaigns_checks() IS 'Trigger on public.campaigns, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_checks_on(p_table regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_name text := (select c.relname from pg_catalog.pg_class c where c.oid = p_table);
+  v_function text := format('herald.%I', 'explain_' || v_name || '_checks');
+  v_checks text;
+  v_columns text;
+begin
+  select string_agg(format('case when not coalesce((%s), true) then %L end',
+                           pg_catalog.pg_get_expr(k.conbin, k.conrelid), k.conname), E',\n           ' order by k.conname)
+  into v_checks
+  from pg_catalog.pg_constraint k
+  where k.conrelid = p_table and k.contype = 'c';
+  select string_agg(quote_ident(c.attname), ', ' order by c.attnum)
+  into v_columns
+  from (
+    select distinct a.attnum, a.attname
+    from pg_catalog.pg_constraint k
+    join pg_catalog.pg_attribute a on a.attrelid = k.conrelid and a.attnum = any (k.conkey)
+    where k.conrelid = p_table and k.contype = 'c'
+  ) c;
+  if v_checks is null then
+    raise exception 'table % has no check constraints to explain', p_table using errcode = '22023';
+  end if;
+
+  execute format($ddl$
+    create or replace function %s() returns trigger
+    language plpgsql
+    set search_path = ''
+    as $fn$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(%s)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $fn$$ddl$, v_function, v_checks);
+  execute format('comment on function %s() is %L', v_function,
+                 format('Trigger on %s, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.', p_table));
+  execute format('grant execute on function %s() to authenticated, service_role', v_function);
+
+  if exists (select 1 from pg_catalog.pg_trigger where tgrelid = p_table and tgname = 'zz_explain_check_violations') then
+    execute format('drop trigger zz_explain_check_violations on %s', p_table);
+  end if;
+  execute format($ddl$
+    create trigger zz_explain_check_violations before insert or update of %s on %s
+    for each row when (current_user in ('authenticated', 'service_role'))
+    execute function %s()$ddl$, v_columns, p_table, v_function);
+  execute format('comment on trigger zz_explain_check_violations on %s is %L', p_table,
+                 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.');
+end;
+$_$;
+
+COMMENT ON FUNCTION herald.explain_checks_on(p_table regclass) IS 'Generates herald.explain_<table>_checks() from the table''s check constraints and attaches it, firing on insert and on update of the columns they read. Run it again after changing the table''s check constraints.';
+
+CREATE FUNCTION herald.explain_contact_tags_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((length(btrim(tag)) >= 1) AND (length(btrim(tag)) <= 64))), true) then 'contact_tags_tag_shape' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_contact_tags_checks() IS 'Trigger on public.contact_tags, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_contact_variables_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce(((key ~ '^[a-z][a-z0-9_]{0,62}$'::text)), true) then 'contact_variables_key_shape' end,
+           case when not coalesce(((length(value) <= 1000)), true) then 'contact_variables_value_length' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $_$;
+
+COMMENT ON FUNCTION herald.explain_contact_variables_checks() IS 'Trigger on public.contact_variables, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_contacts_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text))), true) then 'contacts_email_shape' end,
+           case when not coalesce((((length(COALESCE(first_name, ''::text)) <= 100) AND (length(COALESCE(last_name, ''::text)) <= 100))), true) then 'contacts_names_length' end,
+           case when not coalesce(((phone ~ '^\+[1-9][0-9]{6,14}$'::text)), true) then 'contacts_phone_e164' end,
+           case when not coalesce((((timezone IS NULL) OR herald.is_iana_time_zone(timezone))), true) then 'contacts_timezone_iana' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $_$;
+
+COMMENT ON FUNCTION herald.explain_contacts_checks() IS 'Trigger on public.contacts, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_queue_settings_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((daily_capacity >= 1) AND (daily_capacity <= 1000000))), true) then 'queue_settings_capacity_positive' end,
+           case when not coalesce(((window_start <> window_end)), true) then 'queue_settings_window_not_empty' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_queue_settings_checks() IS 'Trigger on public.queue_settings, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_senders_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((NOT is_default) OR (phone_number IS NOT NULL))), true) then 'senders_default_has_number' end,
+           case when not coalesce((((mps > (0)::numeric) AND (mps <= (1000)::numeric))), true) then 'senders_mps_positive' end,
+           case when not coalesce((((phone_number IS NULL) OR (phone_number ~ '^\+[1-9][0-9]{6,14}$'::text))), true) then 'senders_phone_e164' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $_$;
+
+COMMENT ON FUNCTION herald.explain_senders_checks() IS 'Trigger on public.senders, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_sequence_steps_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600))), true) then 'sequence_steps_body_length' end,
+           case when not coalesce(((delay >= '00:00:00'::interval)), true) then 'sequence_steps_delay_not_negative' end,
+           case when not coalesce((("position" > 0)), true) then 'sequence_steps_position_positive' end,
+           case when not coalesce(((body !~ '\{\{(?!\s*(first_name|last_name|var\.[a-z][a-z0-9_]*)\s*\}\})'::text)), true) then 'sequence_steps_template_tokens' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_sequence_steps_checks() IS 'Trigger on public.sequence_steps, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_sequences_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))), true) then 'sequences_name_present' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_sequences_checks() IS 'Trigger on public.sequences, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_workspace_members_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce(((role = ANY (ARRAY['owner'::text, 'admin'::text, 'agent'::text]))), true) then 'workspace_members_role_valid' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_workspace_members_checks() IS 'Trigger on public.workspace_members, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
+CREATE FUNCTION herald.explain_workspaces_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((daily_limit IS NULL) OR (daily_limit > 0))), true) then 'workspaces_daily_limit_positive' end,
+           case when not coalesce((((max_attempts >= 1) AND (max_attempts <= 20))), true) then 'workspaces_max_attempts_range' end,
+           case when not coalesce((((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))), true) then 'workspaces_name_present' end,
+           case when not coalesce((((retry_base_seconds >= 1) AND (retry_base_seconds <= 86400))), true) then 'workspaces_retry_base_range' end,
+           case when not coalesce((herald.is_iana_time_zone(timezone)), true) then 'workspaces_timezone_iana' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_workspaces_checks() IS 'Trigger on public.workspaces, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
 
 CREATE FUNCTION herald.from_provider_status(p_status text) RETURNS public.message_status
     LANGUAGE sql IMMUTABLE
@@ -1321,17 +1721,59 @@ CREATE TABLE public.messages (
 
 COMMENT ON TABLE public.messages IS 'One message to one contact and its whole lifecycle. Written through RPCs, cron and the dispatcher; members read their workspace''s.';
 
+COMMENT ON COLUMN public.messages.id IS 'The message''s id; schedule_message() returns it.';
+
+COMMENT ON COLUMN public.messages.workspace_id IS 'The contact''s workspace.';
+
+COMMENT ON COLUMN public.messages.contact_id IS 'The recipient.';
+
 COMMENT ON COLUMN public.messages.sender_id IS 'The sender to use; null means the workspace''s default sender for the channel, bound when the message is queued.';
+
+COMMENT ON COLUMN public.messages.channel IS 'sms or whatsapp.';
+
+COMMENT ON COLUMN public.messages.body IS 'The text sent, templates already filled in; 1 to 1600 characters.';
 
 COMMENT ON COLUMN public.messages.send_at IS 'Not before this time. Quiet hours and daily limits move it forward (with a ledger event); retries set it to now() + backoff.';
 
+COMMENT ON COLUMN public.messages.status IS 'scheduled → queued → sending → sent → delivered → read; undelivered, failed and cancelled are final. Only moves forward; every change is in message_events.';
+
+COMMENT ON COLUMN public.messages.cancel_reason IS 'Why it was cancelled (contact_deleted, contact_opted_out, human_takeover, sequence_stopped, replied, appointment_cancelled…); set exactly when status is cancelled.';
+
 COMMENT ON COLUMN public.messages.attempts IS 'Provider calls made so far; each has a row in message_attempts.';
+
+COMMENT ON COLUMN public.messages.max_attempts IS 'Provider attempts allowed before a transient error fails the message; copied from the workspace when scheduled.';
+
+COMMENT ON COLUMN public.messages.last_error_code IS 'The provider''s error code of the last failed attempt (Twilio''s, e.g. 21211 invalid number, 30003 unreachable).';
+
+COMMENT ON COLUMN public.messages.last_error IS 'The provider''s (or Herald''s, e.g. no sender) last error message.';
+
+COMMENT ON COLUMN public.messages.provider_sid IS 'Twilio''s Message SID (SM…) of the attempt that was accepted.';
+
+COMMENT ON COLUMN public.messages.enrollment_id IS 'The sequence enrollment that scheduled it; null for one-off messages.';
+
+COMMENT ON COLUMN public.messages.step_id IS 'The sequence step it was scheduled for; null for one-off messages.';
+
+COMMENT ON COLUMN public.messages.appointment_id IS 'The appointment it reminds of: moving the appointment moves it, cancelling the appointment cancels it.';
+
+COMMENT ON COLUMN public.messages.campaign_id IS 'The campaign it belongs to; deleting the campaign cancels it if still pending.';
 
 COMMENT ON COLUMN public.messages.retry_of IS 'The failed or undelivered message this one re-sends (retry_message()).';
 
 COMMENT ON COLUMN public.messages.idempotency_key IS 'Caller-chosen key: schedule_message() with the same key in the same workspace returns the same message.';
 
 COMMENT ON COLUMN public.messages.lease_expires_at IS 'While sending: the claiming dispatcher''s lease. An expired lease is reaped back to queued after checking the provider.';
+
+COMMENT ON COLUMN public.messages.sent_at IS 'When Twilio accepted it.';
+
+COMMENT ON COLUMN public.messages.delivered_at IS 'When Twilio reported it delivered.';
+
+COMMENT ON COLUMN public.messages.failed_at IS 'When it failed or was reported undelivered.';
+
+COMMENT ON COLUMN public.messages.cancelled_at IS 'When it was cancelled.';
+
+COMMENT ON COLUMN public.messages.created_at IS 'When it was scheduled.';
+
+COMMENT ON COLUMN public.messages.updated_at IS 'When the row last changed; kept by trigger.';
 
 COMMENT ON COLUMN public.messages.provider_check_required IS 'Set when a lease expired with the provider''s answer unknown: the dispatcher looks the message up at Twilio before any resend.';
 
@@ -2653,6 +3095,24 @@ CREATE TABLE public.appointments (
 
 COMMENT ON TABLE public.appointments IS 'A meeting with a contact. Moving starts_at moves its pending reminders by the same amount; cancelling, completing or deleting it cancels them.';
 
+COMMENT ON COLUMN public.appointments.id IS 'The appointment''s id; messages.appointment_id names it on its reminders.';
+
+COMMENT ON COLUMN public.appointments.workspace_id IS 'The contact''s workspace.';
+
+COMMENT ON COLUMN public.appointments.contact_id IS 'The contact the appointment is with.';
+
+COMMENT ON COLUMN public.appointments.title IS 'What the appointment is, 1 to 200 characters.';
+
+COMMENT ON COLUMN public.appointments.starts_at IS 'When it starts. Moving it moves the pending reminders by the same amount.';
+
+COMMENT ON COLUMN public.appointments.status IS 'scheduled, cancelled or completed. Cancelling or completing it cancels its pending reminders.';
+
+COMMENT ON COLUMN public.appointments.created_at IS 'When the appointment was made.';
+
+COMMENT ON COLUMN public.appointments.updated_at IS 'When the row last changed; kept by trigger.';
+
+COMMENT ON CONSTRAINT appointments_title_present ON public.appointments IS 'The appointment title must be 1 to 200 characters, not only spaces.';
+
 CREATE TABLE public.campaign_groups (
     workspace_id uuid NOT NULL,
     campaign_id uuid NOT NULL,
@@ -2660,6 +3120,12 @@ CREATE TABLE public.campaign_groups (
 );
 
 COMMENT ON TABLE public.campaign_groups IS 'Which groups a campaign targets. Both keys are not null, so both cascade: a set null here would make every group and campaign undeletable.';
+
+COMMENT ON COLUMN public.campaign_groups.workspace_id IS 'The workspace of both the campaign and the group.';
+
+COMMENT ON COLUMN public.campaign_groups.campaign_id IS 'The campaign.';
+
+COMMENT ON COLUMN public.campaign_groups.group_id IS 'A WhatsApp group the campaign targets.';
 
 CREATE TABLE public.campaigns (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -2672,6 +3138,20 @@ CREATE TABLE public.campaigns (
 );
 
 COMMENT ON TABLE public.campaigns IS 'A broadcast to WhatsApp groups or contacts. Deleting one cancels its pending messages (campaign_deleted).';
+
+COMMENT ON COLUMN public.campaigns.id IS 'The campaign''s id; messages.campaign_id names it.';
+
+COMMENT ON COLUMN public.campaigns.workspace_id IS 'The workspace running the campaign.';
+
+COMMENT ON COLUMN public.campaigns.name IS 'Display name, 1 to 200 characters.';
+
+COMMENT ON COLUMN public.campaigns.status IS 'draft, active, paused, completed or archived; managed by the app.';
+
+COMMENT ON COLUMN public.campaigns.created_at IS 'When the campaign was created.';
+
+COMMENT ON COLUMN public.campaigns.updated_at IS 'When the row last changed; kept by trigger.';
+
+COMMENT ON CONSTRAINT campaigns_name_present ON public.campaigns IS 'The campaign name must be 1 to 200 characters, not only spaces.';
 
 CREATE TABLE public.contact_activities (
     id bigint NOT NULL,
@@ -2686,7 +3166,19 @@ CREATE TABLE public.contact_activities (
 
 COMMENT ON TABLE public.contact_activities IS 'What happened to a contact (opt-out, takeover, deletion, restore, reply…). Written by Herald''s triggers and RPCs; erased with the contact.';
 
+COMMENT ON COLUMN public.contact_activities.id IS 'Order of the activity within the history.';
+
+COMMENT ON COLUMN public.contact_activities.workspace_id IS 'The contact''s workspace.';
+
+COMMENT ON COLUMN public.contact_activities.contact_id IS 'The contact it happened to.';
+
+COMMENT ON COLUMN public.contact_activities.kind IS 'What happened: soft_deleted, restored, opted_out, opted_in, taken_over, released, replied, queued…';
+
+COMMENT ON COLUMN public.contact_activities.detail IS 'Kind-specific facts, e.g. {"cancelled_messages": 3, "cancelled_enrollments": 1} for a takeover.';
+
 COMMENT ON COLUMN public.contact_activities.actor IS 'Who did it: a user id, or cron / service_role / provider.';
+
+COMMENT ON COLUMN public.contact_activities.at IS 'When it happened.';
 
 ALTER TABLE public.contact_activities ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.contact_activities_id_seq
@@ -2707,6 +3199,16 @@ CREATE TABLE public.contact_tags (
 
 COMMENT ON TABLE public.contact_tags IS 'Free-form labels on a contact; erased with the contact.';
 
+COMMENT ON COLUMN public.contact_tags.workspace_id IS 'The contact''s workspace.';
+
+COMMENT ON COLUMN public.contact_tags.contact_id IS 'The tagged contact.';
+
+COMMENT ON COLUMN public.contact_tags.tag IS 'The label, 1 to 64 characters; a contact has each tag once.';
+
+COMMENT ON COLUMN public.contact_tags.created_at IS 'When the tag was added.';
+
+COMMENT ON CONSTRAINT contact_tags_tag_shape ON public.contact_tags IS 'A tag must be 1 to 64 characters, not only spaces.';
+
 CREATE TABLE public.contact_variables (
     workspace_id uuid NOT NULL,
     contact_id uuid NOT NULL,
@@ -2717,6 +3219,18 @@ CREATE TABLE public.contact_variables (
 );
 
 COMMENT ON TABLE public.contact_variables IS 'Values for {{var.KEY}} in message templates; erased with the contact.';
+
+COMMENT ON COLUMN public.contact_variables.workspace_id IS 'The contact''s workspace.';
+
+COMMENT ON COLUMN public.contact_variables.contact_id IS 'The contact the value belongs to.';
+
+COMMENT ON COLUMN public.contact_variables.key IS 'The KEY of {{var.KEY}}: lowercase letters, digits and _, starting with a letter.';
+
+COMMENT ON COLUMN public.contact_variables.value IS 'What {{var.KEY}} renders to for this contact; at most 1000 characters.';
+
+COMMENT ON CONSTRAINT contact_variables_key_shape ON public.contact_variables IS 'A variable key must start with a lowercase letter and use only lowercase letters, digits and _ (at most 63 characters), e.g. company_name for {{var.company_name}}.';
+
+COMMENT ON CONSTRAINT contact_variables_value_length ON public.contact_variables IS 'A variable value must be at most 1000 characters.';
 
 CREATE TABLE public.deletion_log (
     id bigint NOT NULL,
@@ -2733,11 +3247,21 @@ CREATE TABLE public.deletion_log (
 
 COMMENT ON TABLE public.deletion_log IS 'What each deletion did, per table, without personal data. Outlives what it describes.';
 
+COMMENT ON COLUMN public.deletion_log.id IS 'The deletion''s id; delete_contact() returns it as deletion_id.';
+
 COMMENT ON COLUMN public.deletion_log.workspace_id IS 'No foreign key: the log of a deletion outlives the deleted rows, the workspace''s own deletion included.';
+
+COMMENT ON COLUMN public.deletion_log.entity IS 'What was deleted: workspace, contact, sequence, sender, campaign, appointment or whatsapp_group.';
 
 COMMENT ON COLUMN public.deletion_log.entity_id IS 'No foreign key: the id of the row that was deleted.';
 
+COMMENT ON COLUMN public.deletion_log.mode IS 'soft (deleted_at set; restorable) or hard (rows erased).';
+
+COMMENT ON COLUMN public.deletion_log.actor IS 'Who deleted: a user id, cron (retention purge), or the database role.';
+
 COMMENT ON COLUMN public.deletion_log.counts IS '{"cancelled": {table: n}, "deleted": {table: n}, "set_null": {table.column: n}}';
+
+COMMENT ON COLUMN public.deletion_log.at IS 'When the deletion happened.';
 
 ALTER TABLE public.deletion_log ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.deletion_log_id_seq
@@ -2773,6 +3297,38 @@ CREATE VIEW public.failed_messages WITH (security_invoker='true') AS
 
 COMMENT ON VIEW public.failed_messages IS 'Failed and undelivered messages with their last error code and message; retry_message() sends one again.';
 
+COMMENT ON COLUMN public.failed_messages.id IS 'The failed or undelivered message; pass it to retry_message().';
+
+COMMENT ON COLUMN public.failed_messages.workspace_id IS 'The message''s workspace.';
+
+COMMENT ON COLUMN public.failed_messages.contact_id IS 'The recipient.';
+
+COMMENT ON COLUMN public.failed_messages.phone IS 'The recipient''s number (E.164).';
+
+COMMENT ON COLUMN public.failed_messages.first_name IS 'The recipient''s first name.';
+
+COMMENT ON COLUMN public.failed_messages.last_name IS 'The recipient''s last name.';
+
+COMMENT ON COLUMN public.failed_messages.channel IS 'sms or whatsapp.';
+
+COMMENT ON COLUMN public.failed_messages.body IS 'The text that was to be sent.';
+
+COMMENT ON COLUMN public.failed_messages.status IS 'failed or undelivered.';
+
+COMMENT ON COLUMN public.failed_messages.attempts IS 'Provider calls made.';
+
+COMMENT ON COLUMN public.failed_messages.last_error_code IS 'The provider''s error code (e.g. 21211 invalid number, 30003 unreachable).';
+
+COMMENT ON COLUMN public.failed_messages.last_error IS 'The provider''s (or Herald''s) error message.';
+
+COMMENT ON COLUMN public.failed_messages.failed_at IS 'When it failed.';
+
+COMMENT ON COLUMN public.failed_messages.send_at IS 'When it was due.';
+
+COMMENT ON COLUMN public.failed_messages.created_at IS 'When it was scheduled.';
+
+COMMENT ON COLUMN public.failed_messages.retried IS 'True once retry_message() has sent it again.';
+
 CREATE TABLE public.message_attempts (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     workspace_id uuid NOT NULL,
@@ -2790,7 +3346,27 @@ CREATE TABLE public.message_attempts (
 
 COMMENT ON TABLE public.message_attempts IS 'One row per call to the provider for a message: its sid, the provider''s latest status and error.';
 
+COMMENT ON COLUMN public.message_attempts.id IS 'The attempt''s id.';
+
+COMMENT ON COLUMN public.message_attempts.workspace_id IS 'The message''s workspace.';
+
+COMMENT ON COLUMN public.message_attempts.message_id IS 'The message this call to the provider was for.';
+
+COMMENT ON COLUMN public.message_attempts.attempt_no IS '1 for the first call, 2 for the first retry, …; unique per message.';
+
 COMMENT ON COLUMN public.message_attempts.provider_sid IS 'Twilio''s Message SID (SM…); null if the call failed before Twilio accepted it.';
+
+COMMENT ON COLUMN public.message_attempts.provider_status IS 'What the provider last said about this attempt: requested (call under way), accepted, error, or Twilio''s status (queued, sent, delivered, undelivered, failed…). Never moves backwards.';
+
+COMMENT ON COLUMN public.message_attempts.error_code IS 'The provider''s error code for this attempt, if any.';
+
+COMMENT ON COLUMN public.message_attempts.error_message IS 'The provider''s error message for this attempt, if any.';
+
+COMMENT ON COLUMN public.message_attempts.requested_at IS 'When the dispatcher claimed the message for this attempt.';
+
+COMMENT ON COLUMN public.message_attempts.responded_at IS 'When the provider answered the API call.';
+
+COMMENT ON COLUMN public.message_attempts.last_callback_at IS 'When the last status callback for this attempt arrived.';
 
 CREATE TABLE public.message_events (
     id bigint NOT NULL,
@@ -2806,9 +3382,23 @@ CREATE TABLE public.message_events (
 
 COMMENT ON TABLE public.message_events IS 'Append-only ledger: one row per status change (and per deferral) of a message, written by trigger. Never updated; erased only with its message (hard delete of the contact).';
 
+COMMENT ON COLUMN public.message_events.id IS 'Order of the event within the ledger.';
+
+COMMENT ON COLUMN public.message_events.workspace_id IS 'The message''s workspace.';
+
+COMMENT ON COLUMN public.message_events.message_id IS 'The message whose status changed.';
+
+COMMENT ON COLUMN public.message_events.from_status IS 'Status before the change; null for the event that created the message.';
+
+COMMENT ON COLUMN public.message_events.to_status IS 'Status after the change; equal to from_status for a deferral or a hold.';
+
 COMMENT ON COLUMN public.message_events.reason IS 'Why: a cancel_reason, a provider error code, quiet_hours, daily_limit, automation_paused, retry_backoff, lease_expired…';
 
 COMMENT ON COLUMN public.message_events.actor IS 'Who: a user id, cron, dispatcher, provider, or the database role.';
+
+COMMENT ON COLUMN public.message_events.detail IS 'Extra facts, e.g. {"send_at_from": …, "send_at_to": …} when send_at moved.';
+
+COMMENT ON COLUMN public.message_events.at IS 'When the change happened.';
 
 ALTER TABLE public.message_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.message_events_id_seq
@@ -2837,9 +3427,29 @@ CREATE TABLE public.provider_events (
 
 COMMENT ON TABLE public.provider_events IS 'Every verified Twilio webhook call, as received, and what Herald did with it. Goes with the message or contact on a hard delete.';
 
+COMMENT ON COLUMN public.provider_events.id IS 'Order of arrival.';
+
+COMMENT ON COLUMN public.provider_events.workspace_id IS 'The workspace the webhook was applied to; null when it matched none.';
+
+COMMENT ON COLUMN public.provider_events.message_id IS 'The message a status callback applied to; null for inbound messages and unknown sids.';
+
+COMMENT ON COLUMN public.provider_events.contact_id IS 'The contact an inbound message came from; null for status callbacks and unknown senders.';
+
+COMMENT ON COLUMN public.provider_events.kind IS 'status (a delivery status callback) or inbound (a message from a contact).';
+
+COMMENT ON COLUMN public.provider_events.provider_sid IS 'Twilio''s Message SID the webhook is about.';
+
+COMMENT ON COLUMN public.provider_events.provider_status IS 'The MessageStatus of a status callback, lowercased.';
+
+COMMENT ON COLUMN public.provider_events.error_code IS 'The ErrorCode of a status callback, if any.';
+
 COMMENT ON COLUMN public.provider_events.outcome IS 'applied, unchanged (late or duplicate status), unknown_sid, opted_out, opted_in, replied, unrouted…';
 
+COMMENT ON COLUMN public.provider_events.payload IS 'The webhook''s form fields as received.';
+
 COMMENT ON COLUMN public.provider_events.idempotency_token IS 'Twilio''s I-Twilio-Idempotency-Token: a redelivered webhook is recognised and not applied twice.';
+
+COMMENT ON COLUMN public.provider_events.received_at IS 'When Herald received the webhook.';
 
 ALTER TABLE public.provider_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.provider_events_id_seq
@@ -2863,6 +3473,22 @@ CREATE TABLE public.queue_entries (
 
 COMMENT ON TABLE public.queue_entries IS 'Which lead prepare_queue() queued for which day, by whom. A lead is queued at most once: the primary key is the guarantee, even under concurrent calls.';
 
+COMMENT ON COLUMN public.queue_entries.workspace_id IS 'The lead''s workspace.';
+
+COMMENT ON COLUMN public.queue_entries.contact_id IS 'The lead that was queued (at most once).';
+
+COMMENT ON COLUMN public.queue_entries.for_date IS 'The workspace-local day the lead was queued for.';
+
+COMMENT ON COLUMN public.queue_entries.sequence_id IS 'The sequence the lead was enrolled in; null once that sequence is deleted.';
+
+COMMENT ON COLUMN public.queue_entries.enrollment_id IS 'The enrollment prepare_queue() created; null once it is deleted.';
+
+COMMENT ON COLUMN public.queue_entries.first_send_at IS 'When the first step was scheduled to go out.';
+
+COMMENT ON COLUMN public.queue_entries.actor IS 'Who ran prepare_queue(): a user id, or the role.';
+
+COMMENT ON COLUMN public.queue_entries.queued_at IS 'When prepare_queue() ran.';
+
 CREATE TABLE public.workspaces (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     name text NOT NULL,
@@ -2884,6 +3510,10 @@ CREATE TABLE public.workspaces (
 
 COMMENT ON TABLE public.workspaces IS 'A tenant: every contact, sender, sequence and message belongs to exactly one workspace.';
 
+COMMENT ON COLUMN public.workspaces.id IS 'The workspace''s id; every other row carries it as workspace_id.';
+
+COMMENT ON COLUMN public.workspaces.name IS 'Display name, 1 to 200 characters.';
+
 COMMENT ON COLUMN public.workspaces.timezone IS 'IANA time zone used for contacts that have none of their own.';
 
 COMMENT ON COLUMN public.workspaces.quiet_hours_start IS 'Local time at which sending stops (in the recipient''s time zone). A window may cross midnight.';
@@ -2897,6 +3527,20 @@ COMMENT ON COLUMN public.workspaces.max_attempts IS 'Default provider attempts p
 COMMENT ON COLUMN public.workspaces.retry_base_seconds IS 'Base of the exponential retry backoff after a transient provider error.';
 
 COMMENT ON COLUMN public.workspaces.automation_enabled IS 'When false, due messages are held (not cancelled) until automation resumes.';
+
+COMMENT ON COLUMN public.workspaces.created_at IS 'When the workspace was created (create_workspace()).';
+
+COMMENT ON COLUMN public.workspaces.updated_at IS 'When a setting last changed; kept by trigger.';
+
+COMMENT ON CONSTRAINT workspaces_daily_limit_positive ON public.workspaces IS 'daily_limit must be a positive number of messages per day, or null for no limit.';
+
+COMMENT ON CONSTRAINT workspaces_max_attempts_range ON public.workspaces IS 'max_attempts must be between 1 and 20.';
+
+COMMENT ON CONSTRAINT workspaces_name_present ON public.workspaces IS 'The workspace name must be 1 to 200 characters, not only spaces.';
+
+COMMENT ON CONSTRAINT workspaces_retry_base_range ON public.workspaces IS 'retry_base_seconds must be between 1 and 86400 (one day).';
+
+COMMENT ON CONSTRAINT workspaces_timezone_iana ON public.workspaces IS 'The time zone must be an IANA name such as America/New_York, Europe/Paris or UTC, not an abbreviation such as CEST or an offset such as +02:00.';
 
 CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
  WITH per_message AS (
@@ -2964,6 +3608,28 @@ CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
 
 COMMENT ON VIEW public.queue_metrics IS 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason, delivery rate and the median seconds from send_at to sent_at.';
 
+COMMENT ON COLUMN public.queue_metrics.workspace_id IS 'The workspace.';
+
+COMMENT ON COLUMN public.queue_metrics.day IS 'The workspace-local day: of sending, cancelling or failing, else of send_at.';
+
+COMMENT ON COLUMN public.queue_metrics.scheduled IS 'Messages still to go out that day (scheduled, queued or sending).';
+
+COMMENT ON COLUMN public.queue_metrics.sent IS 'Messages Twilio accepted that day.';
+
+COMMENT ON COLUMN public.queue_metrics.delivered IS 'Of those, delivered or read.';
+
+COMMENT ON COLUMN public.queue_metrics.failed IS 'Messages failed or undelivered that day.';
+
+COMMENT ON COLUMN public.queue_metrics.cancelled IS 'Messages cancelled that day.';
+
+COMMENT ON COLUMN public.queue_metrics.cancelled_by_reason IS 'Cancellations per cancel_reason, e.g. {"human_takeover": 1}.';
+
+COMMENT ON COLUMN public.queue_metrics.deferred_by_reason IS 'Deferrals per reason (quiet_hours, daily_limit, automation_paused, appointment_moved).';
+
+COMMENT ON COLUMN public.queue_metrics.delivery_rate IS 'delivered / sent, 0 to 1; null when nothing was sent.';
+
+COMMENT ON COLUMN public.queue_metrics.median_delay_seconds IS 'Median seconds from send_at to sent_at of the day''s sent messages.';
+
 CREATE TABLE public.queue_settings (
     workspace_id uuid NOT NULL,
     daily_capacity integer DEFAULT 50 NOT NULL,
@@ -2976,6 +3642,22 @@ CREATE TABLE public.queue_settings (
 );
 
 COMMENT ON TABLE public.queue_settings IS 'Daily lead queue: how many new leads prepare_queue() enrolls per day, in which local send window, into which sequence.';
+
+COMMENT ON COLUMN public.queue_settings.workspace_id IS 'The workspace these settings are for (one row per workspace).';
+
+COMMENT ON COLUMN public.queue_settings.daily_capacity IS 'Most new leads prepare_queue() enrolls per day.';
+
+COMMENT ON COLUMN public.queue_settings.window_start IS 'Local time (in each contact''s zone) from which first sends are spread.';
+
+COMMENT ON COLUMN public.queue_settings.window_end IS 'Local time by which first sends are spread; may be before window_start for a window across midnight.';
+
+COMMENT ON COLUMN public.queue_settings.default_sequence_id IS 'The active sequence prepare_queue() enrolls leads in; cleared if that sequence is deleted.';
+
+COMMENT ON COLUMN public.queue_settings.updated_at IS 'When the settings last changed; kept by trigger.';
+
+COMMENT ON CONSTRAINT queue_settings_capacity_positive ON public.queue_settings IS 'daily_capacity must be between 1 and 1000000 leads per day.';
+
+COMMENT ON CONSTRAINT queue_settings_window_not_empty ON public.queue_settings IS 'window_start and window_end must differ (a window may cross midnight, e.g. 22:00 to 06:00).';
 
 CREATE TABLE public.senders (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -2994,9 +3676,29 @@ CREATE TABLE public.senders (
 
 COMMENT ON TABLE public.senders IS 'Where messages are sent from: a Twilio number (sms) or a WhatsApp sender.';
 
+COMMENT ON COLUMN public.senders.id IS 'The sender''s id; messages.sender_id names it.';
+
+COMMENT ON COLUMN public.senders.workspace_id IS 'The workspace that sends from it.';
+
+COMMENT ON COLUMN public.senders.channel IS 'sms (a Twilio number) or whatsapp (a WhatsApp sender).';
+
+COMMENT ON COLUMN public.senders.phone_number IS 'The E.164 number messages go out from; null while a WhatsApp sender is still connecting. A default sender needs one.';
+
+COMMENT ON COLUMN public.senders.status IS 'connecting, qr_pending (WhatsApp waiting for a QR scan), connected or disconnected. Senders that are not connected and have no number are removed by cleanup_stale_senders().';
+
 COMMENT ON COLUMN public.senders.mps IS 'Messages per second this sender may send, held across concurrent dispatchers.';
 
 COMMENT ON COLUMN public.senders.is_default IS 'The sender used for messages with none, per channel. At most one per workspace and channel.';
+
+COMMENT ON COLUMN public.senders.created_at IS 'When the sender was added.';
+
+COMMENT ON COLUMN public.senders.last_seen_at IS 'When the sender was last seen alive, written by the app or the WhatsApp bridge. cleanup_stale_senders() removes an unconnected, number-less sender once this (or created_at, while null) is older than its threshold.';
+
+COMMENT ON CONSTRAINT senders_default_has_number ON public.senders IS 'A default sender needs a phone_number: set the number, or leave is_default false.';
+
+COMMENT ON CONSTRAINT senders_mps_positive ON public.senders IS 'mps (messages per second) must be more than 0 and at most 1000.';
+
+COMMENT ON CONSTRAINT senders_phone_e164 ON public.senders IS 'The sender''s phone number must be in E.164 format (+ then the country code and the number, digits only, e.g. +15005550006), or null while a WhatsApp sender is connecting.';
 
 CREATE TABLE public.sequence_enrollments (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3015,9 +3717,25 @@ CREATE TABLE public.sequence_enrollments (
 
 COMMENT ON TABLE public.sequence_enrollments IS 'A contact going through a sequence. At most one active enrollment per sequence and contact.';
 
+COMMENT ON COLUMN public.sequence_enrollments.id IS 'The enrollment''s id; enroll_contact() returns it and messages.enrollment_id names it.';
+
+COMMENT ON COLUMN public.sequence_enrollments.workspace_id IS 'The workspace of the sequence and the contact.';
+
+COMMENT ON COLUMN public.sequence_enrollments.sequence_id IS 'The sequence the contact goes through.';
+
+COMMENT ON COLUMN public.sequence_enrollments.contact_id IS 'The enrolled contact.';
+
+COMMENT ON COLUMN public.sequence_enrollments.status IS 'active, completed (the last step was sent), cancelled (stopped: reply, takeover, delete, archived sequence…) or failed (a step message failed).';
+
 COMMENT ON COLUMN public.sequence_enrollments.stopped_reason IS 'Why a cancelled or failed enrollment stopped (a message cancel_reason, or the failure).';
 
 COMMENT ON COLUMN public.sequence_enrollments.current_position IS 'Position of the last step scheduled (0 before the first).';
+
+COMMENT ON COLUMN public.sequence_enrollments.enrolled_at IS 'When the contact was enrolled; step 1 goes out its delay after this.';
+
+COMMENT ON COLUMN public.sequence_enrollments.completed_at IS 'When the enrollment stopped being active (completed, cancelled or failed); null while active.';
+
+COMMENT ON COLUMN public.sequence_enrollments.updated_at IS 'When the row last changed; kept by trigger.';
 
 CREATE TABLE public.sequence_steps (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3035,9 +3753,27 @@ CREATE TABLE public.sequence_steps (
 
 COMMENT ON TABLE public.sequence_steps IS 'One message of a sequence. Step N+1 is sent `delay` after step N was sent; step 1 `delay` after enrollment.';
 
+COMMENT ON COLUMN public.sequence_steps.id IS 'The step''s id; messages.step_id names the step a message was scheduled for.';
+
+COMMENT ON COLUMN public.sequence_steps.workspace_id IS 'The sequence''s workspace.';
+
+COMMENT ON COLUMN public.sequence_steps.sequence_id IS 'The sequence the step belongs to.';
+
+COMMENT ON COLUMN public.sequence_steps."position" IS 'Order within the sequence (1, 2, …; gaps allowed, unique per sequence).';
+
+COMMENT ON COLUMN public.sequence_steps.delay IS 'How long after the previous step was sent this one goes out; for the first step, after enrollment.';
+
+COMMENT ON COLUMN public.sequence_steps.channel IS 'sms or whatsapp: the channel the step''s message is sent on.';
+
 COMMENT ON COLUMN public.sequence_steps.body IS 'Template: {{first_name}}, {{last_name}} and {{var.KEY}} (contact_variables) are filled in when the step is scheduled.';
 
-COMMENT ON CONSTRAINT sequence_steps_template_tokens ON public.sequence_steps IS 'Only {{first_name}}, {{last_name}} and {{var.KEY}} are placeholders: a typo fails at save time, not at send time.';
+COMMENT ON CONSTRAINT sequence_steps_body_length ON public.sequence_steps IS 'A step''s body must be 1 to 1600 characters, not only spaces.';
+
+COMMENT ON CONSTRAINT sequence_steps_delay_not_negative ON public.sequence_steps IS 'A step''s delay must be zero or more, e.g. 0, 10 minutes or 2 days.';
+
+COMMENT ON CONSTRAINT sequence_steps_position_positive ON public.sequence_steps IS 'A step''s position must be 1 or more.';
+
+COMMENT ON CONSTRAINT sequence_steps_template_tokens ON public.sequence_steps IS 'A step''s body may only use the placeholders {{first_name}}, {{last_name}} and {{var.KEY}} (KEY in lowercase letters, digits and _): check the spelling of each {{…}}.';
 
 CREATE TABLE public.suppressions (
     workspace_id uuid NOT NULL,
@@ -3048,6 +3784,14 @@ CREATE TABLE public.suppressions (
 );
 
 COMMENT ON TABLE public.suppressions IS 'Numbers that must not be messaged, kept as keyed hashes so they outlive a hard delete without keeping the number.';
+
+COMMENT ON COLUMN public.suppressions.workspace_id IS 'The workspace whose messages the number must not receive.';
+
+COMMENT ON COLUMN public.suppressions.phone_hash IS 'Keyed hash of the suppressed number (herald.phone_hash); the number itself is not kept.';
+
+COMMENT ON COLUMN public.suppressions.reason IS 'opted_out (the contact sent STOP) or provider_unsubscribed (Twilio answered 21610).';
+
+COMMENT ON COLUMN public.suppressions.at IS 'When the number was suppressed.';
 
 CREATE TABLE public.whatsapp_groups (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3060,7 +3804,17 @@ CREATE TABLE public.whatsapp_groups (
 
 COMMENT ON TABLE public.whatsapp_groups IS 'WhatsApp groups seen through a sender; they go when the sender goes.';
 
+COMMENT ON COLUMN public.whatsapp_groups.id IS 'The group''s id in Herald.';
+
+COMMENT ON COLUMN public.whatsapp_groups.workspace_id IS 'The workspace of the sender that sees the group.';
+
+COMMENT ON COLUMN public.whatsapp_groups.sender_id IS 'The WhatsApp sender the group is reached through; the group goes when the sender goes.';
+
 COMMENT ON COLUMN public.whatsapp_groups.external_id IS 'The group''s id at WhatsApp. No foreign key: it names something outside this database.';
+
+COMMENT ON COLUMN public.whatsapp_groups.name IS 'The group''s display name, as WhatsApp last reported it.';
+
+COMMENT ON COLUMN public.whatsapp_groups.created_at IS 'When Herald first saw the group.';
 
 CREATE TABLE public.workspace_members (
     workspace_id uuid NOT NULL,
@@ -3071,6 +3825,16 @@ CREATE TABLE public.workspace_members (
 );
 
 COMMENT ON TABLE public.workspace_members IS 'Who belongs to a workspace, and with which role (owner > admin > agent).';
+
+COMMENT ON COLUMN public.workspace_members.workspace_id IS 'The workspace the user belongs to.';
+
+COMMENT ON COLUMN public.workspace_members.user_id IS 'The member (auth.users). Deleting the user removes the membership.';
+
+COMMENT ON COLUMN public.workspace_members.role IS 'owner, admin or agent. Agents work contacts and messages; admins also manage senders, sequences, members and queue settings; owners also change roles and delete the workspace.';
+
+COMMENT ON COLUMN public.workspace_members.created_at IS 'When the user joined the workspace.';
+
+COMMENT ON CONSTRAINT workspace_members_role_valid ON public.workspace_members IS 'A member''s role must be owner, admin or agent.';
 
 ALTER TABLE ONLY herald.iana_time_zones
     ADD CONSTRAINT iana_time_zones_pkey PRIMARY KEY (name);
@@ -3360,6 +4124,50 @@ CREATE TRIGGER workspaces_before_delete BEFORE DELETE ON public.workspaces FOR E
 
 CREATE TRIGGER workspaces_touch_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.touch_updated_at();
 
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF title ON public.appointments FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_appointments_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.appointments IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF name ON public.campaigns FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_campaigns_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.campaigns IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF tag ON public.contact_tags FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_contact_tags_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.contact_tags IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF key, value ON public.contact_variables FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_contact_variables_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.contact_variables IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF phone, email, first_name, last_name, timezone ON public.contacts FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_contacts_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.contacts IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF daily_capacity, window_start, window_end ON public.queue_settings FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_queue_settings_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.queue_settings IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF phone_number, mps, is_default ON public.senders FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_senders_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.senders IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF "position", delay, body ON public.sequence_steps FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_sequence_steps_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.sequence_steps IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF name ON public.sequences FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_sequences_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.sequences IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF role ON public.workspace_members FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_workspace_members_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.workspace_members IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF name, timezone, daily_limit, max_attempts, retry_base_seconds ON public.workspaces FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_workspaces_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.workspaces IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
 ALTER TABLE ONLY herald.provider_erasures
     ADD CONSTRAINT provider_erasures_deletion_id_fkey FOREIGN KEY (deletion_id) REFERENCES public.deletion_log(id) ON DELETE SET NULL;
 
@@ -3642,6 +4450,9 @@ REVOKE ALL ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_er
 GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO authenticated;
 GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO service_role;
 
+GRANT ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) TO authenticated;
+GRANT ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) TO service_role;
 
@@ -3656,6 +4467,41 @@ GRANT ALL ON FUNCTION herald.current_actor() TO service_role;
 
 GRANT ALL ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_appointments_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_appointments_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_campaigns_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_campaigns_checks() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.explain_checks_on(p_table regclass) FROM PUBLIC;
+
+GRANT ALL ON FUNCTION herald.explain_contact_tags_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_contact_tags_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_contact_variables_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_contact_variables_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_contacts_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_contacts_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_queue_settings_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_queue_settings_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_senders_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_senders_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_sequence_steps_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_sequence_steps_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_sequences_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_sequences_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_workspace_members_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_workspace_members_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_workspaces_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_workspaces_checks() TO service_role;
 
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO service_role;

@@ -227,8 +227,8 @@ Deno.test("queue end to end: prepare, pause and resume, dispatch, delivered, met
     }));
     assert.deepEqual(exported, [...db].sort((a, b) => byId(a.id, b.id)).map((m) => ({
       id: m.id, status: m.status, cancel_reason: m.cancel_reason, body: m.body,
-      // a leading + would start a formula in a spreadsheet: export-queue neutralises it
-      phone: `'${m.phone}`, first_name: m.first_name, last_name: m.last_name, lead_status: m.lead_status,
+      // an E.164 number is a number to a spreadsheet, not a formula: exported as itself
+      phone: m.phone, first_name: m.first_name, last_name: m.last_name, lead_status: m.lead_status,
     })));
     assert.ok(rows.every((r) => r.workspace_id === workspaceId && r.lead_status === "queued"));
 

@@ -110,3 +110,13 @@ as $$
 $$;
 
 grant execute on function auth.uid(), auth.role(), auth.jwt() to public;
+
+-- Supabase creates an empty publication for Realtime; migrations add the tables clients may
+-- subscribe to (there is no Realtime server locally, but the publication is the same).
+do $$
+begin
+  if not exists (select 1 from pg_publication where pubname = 'supabase_realtime') then
+    create publication supabase_realtime;
+  end if;
+end;
+$$;

@@ -1,12 +1,15 @@
 // GET /functions/v1/export-queue?status=queued,scheduled&from=…&to=… with a user's JWT.
 // Streams CSV of the caller's messages joined with contact fields, read through a cursor as that
 // user (RLS decides what is visible), so memory stays flat however many rows there are.
+// `from` / `to` bound send_at (a date is the workspace's local day; see _shared/time-bounds.ts);
+// without `from`, the export holds what is still to be sent and what was due in the last 7 days.
 
 import { z } from "zod";
 import { asCaller } from "../_shared/db.ts";
 import { requireUser } from "../_shared/caller.ts";
 import { handle, HttpError, readQuery, requireMethod } from "../_shared/http.ts";
 import { csvRows } from "../_shared/csv.ts";
+import { boundsInverted, timeBound } from "../_shared/time-bounds.ts";
 import type { Database } from "../_shared/database.types.ts";
 
 type MessageStatus = Database["public"]["Enums"]["message_status"];
@@ -25,8 +28,8 @@ const Query = z.object({
     }
     return list;
   }),
-  from: z.string().datetime({ offset: true }).optional(),
-  to: z.string().datetime({ offset: true }).optional(),
+  from: timeBound(false),
+  to: timeBound(true),
   workspace_id: z.string().uuid().optional(),
 }).strict();
 
@@ -40,9 +43,8 @@ Deno.serve(handle(async (req) => {
   requireMethod(req, "GET");
   const claims = await requireUser(req);
   const { status, from, to, workspace_id } = readQuery(req, Query);
-  if (from && to && new Date(from) > new Date(to)) throw new HttpError(400, "invalid_query", "from is after to");
-  // Default window: everything still to be sent, and what was sent in the last 7 days.
-  const since = from ?? new Date(Date.now() - 7 * 24 * 3600_000).toISOString();
+  if (boundsInverted(from, to)) throw new HttpError(400, "invalid_query", "from is after to");
+  const fromGiven = Boolean(from.instant ?? from.local);
 
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
@@ -55,9 +57,11 @@ Deno.serve(handle(async (req) => {
              c.last_name, c.email, c.lead_status, m.created_at
       from public.messages m
       join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+      join public.workspaces w on w.id = m.workspace_id
       where (${status}::public.message_status[] is null or m.status = any (${status}::public.message_status[]))
-        and (m.send_at >= ${since}::timestamptz or m.status in ('scheduled', 'queued', 'sending'))
-        and (${to ?? null}::timestamptz is null or m.send_at <= ${to ?? null}::timestamptz)
+        and m.send_at >= coalesce(${from.instant}::text::timestamptz, ${from.local}::text::timestamp at time zone w.timezone, '-infinity')
+        and m.send_at <= coalesce(${to.instant}::text::timestamptz, ${to.local}::text::timestamp at time zone w.timezone, 'infinity')
+        and (${fromGiven} or m.send_at >= now() - interval '7 days' or m.status in ('scheduled', 'queued', 'sending'))
         and (${workspace_id ?? null}::uuid is null or m.workspace_id = ${workspace_id ?? null}::uuid)
       order by m.send_at, m.id`.cursor(200);
     for await (const rows of cursor) {
