@@ -278,3 +278,20 @@ export function countSegments(body: string): number {
   const units = body.length; // UTF-16 code units, as UCS-2 encodes them
   return units <= 70 ? 1 : Math.ceil(units / 67);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Opt-out keywords
+// ---------------------------------------------------------------------------------------------
+
+// Twilio's default keywords for long codes: an inbound message that is exactly one of them
+// (trimmed, any case) opts its sender out of, or back in to, messages from that number.
+const OPT_OUT_KEYWORDS = new Set(["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]);
+const OPT_IN_KEYWORDS = new Set(["START", "YES", "UNSTOP"]);
+
+/** What an inbound body does to its sender's subscription, as Twilio reads it. */
+export function keywordAction(body: string): "opt_out" | "opt_in" | null {
+  const word = body.trim().toUpperCase();
+  if (OPT_OUT_KEYWORDS.has(word)) return "opt_out";
+  if (OPT_IN_KEYWORDS.has(word)) return "opt_in";
+  return null;
+}

@@ -57,3 +57,76 @@ Deno.test("a reply from the inbox posts a signed inbound webhook and shows up on
     }, { inboundUrl });
   });
 });
+
+/** How a message's row reads ("to … from …"), tags removed. */
+function routeOf(html: string, sid: string): string | null {
+  const m = new RegExp(`data-testid="message-route-${sid}">(.*?)</span>\\s*<span class="status"`, "s").exec(html);
+  return m ? m[1].replace(/<[^>]+>/g, "").replace(/\s+/g, " ").trim() : null;
+}
+
+const reply = (url: string, from: string, to: string, body: string) =>
+  fetch(`${url}/_sandbox/reply`, { method: "POST", body: new URLSearchParams({ from, to, body }), redirect: "manual" })
+    .then((r) => r.body?.cancel());
+
+Deno.test("each row reads in the direction it went: to the contact from Herald's number, and a reply from the contact to it", async () => {
+  await withSandbox(async ({ client, sandbox }) => {
+    const m = await client.messages.create({ to: OK_TO, from: FROM, body: "Hello" });
+    await reply(sandbox.url, OK_TO, FROM, "Hi back");
+    const html = await (await fetch(`${sandbox.url}/`)).text();
+    const inbound = sandbox.messages().find((x) => x.direction === "inbound")!;
+    assert.equal(routeOf(html, m.sid), `to ${OK_TO} from ${FROM}`);
+    assert.equal(routeOf(html, inbound.sid), `from ${OK_TO} to ${FROM}`);
+    const iso = new Date(inbound.received_at_ms).toISOString();
+    assert.ok(html.includes(`<time datetime="${iso}"`), "an ISO time the page shows in the viewer's zone");
+  });
+});
+
+Deno.test("a number is marked opted out after STOP (until START), and after a send to it was refused with 21610", async () => {
+  await withSandbox(async ({ client, sandbox }) => {
+    await client.messages.create({ to: OK_TO, from: FROM, body: "Offer" });
+    const marked = async (number: string) => (await (await fetch(`${sandbox.url}/`)).text()).includes(`data-testid="opted-out-${number}"`);
+    assert.equal(await marked(OK_TO), false);
+    await reply(sandbox.url, OK_TO, FROM, " stop ");
+    assert.equal(await marked(OK_TO), true, "STOP, any case, trimmed");
+    await reply(sandbox.url, OK_TO, FROM, "Stop sending me these please");
+    assert.equal(await marked(OK_TO), true, "a sentence is not a keyword and changes nothing");
+    await reply(sandbox.url, OK_TO, FROM, "START");
+    assert.equal(await marked(OK_TO), false);
+
+    await client.messages.create({ to: "+15005550004", from: FROM, body: "Offer" }).catch(() => {});
+    assert.equal(await marked("+15005550004"), true, "nothing was sent to it, yet it is listed and marked");
+  });
+});
+
+Deno.test("the page polls a version that moves with every change, and fetches the list alone", async () => {
+  await withSandbox(async ({ client, sandbox }) => {
+    const state = async () => (await (await fetch(`${sandbox.url}/_sandbox/inbox/state`)).json()) as { version: number; messages: number };
+    const before = await state();
+    assert.equal(before.messages, 0);
+    const m = await client.messages.create({ to: OK_TO, from: FROM, body: "Poll me" });
+    const after = await state();
+    assert.ok(after.version > before.version);
+    assert.equal(after.messages, 1);
+    const list = await fetch(`${sandbox.url}/_sandbox/inbox`);
+    assert.match(list.headers.get("content-type") ?? "", /^text\/html/);
+    const html = await list.text();
+    assert.ok(html.startsWith(`<div id="inbox" data-version="`));
+    assert.ok(html.includes(`data-testid="message-${m.sid}"`));
+    assert.ok(!html.includes("<html"), "the list only, to swap into the page");
+  }, { callbackDelayMs: 5_000 });
+});
+
+Deno.test("the newest 100 messages are listed, with a link that lists more", async () => {
+  await withSandbox(async ({ client, sandbox }) => {
+    const sids: string[] = [];
+    for (let i = 0; i < 130; i++) sids.push((await client.messages.create({ to: OK_TO, from: FROM, body: `n${i}` })).sid);
+    const listed = (html: string) => sids.filter((sid) => html.includes(`data-testid="message-${sid}"`));
+    const page = await (await fetch(`${sandbox.url}/`)).text();
+    assert.deepEqual(listed(page), sids.slice(30));
+    assert.match(page, /data-testid="show-more">Show 30 more/);
+    assert.match(page, /href="\/\?limit=200"/);
+    const all = await (await fetch(`${sandbox.url}/?limit=200`)).text();
+    assert.deepEqual(listed(all), sids);
+    assert.ok(!all.includes('data-testid="show-more"'));
+  }, { callbackDelayMs: 5_000 });
+});

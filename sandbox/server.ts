@@ -1,7 +1,8 @@
 /**
  * The sandbox's HTTP server: the Messages API under `/2010-04-01/` (Basic auth as at Twilio), and
  * loopback-only pages and admin endpoints beside it (`GET /` inbox, `/_sandbox/…`). Messages live
- * in memory; each accepted one walks its lifecycle off the request path, posting its callbacks.
+ * in memory and, given a `recordPath`, on disk too (record.ts), so a restart forgets nothing; each
+ * accepted one walks its lifecycle off the request path, posting its callbacks.
  */
 import { z } from "zod";
 import { describeIssues } from "@herald/shared/http.ts";
@@ -20,7 +21,10 @@ import {
   type Step,
 } from "./behaviour.ts";
 import { type CallbackRecord, CallbackPoster, inboundParams, postSigned, sleep, statusCallbackParams } from "./webhooks.ts";
-import { type InboxMessage, renderInbox } from "./inbox.ts";
+import { inboxLimit, type InboxView, renderInbox, renderInboxList } from "./inbox.ts";
+import { type CreateRequestRecord, SandboxRecord, type StoredMessage } from "./record.ts";
+
+export type { CreateRequestRecord };
 
 /** A stored message as the admin endpoints and `messages()` expose it. */
 export interface SandboxMessage extends MessageResource {
@@ -33,15 +37,6 @@ export interface SandboxMessage extends MessageResource {
   webhook_error?: string | null;
 }
 
-/** One authenticated create request, whatever its outcome. */
-export interface CreateRequestRecord {
-  to: string | null;
-  received_at_ms: number;
-  http_status: number;
-  error_code: number | null;
-  sid: string | null;
-}
-
 export interface SandboxOptions {
   /** Default 54330; 0 picks a free port. */
   port?: number;
@@ -52,6 +47,8 @@ export interface SandboxOptions {
   inboundUrl?: string;
   /** Spacing between consecutive status callbacks of one message. Default 20. */
   callbackDelayMs?: number;
+  /** A file to keep the record in across restarts (JSON lines); in memory only without it. */
+  recordPath?: string;
 }
 
 export interface Sandbox {
@@ -69,6 +66,7 @@ const OptionsSchema = z.object({
   authToken: z.string().min(1),
   inboundUrl: z.url().optional(),
   callbackDelayMs: z.number().int().min(0).default(20),
+  recordPath: z.string().min(1).optional(),
 });
 
 const ReplySchema = z.object({
@@ -78,12 +76,6 @@ const ReplySchema = z.object({
 });
 
 const MESSAGES_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages(?:\/([^/]+))?\.json$/;
-
-interface StoredMessage extends InboxMessage {
-  sentAtMs: number | null;
-  statusCallback: string | null;
-  callbacks: CallbackRecord[];
-}
 
 function toSandboxMessage(m: StoredMessage): SandboxMessage {
   const out: SandboxMessage = {
@@ -167,10 +159,28 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const warn = throttledWarn();
   const callbacks = new CallbackPoster(cfg.authToken, Math.max(cfg.callbackDelayMs, 25), warn);
 
-  const store = new Map<string, StoredMessage>(); // insertion order = creation order
+  const opened = cfg.recordPath ? SandboxRecord.open(cfg.recordPath) : null;
+  const disk = opened?.record ?? null;
+  if (opened?.recalled.skipped) warn(`${opened.recalled.skipped} unreadable line(s) in ${cfg.recordPath} skipped`);
+  const store = opened?.recalled.messages ?? new Map<string, StoredMessage>(); // insertion order = creation order
+  let createRequests: CreateRequestRecord[] = opened?.recalled.requests ?? [];
   const createCountsByTo = new Map<string, number>();
+  for (const r of createRequests) if (r.to) createCountsByTo.set(r.to, (createCountsByTo.get(r.to) ?? 0) + 1);
   const triesByToAndBody = new Map<string, number>();
-  let createRequests: CreateRequestRecord[] = [];
+  // Moves with every change, so the inbox page knows when to refresh.
+  let version = 0;
+  /** Puts a new or changed message on record, before anyone is told about the change. */
+  const save = (m: StoredMessage) => {
+    // A lifecycle still winding down after a reset or a DELETE must not bring its message back.
+    if (store.get(m.resource.sid) !== m) return;
+    disk?.message(m);
+    version++;
+  };
+  const noteRequest = (r: CreateRequestRecord) => {
+    createRequests.push(r);
+    disk?.request(r);
+    version++;
+  };
 
   // One controller per reset() "generation": aborting it stops every pending callback chain.
   let generation = new AbortController();
@@ -197,6 +207,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       r.date_sent = rfc2822(now);
     }
     r.date_updated = rfc2822(now);
+    save(m);
   }
 
   /** Posts the status callback for `step`, if the message asked for callbacks. */
@@ -213,6 +224,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       at_ms: Date.now(),
     };
     m.callbacks.push(record);
+    save(m);
     const params = statusCallbackParams({
       sid: r.sid,
       accountSid: r.account_sid,
@@ -223,6 +235,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       messagingServiceSid: r.messaging_service_sid,
     });
     await callbacks.deliver(m.statusCallback, params, record, `${r.sid}-${step.status}`, signal);
+    save(m);
   }
 
   /** Walks a message through its lifecycle off the request path; callbacks go out one by one. */
@@ -230,6 +243,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     for (const step of steps) {
       if (!(await sleep(cfg.callbackDelayMs, signal))) return;
       if (m.resource.status === "canceled") return;
+      m.stepsDone = (m.stepsDone ?? 0) + 1;
       setStatus(m, step, Date.now());
       await deliverCallback(m, step, signal);
     }
@@ -255,7 +269,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     });
     if (!decision.accepted) {
       const { status, code, message } = decision.rejection;
-      createRequests.push({ to: requestedTo, received_at_ms: receivedAtMs, http_status: status, error_code: code, sid: null });
+      noteRequest({ to: requestedTo, received_at_ms: receivedAtMs, http_status: status, error_code: code, sid: null });
       return twilioError(status, code, message);
     }
     const { to } = decision;
@@ -280,9 +294,11 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       sentAtMs: null,
       statusCallback,
       callbacks: [],
+      stepsDone: 0,
     };
     store.set(sid, message);
-    createRequests.push({ to, received_at_ms: receivedAtMs, http_status: 201, error_code: null, sid });
+    save(message);
+    noteRequest({ to, received_at_ms: receivedAtMs, http_status: 201, error_code: null, sid });
     const response = json(201, message.resource);
     track(runLifecycle(message, lifecycleFor(to), generation.signal));
     return response;
@@ -299,6 +315,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       if (body !== "") return invalid(); // only redaction is allowed
       m.resource.body = "";
       m.resource.date_updated = rfc2822(now);
+      save(m);
       return json(200, m.resource);
     }
     if (status !== "canceled") return invalid();
@@ -307,6 +324,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     }
     m.resource.status = "canceled";
     m.resource.date_updated = rfc2822(now);
+    save(m);
     track(deliverCallback(m, CANCELED, generation.signal));
     return json(200, m.resource);
   }
@@ -379,6 +397,8 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         return await updateMessage(req, m);
       case "DELETE":
         store.delete(sid);
+        disk?.deleted(sid);
+        version++;
         return new Response(null, { status: 204 });
       default:
         return twilioError(405, 20004, "Method not allowed");
@@ -417,8 +437,10 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       webhookError: null,
     };
     store.set(sid, message);
+    save(message);
     if (!cfg.inboundUrl) {
       message.webhookError = "no inboundUrl configured";
+      save(message);
       return { sid, webhook_status: null, webhook_body: "", error: message.webhookError };
     }
     const params = inboundParams({
@@ -432,6 +454,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     const result = await postSigned(cfg.inboundUrl, params, cfg.authToken, generation.signal, sid);
     message.webhookStatus = result.status;
     message.webhookError = result.error;
+    save(message);
     return { sid, webhook_status: result.status, webhook_body: result.body, error: result.error };
   }
 
@@ -450,15 +473,28 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     createCountsByTo.clear();
     triesByToAndBody.clear();
     createRequests = [];
+    disk?.clear();
+    version++;
   }
+
+  const inboxView = (url: URL): InboxView => ({
+    messages: [...store.values()],
+    requests: createRequests,
+    inboundUrl: cfg.inboundUrl ?? null,
+    limit: inboxLimit(url),
+    version,
+  });
+  const html = (body: string) => new Response(body, { headers: { "content-type": "text/html; charset=utf-8" } });
 
   async function handleAdmin(req: Request, url: URL): Promise<Response> {
     const route = `${req.method} ${url.pathname}`;
     switch (route) {
       case "GET /":
-        return new Response(renderInbox([...store.values()], cfg.inboundUrl ?? null), {
-          headers: { "content-type": "text/html; charset=utf-8" },
-        });
+        return html(renderInbox(inboxView(url)));
+      case "GET /_sandbox/inbox":
+        return html(renderInboxList(inboxView(url)));
+      case "GET /_sandbox/inbox/state":
+        return json(200, { version, messages: store.size });
       case "GET /_sandbox/messages":
         return json(200, adminSnapshot());
       case "POST /_sandbox/reset":
@@ -509,6 +545,12 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   );
 
   await listening.promise;
+  // What was on its way when the last run stopped carries on, as it would at Twilio.
+  for (const m of store.values()) {
+    if (m.resource.direction === "inbound") continue;
+    const rest = lifecycleFor(m.resource.to).slice(m.stepsDone ?? 0);
+    if (rest.length && m.resource.status !== "canceled") track(runLifecycle(m, rest, generation.signal));
+  }
   const port = server.addr.port;
   let closed: Promise<void> | null = null;
   return {
@@ -521,6 +563,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         generation.abort();
         await server.shutdown();
         await Promise.allSettled([...inflight]);
+        disk?.close();
       })();
       return closed;
     },

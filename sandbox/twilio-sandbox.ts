@@ -28,6 +28,8 @@ const EnvSchema = z.object({
     nonEmpty,
     z.url().default("http://127.0.0.1:54321/functions/v1/twilio-inbound"),
   ),
+  /** Where the sandbox keeps its record across restarts; memory only when unset. */
+  SANDBOX_RECORD: z.preprocess(nonEmpty, z.string().optional()),
 });
 
 async function main(): Promise<void> {
@@ -41,8 +43,10 @@ async function main(): Promise<void> {
     authToken: env.data.TWILIO_AUTH_TOKEN,
     port: env.data.SANDBOX_PORT,
     inboundUrl: env.data.SANDBOX_INBOUND_URL,
+    recordPath: env.data.SANDBOX_RECORD,
   });
-  console.log(`twilio-sandbox listening on ${sandbox.url} (inbound webhook: ${env.data.SANDBOX_INBOUND_URL})`);
+  const kept = env.data.SANDBOX_RECORD ? `; ${sandbox.messages().length} messages on record in ${env.data.SANDBOX_RECORD}` : "";
+  console.log(`twilio-sandbox listening on ${sandbox.url} (inbound webhook: ${env.data.SANDBOX_INBOUND_URL}${kept})`);
   const stop = async () => {
     await sandbox.close();
     Deno.exit(0);
