@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     inboundUrl: env.data.SANDBOX_INBOUND_URL,
     recordPath: env.data.SANDBOX_RECORD,
   });
-  const kept = env.data.SANDBOX_RECORD ? `; ${sandbox.messages().length} messages on record in ${env.data.SANDBOX_RECORD}` : "";
+  const kept = env.data.SANDBOX_RECORD ? `; ${sandbox.messages().length} message(s) on record in ${env.data.SANDBOX_RECORD}` : "";
   console.log(`twilio-sandbox listening on ${sandbox.url} (inbound webhook: ${env.data.SANDBOX_INBOUND_URL}${kept})`);
   const stop = async () => {
     await sandbox.close();

@@ -25,7 +25,17 @@ export class Cluster {
     const parent = this.dataDir.replace(/\/[^/]+\/?$/, "");
     await Deno.mkdir(parent, { recursive: true, mode: 0o755 });
     await Deno.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-    if (isRoot()) await run("chown", ["-R", "postgres:postgres", this.dataDir]);
+    if (isRoot()) {
+      const reach = await run("runuser", ["-u", "postgres", "--", "test", "-x", parent], { cwd: "/", check: false });
+      if (reach.code !== 0) {
+        await Deno.remove(this.dataDir, { recursive: true });
+        throw new Error(
+          `PostgreSQL runs as the postgres user, which cannot reach ${parent} (a private home directory?): ` +
+            `set HERALD_DATA_DIR to a directory outside it, e.g. HERALD_DATA_DIR=/var/tmp/herald/dev npm start`,
+        );
+      }
+      await run("chown", ["-R", "postgres:postgres", this.dataDir]);
+    }
     await this.asPostgres(`${PG_BIN}/initdb`, [
       "-D", this.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
     ]);
@@ -48,6 +58,18 @@ export class Cluster {
     if (!(await this.initialized())) return false;
     const r = await this.asPostgres(`${PG_BIN}/pg_ctl`, ["-D", this.dataDir, "status"], false);
     return r.code === 0;
+  }
+
+  /** Whether the postmaster of this cluster is alive, without asking it (cheap enough to poll). */
+  async postmasterAlive(): Promise<boolean> {
+    try {
+      const pid = (await Deno.readTextFile(`${this.dataDir}/postmaster.pid`)).split("\n")[0].trim();
+      // /proc/<pid>/stat: "<pid> (<name>) <state> …"; a zombie (Z) is dead but not yet reaped.
+      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+      return !/^\d+ \(.*\) Z /.test(stat);
+    } catch {
+      return false;
+    }
   }
 
   async start(): Promise<void> {

@@ -1,8 +1,9 @@
 // What the project needs from Debian, installed by the project itself (a fresh machine, or CI's,
 // has none of it): as root, or through passwordless sudo, or a clear message saying what to run.
 
-import { exists, isRoot, run } from "./proc.ts";
+import { exists, isRoot, logTail, run } from "./proc.ts";
 import { PG_BIN } from "./config.ts";
+import type { Step } from "./output.ts";
 
 export interface DebianNeed {
   /** What it is for, in the error message. */
@@ -46,11 +47,32 @@ export const CHROMIUM: DebianNeed = {
   files: ["/usr/bin/chromium"],
 };
 
-export async function ensureDebianPackages(need: DebianNeed, log: (s: string) => void = console.log): Promise<void> {
+/** The files of `need` that are not there yet; none means nothing to install. */
+export async function missingFiles(need: DebianNeed): Promise<string[]> {
   const missing = [];
   for (const f of need.files) if (!(await exists(f))) missing.push(f);
+  return missing;
+}
+
+export interface InstallOptions {
+  /** Where apt-get's own output goes (a temporary file by default); shown only when it fails. */
+  logFile?: string;
+  /** The step this install is, to report apt's progress on (else one line through `log`). */
+  step?: Step;
+}
+
+/**
+ * Installs what `need` lacks. apt-get's output goes to a log file; what the user sees is which
+ * step it is and, on a terminal, apt's own progress figures (APT::Status-Fd).
+ */
+export async function ensureDebianPackages(
+  need: DebianNeed,
+  log: (s: string) => void = console.log,
+  opts: InstallOptions = {},
+): Promise<void> {
+  const missing = await missingFiles(need);
   if (missing.length === 0) return;
-  const apt = ["apt-get", "install", "-y", "--no-install-recommends", ...need.packages];
+  const apt = ["install", "-y", "--no-install-recommends", ...need.packages];
   let prefix: string[];
   if (isRoot()) prefix = [];
   else if ((await run("sudo", ["-n", "true"], { check: false }).catch(() => ({ code: 1 }))).code === 0) {
@@ -58,14 +80,42 @@ export async function ensureDebianPackages(need: DebianNeed, log: (s: string) =>
   } else {
     throw new Error(
       `${need.what} is missing (${missing.join(", ")}), and this user can neither install packages (not root) ` +
-        `nor use passwordless sudo. Run as root:\n  apt-get update && ${apt.join(" ")}`,
+        `nor use passwordless sudo. Run as root:\n  apt-get update && apt-get ${apt.join(" ")}`,
     );
   }
-  log(`installing Debian packages: ${need.packages.join(" ")}`);
-  const sh = (args: string[]) => {
-    const full = [...prefix, "env", "DEBIAN_FRONTEND=noninteractive", ...args];
-    return run(full[0], full.slice(1));
-  };
-  await sh(["apt-get", "update", "-qq"]);
-  await sh(apt);
+  const logFile = opts.logFile ?? await Deno.makeTempFile({ prefix: "herald-apt-", suffix: ".log" });
+  if (!opts.step) log(`installing ${need.what} from Debian (apt-get's output goes to ${logFile})`);
+  await aptGet(prefix, ["update"], logFile, (percent) => opts.step?.detail(`updating package lists ${percent}%`));
+  await aptGet(prefix, apt, logFile, (percent, phase) => opts.step?.detail(`${phase} ${percent}%`));
+}
+
+/**
+ * Runs apt-get with its output appended to `logFile` and its status lines (fd 3, "dlstatus:…" while
+ * downloading, "pmstatus:…" while unpacking and configuring) turned into progress calls.
+ */
+async function aptGet(
+  prefix: string[],
+  args: string[],
+  logFile: string,
+  progress: (percent: number, phase: string) => void,
+): Promise<void> {
+  // The redirections run inside the (possibly sudo'd) shell: sudo closes descriptors above 2.
+  const script = `log="$1"; shift; printf '\n$ %s\n' "$*" >>"$log"; exec "$@" 3>&1 >>"$log" 2>&1`;
+  const cmd = [...prefix, "env", "DEBIAN_FRONTEND=noninteractive", "sh", "-c", script, "sh", logFile,
+    "apt-get", "-o", "APT::Status-Fd=3", ...args];
+  const child = new Deno.Command(cmd[0], { args: cmd.slice(1), stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let buffered = "";
+  for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    const lines = buffered.split("\n");
+    buffered = lines.pop()!;
+    for (const line of lines) {
+      const [kind, , percent] = line.split(":");
+      const phase = kind === "dlstatus" ? "downloading" : kind === "pmstatus" ? "unpacking and configuring" : null;
+      if (phase && Number.isFinite(Number(percent))) progress(Math.floor(Number(percent)), phase);
+    }
+  }
+  const status = await child.status;
+  if (!status.success) throw new Error(`apt-get ${args[0]} failed (exit ${status.code}); ${await logTail(logFile)}${await stderr}`);
 }

@@ -56,8 +56,11 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Resolves once something accepts TCP connections on host:port, or throws after timeoutMs. */
-export async function waitForPort(port: number, timeoutMs = 15_000, hostname = "127.0.0.1") {
+/**
+ * Resolves once something accepts TCP connections on host:port; throws after timeoutMs, or as soon
+ * as `signal` aborts.
+ */
+export async function waitForPort(port: number, timeoutMs = 15_000, hostname = "127.0.0.1", signal?: AbortSignal) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -65,10 +68,68 @@ export async function waitForPort(port: number, timeoutMs = 15_000, hostname = "
       conn.close();
       return;
     } catch {
+      signal?.throwIfAborted();
       if (Date.now() > deadline) throw new Error(`nothing is listening on ${hostname}:${port} after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts; leaves no timer behind. */
+export function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Sends SIGTERM, then SIGKILL if the process is still there after `graceMs`; resolves when it is gone. */
+export async function stopChild(child: Deno.ChildProcess, graceMs = 5_000): Promise<Deno.CommandStatus> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* already gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, graceMs);
+  try {
+    return await child.status;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs a command with its output appended to `logFile` (after a "$ command" line); on failure
+ * throws with the end of that log, so a long tool output is shown only when it matters.
+ */
+export async function runToLog(cmd: string, args: string[], logFile: string, opts: { cwd?: string; env?: Record<string, string> } = {}) {
+  await Deno.writeTextFile(logFile, `\n$ ${cmd} ${args.join(" ")}\n`, { append: true });
+  const log = await Deno.open(logFile, { append: true });
+  try {
+    const child = new Deno.Command(cmd, { args, cwd: opts.cwd, env: opts.env, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+    const sink = () => new WritableStream<Uint8Array>({ write: (chunk) => void log.writeSync(chunk) });
+    await Promise.all([child.stdout.pipeTo(sink()), child.stderr.pipeTo(sink())]);
+    const status = await child.status;
+    if (!status.success) throw new Error(`${cmd} ${args[0] ?? ""} exited ${status.code}; ${await logTail(logFile)}`);
+  } finally {
+    log.close();
+  }
+}
+
+/** "the end of <file>:" and its last lines, for an error message. */
+export async function logTail(logFile: string, lines = 30): Promise<string> {
+  const text = await Deno.readTextFile(logFile).catch(() => "");
+  return `the end of ${logFile}:\n${text.trimEnd().split("\n").slice(-lines).join("\n")}`;
 }
 
 export async function portInUse(port: number, hostname = "127.0.0.1"): Promise<boolean> {

@@ -13,7 +13,9 @@ import {
   ROOT,
   type StackPorts,
 } from "./config.ts";
-import { firstFreePort, portInUse, waitForPort } from "./proc.ts";
+import { exists, firstFreePort, pause, portInUse, runToLog, stopChild, waitForPort } from "./proc.ts";
+import { bold, childColourEnv } from "./output.ts";
+import { describeExit, type Service, Supervisor, type SupervisorOptions } from "./supervisor.ts";
 import { signJwt } from "@herald/shared/jwt.ts";
 
 export interface Keys {
@@ -24,6 +26,24 @@ export interface Keys {
 
 /** The expiry of Supabase's local demo keys (2032-11-11). */
 const DEMO_KEYS_EXP = 1983812996;
+const ONE_WEEK = 7 * 24 * 3600;
+
+/**
+ * A signed-in user's access token as the local Supabase issues it (HS256, the local secret):
+ * what PostgREST and Herald's functions read (`sub`, `role`, `email`), valid for a week.
+ */
+export function userToken(user: { id: string; email: string }): Promise<string> {
+  const iat = Math.floor(Date.now() / 1000);
+  return signJwt({
+    iss: "supabase-demo",
+    aud: "authenticated",
+    role: "authenticated",
+    sub: user.id,
+    email: user.email,
+    iat,
+    exp: iat + ONE_WEEK,
+  }, LOCAL_JWT_SECRET);
+}
 
 /**
  * The anon and service_role keys are fixed strings, as a project's are (and the same ones
@@ -31,25 +51,55 @@ const DEMO_KEYS_EXP = 1983812996;
  * calls it must hold the very string the functions were given.
  */
 export async function localKeys(): Promise<Keys> {
-  const iat = Math.floor(Date.now() / 1000);
   return {
     anon: await signJwt({ iss: "supabase-demo", role: "anon", exp: DEMO_KEYS_EXP }, LOCAL_JWT_SECRET),
     serviceRole: await signJwt({ iss: "supabase-demo", role: "service_role", exp: DEMO_KEYS_EXP }, LOCAL_JWT_SECRET),
-    demoUser: await signJwt({
-      iss: "supabase-demo",
-      aud: "authenticated",
-      role: "authenticated",
-      sub: DEMO_USER.id,
-      email: DEMO_USER.email,
-      iat,
-      exp: iat + 7 * 24 * 3600,
-    }, LOCAL_JWT_SECRET),
+    demoUser: await userToken(DEMO_USER),
   };
+}
+
+/** What `npm start` prints once the stack is up. */
+export function stackBanner(urls: Stack["urls"], keys: Keys, dataDir: string): string {
+  return `
+${bold("Herald is running.")}
+
+  Database    ${urls.db}
+  Functions   ${urls.functions}/<name>     (try: curl ${urls.functions}/health)
+  Sandbox     ${urls.sandbox}               (Twilio stand-in; open it in a browser for the inbox)
+  Data        ${dataDir}
+              (this checkout's own; start clean with: npm run stack -- reset)
+
+  JWT secret        ${LOCAL_JWT_SECRET}
+  anon key          ${keys.anon}
+  service_role key  ${keys.serviceRole}
+  demo user token   ${keys.demoUser}
+                    (demo@herald.local, owner of "Demo Workspace";
+                     a token for anyone else: npm run stack -- user <email> --workspace <id>)
+`;
 }
 
 export interface ServiceProcess {
   name: string;
   child: Deno.ChildProcess;
+}
+
+/** One of the stack's own programs, as it is started. */
+interface ServiceSpec {
+  name: string;
+  script: string;
+  env: Record<string, string>;
+  flags: string[];
+  /** The port it listens on, when it listens. */
+  port: number | null;
+}
+
+export interface ServiceOptions {
+  /** Also the stand-in for the pg_net dispatch job (not in tests, which dispatch when they choose). */
+  cron?: boolean;
+  /** Serve only these functions. */
+  functionsOnly?: string[];
+  /** Where the sandbox keeps its record across restarts; memory only without it. */
+  sandboxRecord?: string;
 }
 
 export class Stack {
@@ -115,46 +165,152 @@ export class Stack {
     };
   }
 
-  /**
-   * Starts the Twilio sandbox and the functions server as child processes; with `cron`, also the
-   * stand-in for the pg_net dispatch job (not in tests, which dispatch when they choose).
-   */
-  async startServices(
-    keys: Keys,
-    opts: { logFile?: string; cron?: boolean; functionsOnly?: string[] } = {},
-  ): Promise<ServiceProcess[]> {
-    for (const [what, port] of [["sandbox", this.ports.sandbox], ["functions", this.ports.functions]] as const) {
-      if (await portInUse(port)) throw new Error(`port ${port} (${what}) is taken by another process`);
-    }
-    // Tests send service output to a log file (printed on failure); `npm start` shows it live.
-    const logFile = opts.logFile ? await openLog(opts.logFile) : undefined;
-    const spawn = (name: string, script: string, env: Record<string, string>, flags: string[] = []) =>
-      spawnDeno(name, script, env, flags, logFile);
-    const services = [
-      spawn("sandbox", `${ROOT}/sandbox/twilio-sandbox.ts`, {
-        TWILIO_ACCOUNT_SID: LOCAL_TWILIO.accountSid,
-        TWILIO_AUTH_TOKEN: LOCAL_TWILIO.authToken,
-        SANDBOX_PORT: String(this.ports.sandbox),
-        SANDBOX_INBOUND_URL: `${this.urls.functions}/twilio-inbound`,
-      }),
-      spawn("functions", `${ROOT}/scripts/functions-server.ts`, {
-        ...this.functionEnv(keys),
-        FUNCTIONS_PORT: String(this.ports.functions),
-        ...(opts.functionsOnly ? { FUNCTIONS_ONLY: opts.functionsOnly.join(",") } : {}),
-      }, [FUNCTIONS_V8_FLAGS]),
+  #specs(keys: Keys, opts: ServiceOptions): ServiceSpec[] {
+    const specs: ServiceSpec[] = [
+      {
+        name: "sandbox",
+        script: `${ROOT}/sandbox/twilio-sandbox.ts`,
+        env: {
+          TWILIO_ACCOUNT_SID: LOCAL_TWILIO.accountSid,
+          TWILIO_AUTH_TOKEN: LOCAL_TWILIO.authToken,
+          SANDBOX_PORT: String(this.ports.sandbox),
+          SANDBOX_INBOUND_URL: `${this.urls.functions}/twilio-inbound`,
+          ...(opts.sandboxRecord ? { SANDBOX_RECORD: opts.sandboxRecord } : {}),
+        },
+        flags: [],
+        port: this.ports.sandbox,
+      },
+      {
+        name: "functions",
+        script: `${ROOT}/scripts/functions-server.ts`,
+        env: {
+          ...this.functionEnv(keys),
+          FUNCTIONS_PORT: String(this.ports.functions),
+          ...(opts.functionsOnly ? { FUNCTIONS_ONLY: opts.functionsOnly.join(",") } : {}),
+        },
+        flags: [FUNCTIONS_V8_FLAGS],
+        port: this.ports.functions,
+      },
     ];
+    if (opts.cron) {
+      specs.push({ name: "local-cron", script: `${ROOT}/scripts/local-cron.ts`, env: this.cronEnv(keys), flags: [], port: null });
+    }
+    return specs;
+  }
+
+  async #portsFree(specs: ServiceSpec[]): Promise<void> {
+    for (const { name, port } of specs) {
+      if (port !== null && await portInUse(port)) {
+        throw new Error(`port ${port} (${name}) is taken by another process (another checkout's stack? stop it there)`);
+      }
+    }
+  }
+
+  /**
+   * Starts the Twilio sandbox and the functions server as child processes (and the cron stand-in
+   * with `cron`), for as long as the caller keeps them: what the tests and benchmarks use.
+   */
+  async startServices(keys: Keys, opts: ServiceOptions & { logFile?: string } = {}): Promise<ServiceProcess[]> {
+    const specs = this.#specs(keys, opts);
+    await this.#portsFree(specs);
+    // Tests send service output to a log file (printed on failure); otherwise it is shown live.
+    const logFile = opts.logFile ? await openLog(opts.logFile) : undefined;
+    const spawn = (spec: ServiceSpec) => spawnDeno(spec.name, spec.script, spec.env, spec.flags, logFile);
+    const listening = specs.filter((s) => s.port !== null);
+    const services = listening.map(spawn);
     try {
-      await waitForPort(this.ports.sandbox, 60_000);
-      await waitForPort(this.ports.functions, 60_000);
+      for (const s of listening) await waitForPort(s.port!, 60_000);
     } catch (err) {
       await stopServices(services);
       throw err;
     }
-    if (opts.cron) {
-      services.push(spawn("local-cron", `${ROOT}/scripts/local-cron.ts`, this.cronEnv(keys)));
-    }
+    for (const s of specs.filter((s) => s.port === null)) services.push(spawn(s));
     return services;
   }
+
+  /**
+   * The stack under watch, as `npm start` runs it: PostgreSQL, the sandbox, the functions server
+   * and (with `cron`) the dispatch stand-in, each restarted alone if it dies. Services run in
+   * sessions of their own (setsid), so a Ctrl-C reaches the runner, which stops them in order,
+   * rather than every process at once. With `database`, a PostgreSQL that stops is started again,
+   * except while `resetLock` exists (`stack reset` is recreating it).
+   */
+  supervise(
+    keys: Keys,
+    opts: ServiceOptions & SupervisorOptions & { database?: { resetLock: string } },
+  ): Supervisor {
+    const specs = this.#specs(keys, opts);
+    const services: Service[] = specs.map((spec) => ({
+      name: spec.name,
+      start: async () => {
+        await this.#portsFree([spec]);
+        const { child } = spawnDeno(spec.name, spec.script, spec.env, spec.flags, undefined, false, true);
+        const exited = child.status.then(describeExit);
+        if (spec.port !== null) {
+          const gaveUp = new AbortController();
+          const ready = await Promise.race([
+            waitForPort(spec.port, 60_000, "127.0.0.1", gaveUp.signal).then(() => true),
+            exited.then(() => false),
+          ]).finally(() => gaveUp.abort()).catch(async (err) => {
+            await stopChild(child);
+            throw err;
+          });
+          if (!ready) throw new Error(`it ${await exited} before listening on port ${spec.port}`);
+        }
+        return { pid: child.pid, exited, stop: () => stopChild(child).then(() => {}) };
+      },
+    }));
+    if (opts.database) services.unshift(this.#databaseService(opts.database.resetLock));
+    return new Supervisor(services, opts);
+  }
+
+  /** PostgreSQL as a supervised service: started if it is not running, watched every 2 s. */
+  #databaseService(resetLock: string): Service {
+    const cluster = this.cluster;
+    return {
+      name: "database",
+      start: async () => {
+        await cluster.start();
+        const watching = new AbortController();
+        const exited = (async () => {
+          while (await pause(2_000, watching.signal)) {
+            if (await exists(resetLock)) continue;
+            if (!(await cluster.postmasterAlive())) return "stopped (PostgreSQL is not running)";
+          }
+          return "is no longer watched";
+        })();
+        // The runner decides whether to stop PostgreSQL itself (only if it started it).
+        return { pid: null, exited, stop: () => (watching.abort(), exited.then(() => {})) };
+      },
+    };
+  }
+}
+
+/** The functions' npm packages that are not in supabase/functions/node_modules yet. */
+export async function missingFunctionPackages(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(DENO_CONFIG)) as { imports: Record<string, string> };
+  const names = Object.values(config.imports).filter((v) => v.startsWith("npm:")).map((v) => v.slice(4).replace(/(.)@.*$/, "$1"));
+  const missing = [];
+  for (const name of names) if (!(await exists(`${ROOT}/supabase/functions/node_modules/${name}`))) missing.push(name);
+  return missing;
+}
+
+/**
+ * Fetches what the functions, the sandbox and the runner's services import, once, with the
+ * output in `logFile`; otherwise each service would fetch on its own first start and print
+ * every package it downloads.
+ */
+export async function installFunctionPackages(logFile: string): Promise<void> {
+  const entrypoints = [`${ROOT}/scripts/functions-server.ts`, `${ROOT}/sandbox/twilio-sandbox.ts`, `${ROOT}/scripts/local-cron.ts`];
+  for await (const e of Deno.readDir(`${ROOT}/supabase/functions`)) {
+    if (e.isDirectory && !/^[_.]|^node_modules$/.test(e.name) && await exists(`${ROOT}/supabase/functions/${e.name}/index.ts`)) {
+      entrypoints.push(`${ROOT}/supabase/functions/${e.name}/index.ts`);
+    }
+  }
+  await runToLog(DENO_BIN, ["install", "--config", DENO_CONFIG, "--entrypoint", ...entrypoints], logFile, {
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+  });
 }
 
 async function openLog(path: string): Promise<Deno.FsFile> {
@@ -163,8 +319,9 @@ async function openLog(path: string): Promise<Deno.FsFile> {
 }
 
 /**
- * One of the stack's Deno scripts as a child process, its output to `log` if given, else to ours;
- * with `clearEnv`, `env` is all it sees (nothing inherited from this process).
+ * One of the stack's Deno scripts as a child process, its output to `log` if given, else to ours
+ * (uncoloured unless ours goes to a terminal); with `clearEnv`, `env` is all it sees (nothing
+ * inherited from this process); with `ownSession`, a Ctrl-C at the terminal does not reach it.
  */
 function spawnDeno(
   name: string,
@@ -173,13 +330,17 @@ function spawnDeno(
   flags: string[],
   log?: Deno.FsFile,
   clearEnv = false,
+  ownSession = false,
 ): ServiceProcess {
   const io = log ? "piped" : "inherit";
-  const child = new Deno.Command(DENO_BIN, {
-    // The new Request.signal behaviour: Herald's handlers never rely on the legacy abort.
-    args: ["run", "-A", "--unstable-no-legacy-abort", ...flags, "--config", DENO_CONFIG, script],
+  // The new Request.signal behaviour: Herald's handlers never rely on the legacy abort.
+  const deno = [DENO_BIN, "run", "-A", "--unstable-no-legacy-abort", ...flags, "--config", DENO_CONFIG, script];
+  // setsid execs the program in place (it is not a group leader), so the pid is Deno's own.
+  const [cmd, ...args] = ownSession ? ["setsid", ...deno] : deno;
+  const child = new Deno.Command(cmd, {
+    args,
     cwd: ROOT,
-    env,
+    env: { ...env, ...(log ? { NO_COLOR: "1" } : childColourEnv()) },
     clearEnv,
     stdin: "null",
     stdout: io,
@@ -244,16 +405,5 @@ export async function withMigratedDatabase<T>(name: string, firstPort: number, f
 export const FUNCTIONS_V8_FLAGS = "--v8-flags=--max-semi-space-size=2";
 
 export async function stopServices(services: ServiceProcess[]): Promise<void> {
-  await Promise.all(services.map(async ({ child }) => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, 5_000);
-    await child.status;
-    clearTimeout(timer);
-  }));
+  await Promise.all(services.map(({ child }) => stopChild(child)));
 }
