@@ -59,12 +59,16 @@ async function ensureChromium(): Promise<void> {
   }
 }
 
-/** Waits until the element with this test id reads exactly `text` (the page updates itself). */
+/**
+ * Waits until the element with this test id reads exactly `text` (the page updates itself). Long:
+ * in the test stack the sandbox may still be posting the callbacks of an earlier test's thousands
+ * of messages, and this message's next status waits for its previous callback.
+ */
 async function waitForText(page: Page, testid: string, text: string): Promise<void> {
   await waitFor(`${testid} to read "${text}"`, async () => {
     const now = await page.getByTestId(testid).textContent({ timeout: 100 }).catch(() => null);
     return now?.replace(/\s+/g, " ").trim() === text;
-  });
+  }, 90_000);
 }
 
 const VIEWER_ZONE = "Asia/Kolkata";
