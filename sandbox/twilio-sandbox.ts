@@ -9,7 +9,8 @@
  * This file is the program: it reads its configuration from the environment and serves until
  * SIGTERM or SIGINT. The parts are modules of their own: behaviour.ts (numbers, lifecycles,
  * segments, the Message resource), webhooks.ts (signed callbacks and inbound webhooks), inbox.ts
- * (the page), server.ts (`startSandbox`, for tests that want a sandbox of their own).
+ * (the page), record.ts (the record on disk, with SANDBOX_RECORD), server.ts (`startSandbox`, for
+ * tests that want a sandbox of their own).
  *
  * Run: deno run -A --config supabase/functions/deno.json sandbox/twilio-sandbox.ts
  */
