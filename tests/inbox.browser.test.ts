@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { chromium, type Page } from "playwright-core";
+import { CHROMIUM, ensureDebianPackages } from "@herald/scripts/lib/debian.ts";
 import { LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { startSandbox } from "@herald/sandbox/server.ts";
 import { createTwilioClient } from "@herald/shared/twilio.ts";
@@ -10,7 +11,6 @@ import { asUser, connect, dispatchOnce, phone, sandboxClient, senderPhone, sendi
 // the viewer's zone; a reply typed there stops the contact's stop_on_reply enrollment; a STOP marks
 // the number opted out; and a thousand messages still render quickly.
 
-const CHROMIUM = "/usr/bin/chromium";
 // As the machine notes say: without the background-networking flags Chromium keeps dialling
 // Google's hosts, which this machine's closed network refuses.
 const CHROMIUM_ARGS = [
@@ -24,38 +24,27 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-async function exists(path: string): Promise<boolean> {
+/**
+ * Runs `fn` with a page in a fresh profile of Debian's Chromium (installed if missing, as `npm
+ * test` does before the Deno tests), and closes and removes it all whatever happens.
+ */
+async function withPage(options: { timezoneId?: string; locale?: string }, fn: (page: Page) => Promise<void>) {
+  await ensureDebianPackages(CHROMIUM);
+  const profile = await Deno.makeTempDir({ prefix: "herald-chromium-" });
   try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Debian's Chromium is not on a fresh machine: install it (as root, or through passwordless sudo). */
-async function ensureChromium(): Promise<void> {
-  if (await exists(CHROMIUM)) return;
-  const prefix = Deno.uid() === 0 ? [] : ["sudo", "-n"];
-  const apt = async (args: string[]) => {
-    const [cmd, ...rest] = [...prefix, "apt-get", ...args];
-    const out = await new Deno.Command(cmd, {
-      args: rest,
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return { ok: out.success, log: new TextDecoder().decode(out.stderr).slice(-2000) };
-  };
-  const install = ["install", "-y", "--no-install-recommends", "chromium"];
-  let r = await apt(install);
-  if (!r.ok) {
-    // A fresh machine may have no package lists yet.
-    await apt(["update", "-qq"]);
-    r = await apt(install);
-  }
-  if (!r.ok || !(await exists(CHROMIUM))) {
-    throw new Error(`could not install Debian's chromium (run as root: apt-get install -y --no-install-recommends chromium):\n${r.log}`);
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM.files[0],
+      headless: true,
+      args: CHROMIUM_ARGS,
+      ...options,
+    });
+    try {
+      await fn(await context.newPage());
+    } finally {
+      await context.close();
+    }
+  } finally {
+    await Deno.remove(profile, { recursive: true }).catch(() => {});
   }
 }
 
@@ -79,10 +68,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await ensureChromium();
     const sql = connect();
-    const profile = await Deno.makeTempDir({ prefix: "herald-chromium-" });
-    let context: BrowserContext | undefined;
     try {
       const { owner, workspaceId } = await sendingWorkspace(sql);
       // A number of its own, so the reply routes to this workspace alone.
@@ -101,91 +87,83 @@ Deno.test({
         return r.id as string;
       });
 
-      context = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: CHROMIUM_ARGS,
-        timezoneId: VIEWER_ZONE,
-        locale: "en-US",
+      await withPage({ timezoneId: VIEWER_ZONE, locale: "en-US" }, async (page) => {
+        await page.goto(`${stack.sandboxUrl}/`);
+        // Set on this document only: still there later means the page never reloaded.
+        await page.evaluate(() => Object.assign(globalThis, { openedOnce: true }));
+
+        // Step 1 goes out: the cron job's queueing, then the dispatcher over HTTP.
+        const step1 = await waitFor("step 1 to be sent", async () => {
+          await sql`select herald.queue_due_messages()`;
+          await dispatchOnce();
+          const [m] = await sql`select m.provider_sid, m.body from messages m join sequence_steps s on s.id = m.step_id
+                                where m.enrollment_id = ${enrollmentId} and s.position = 1 and m.status in ('sent', 'delivered')`;
+          return m;
+        });
+        assert.equal(step1.body, "Hi Grace, shall we talk this week?");
+        const [step2] = await sql`select m.id::text, m.status from messages m join sequence_steps s on s.id = m.step_id
+                                  where m.enrollment_id = ${enrollmentId} and s.position = 2`;
+        assert.equal(step2.status, "scheduled", "sending step 1 scheduled step 2");
+
+        const sid = step1.provider_sid as string;
+        // It shows up, and its callbacks move it to delivered, with the page left as it was.
+        await waitForText(page, `message-status-${sid}`, "delivered");
+        assert.equal(await page.evaluate(() => "openedOnce" in globalThis), true, "updated in place, not reloaded");
+        assert.equal(await page.getByTestId(`message-route-${sid}`).textContent(), `to ${contactPhone} from ${number}`);
+        assert.equal(await page.getByTestId(`message-body-${sid}`).textContent(), step1.body);
+        const iso = await page.getByTestId(`message-time-${sid}`).getAttribute("datetime");
+        assert.equal(
+          await page.getByTestId(`message-time-${sid}`).textContent(),
+          new Date(iso!).toLocaleString("en-US", { timeZone: VIEWER_ZONE }),
+          "shown in the viewer's time zone",
+        );
+
+        // A refresh while someone is typing keeps what they typed.
+        await page.getByTestId(`reply-body-${sid}`).fill("Sounds good");
+        const other = await sandboxClient().messages.create({ to: phone(), from: "+15005550006", body: "someone else" });
+        await page.getByTestId(`message-${other.sid}`).waitFor();
+        assert.equal(await page.getByTestId(`reply-body-${sid}`).inputValue(), "Sounds good");
+
+        const reply = "Sounds good, call me on Thursday";
+        await page.getByTestId(`reply-body-${sid}`).fill(reply);
+        await Promise.all([
+          page.waitForURL(`${stack.sandboxUrl}/`, { waitUntil: "load" }),
+          page.getByTestId(`reply-send-${sid}`).click(),
+        ]);
+        // Back on the inbox: the reply is listed, reads from the contact to Herald's number, and
+        // Herald's webhook took it.
+        const replyItem = page.getByTestId(`contact-${contactPhone}`).locator("li.msg.in", { hasText: reply });
+        await replyItem.waitFor();
+        assert.match(await replyItem.locator(".status").textContent() ?? "", /webhook 200/);
+        assert.equal(await replyItem.locator(".route").textContent(), `from ${contactPhone} to ${number}`);
+
+        const stopped = await waitFor("the enrollment to stop", async () => {
+          const [e] = await sql`select status, stopped_reason from sequence_enrollments where id = ${enrollmentId}`;
+          return e.status === "cancelled" ? e : null;
+        });
+        assert.deepEqual({ ...stopped }, { status: "cancelled", stopped_reason: "replied" });
+        const [after2] = await sql`select status, cancel_reason from messages where id = ${step2.id}`;
+        assert.deepEqual({ ...after2 }, { status: "cancelled", cancel_reason: "replied" }, "step 2 will not go out");
+        const [contact] = await sql`select opted_out_at, last_inbound_at is not null as replied from contacts where id = ${c.id}`;
+        assert.deepEqual({ ...contact }, { opted_out_at: null, replied: true });
+
+        // STOP from the handset (not through the page): the page marks the number by itself.
+        await page.evaluate(() => Object.assign(globalThis, { openedOnce: true }));
+        assert.equal(await page.getByTestId(`opted-out-${contactPhone}`).count(), 0);
+        const stop = await fetch(`${stack.sandboxUrl}/_sandbox/inbound`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ from: contactPhone, to: number, body: "STOP" }),
+        });
+        assert.equal((await stop.json()).webhook_status, 200);
+        await page.getByTestId(`opted-out-${contactPhone}`).waitFor({ timeout: 15_000 });
+        assert.equal(await page.evaluate(() => "openedOnce" in globalThis), true, "marked in place, not reloaded");
+        const [optedOut] = await sql`select opted_out_at is not null as opted_out from contacts where id = ${c.id}`;
+        assert.equal(optedOut.opted_out, true, "and Herald opted the contact out");
+        if (Deno.env.get("HERALD_TEST_SCREENSHOT")) await page.screenshot({ path: Deno.env.get("HERALD_TEST_SCREENSHOT")! });
       });
-      const page = await context.newPage();
-      await page.goto(`${stack.sandboxUrl}/`);
-      // Set on this document only: still there later means the page never reloaded.
-      await page.evaluate(() => Object.assign(globalThis, { openedOnce: true }));
-
-      // Step 1 goes out: the cron job's queueing, then the dispatcher over HTTP.
-      const step1 = await waitFor("step 1 to be sent", async () => {
-        await sql`select herald.queue_due_messages()`;
-        await dispatchOnce();
-        const [m] = await sql`select m.provider_sid, m.body from messages m join sequence_steps s on s.id = m.step_id
-                              where m.enrollment_id = ${enrollmentId} and s.position = 1 and m.status in ('sent', 'delivered')`;
-        return m;
-      });
-      assert.equal(step1.body, "Hi Grace, shall we talk this week?");
-      const [step2] = await sql`select m.id::text, m.status from messages m join sequence_steps s on s.id = m.step_id
-                                where m.enrollment_id = ${enrollmentId} and s.position = 2`;
-      assert.equal(step2.status, "scheduled", "sending step 1 scheduled step 2");
-
-      const sid = step1.provider_sid as string;
-      // It shows up, and its callbacks move it to delivered, with the page left as it was.
-      await waitForText(page, `message-status-${sid}`, "delivered");
-      assert.equal(await page.evaluate(() => "openedOnce" in globalThis), true, "updated in place, not reloaded");
-      assert.equal(await page.getByTestId(`message-route-${sid}`).textContent(), `to ${contactPhone} from ${number}`);
-      assert.equal(await page.getByTestId(`message-body-${sid}`).textContent(), step1.body);
-      const iso = await page.getByTestId(`message-time-${sid}`).getAttribute("datetime");
-      assert.equal(
-        await page.getByTestId(`message-time-${sid}`).textContent(),
-        new Date(iso!).toLocaleString("en-US", { timeZone: VIEWER_ZONE }),
-        "shown in the viewer's time zone",
-      );
-
-      // A refresh while someone is typing keeps what they typed.
-      await page.getByTestId(`reply-body-${sid}`).fill("Sounds good");
-      const other = await sandboxClient().messages.create({ to: phone(), from: "+15005550006", body: "someone else" });
-      await page.getByTestId(`message-${other.sid}`).waitFor();
-      assert.equal(await page.getByTestId(`reply-body-${sid}`).inputValue(), "Sounds good");
-
-      const reply = "Sounds good, call me on Thursday";
-      await page.getByTestId(`reply-body-${sid}`).fill(reply);
-      await Promise.all([
-        page.waitForURL(`${stack.sandboxUrl}/`, { waitUntil: "load" }),
-        page.getByTestId(`reply-send-${sid}`).click(),
-      ]);
-      // Back on the inbox: the reply is listed, reads from the contact to Herald's number, and
-      // Herald's webhook took it.
-      const replyItem = page.getByTestId(`contact-${contactPhone}`).locator("li.msg.in", { hasText: reply });
-      await replyItem.waitFor();
-      assert.match(await replyItem.locator(".status").textContent() ?? "", /webhook 200/);
-      assert.equal(await replyItem.locator(".route").textContent(), `from ${contactPhone} to ${number}`);
-
-      const stopped = await waitFor("the enrollment to stop", async () => {
-        const [e] = await sql`select status, stopped_reason from sequence_enrollments where id = ${enrollmentId}`;
-        return e.status === "cancelled" ? e : null;
-      });
-      assert.deepEqual({ ...stopped }, { status: "cancelled", stopped_reason: "replied" });
-      const [after2] = await sql`select status, cancel_reason from messages where id = ${step2.id}`;
-      assert.deepEqual({ ...after2 }, { status: "cancelled", cancel_reason: "replied" }, "step 2 will not go out");
-      const [contact] = await sql`select opted_out_at, last_inbound_at is not null as replied from contacts where id = ${c.id}`;
-      assert.deepEqual({ ...contact }, { opted_out_at: null, replied: true });
-
-      // STOP from the handset (not through the page): the page marks the number by itself.
-      await page.evaluate(() => Object.assign(globalThis, { openedOnce: true }));
-      assert.equal(await page.getByTestId(`opted-out-${contactPhone}`).count(), 0);
-      const stop = await fetch(`${stack.sandboxUrl}/_sandbox/inbound`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ from: contactPhone, to: number, body: "STOP" }),
-      });
-      assert.equal((await stop.json()).webhook_status, 200);
-      await page.getByTestId(`opted-out-${contactPhone}`).waitFor({ timeout: 15_000 });
-      assert.equal(await page.evaluate(() => "openedOnce" in globalThis), true, "marked in place, not reloaded");
-      const [optedOut] = await sql`select opted_out_at is not null as opted_out from contacts where id = ${c.id}`;
-      assert.equal(optedOut.opted_out, true, "and Herald opted the contact out");
-      if (Deno.env.get("HERALD_TEST_SCREENSHOT")) await page.screenshot({ path: Deno.env.get("HERALD_TEST_SCREENSHOT")! });
     } finally {
-      await context?.close();
       await sql.end();
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
     }
   },
 });
@@ -195,18 +173,14 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await ensureChromium();
     const sandbox = await startSandbox({ port: 0, accountSid: LOCAL_TWILIO.accountSid, authToken: LOCAL_TWILIO.authToken, callbackDelayMs: 1 });
-    const profile = await Deno.makeTempDir({ prefix: "herald-chromium-" });
     try {
       const client = createTwilioClient({ ...LOCAL_TWILIO, apiBase: sandbox.url });
       for (let batch = 0; batch < 10; batch++) {
         await Promise.all(Array.from({ length: 100 }, (_, i) =>
           client.messages.create({ to: phone(), from: "+15005550006", body: `Message ${batch * 100 + i}: your appointment is tomorrow at 10` })));
       }
-      const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-      try {
-        const page = await context.newPage();
+      await withPage({}, async (page) => {
         const started = performance.now();
         await page.goto(`${sandbox.url}/`, { waitUntil: "load" });
         const loadMs = performance.now() - started;
@@ -226,12 +200,9 @@ Deno.test({
         const late = await client.messages.create({ to: phone(), from: "+15005550006", body: "one more" });
         await page.getByTestId(`message-${late.sid}`).waitFor({ timeout: 15_000 });
         assert.equal(await page.locator("li.msg").count(), 100, "still the newest 100");
-      } finally {
-        await context.close();
-      }
+      });
     } finally {
       await sandbox.close();
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
     }
   },
 });
