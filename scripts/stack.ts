@@ -12,10 +12,10 @@
 //
 // The data (database cluster, sandbox record, logs) is one directory per checkout: see devDataDir.
 
-import { DEV_PORTS, devDataDir, DENO_BIN, DENO_CONFIG, ROOT, stackFiles } from "./lib/config.ts";
+import { DEV_PORTS, devDataDir, DENO_BIN, DENO_CONFIG, PG_BIN, ROOT, stackFiles } from "./lib/config.ts";
 import { installFunctionPackages, localKeys, missingFunctionPackages, Stack, stackBanner, userToken } from "./lib/stack.ts";
 import { ensureDebianPackages, missingFiles, POSTGRES } from "./lib/debian.ts";
-import { portInUse, run } from "./lib/proc.ts";
+import { exists, portInUse, run } from "./lib/proc.ts";
 import { red, type Step, steps, stripAnsi, yellow } from "./lib/output.ts";
 import type { Supervisor } from "./lib/supervisor.ts";
 
@@ -26,6 +26,8 @@ const log = (s: string) => console.log(`herald: ${s}`);
 const warn = (s: string) => console.error(yellow(`herald: ${s}`));
 /** Set for the runner `stack up` detaches: it tells how to stop it, not "Ctrl-C". */
 const DETACHED = "HERALD_STACK_DETACHED";
+/** Where every checkout's dev cluster used to be. */
+const LEGACY_CLUSTER = "/var/tmp/herald/pg-54322";
 const READY_LINE = /^(Press Ctrl-C to stop\.|Stop it with: npm run stack -- down)$/m;
 
 // ---- the runner's own record: which process runs this data directory's stack ----------------
@@ -71,6 +73,10 @@ async function prepare(): Promise<void> {
     todo.push({ what: "fetching the functions' npm packages", run: () => installFunctionPackages(installLog) });
   }
   const created = !(await stack.cluster.initialized());
+  if (created && await exists(`${LEGACY_CLUSTER}/PG_VERSION`)) {
+    log(`note: ${LEGACY_CLUSTER} is the cluster every checkout shared before; this one now has its own. ` +
+      `Stop it if it runs (runuser -u postgres -- ${PG_BIN}/pg_ctl -D ${LEGACY_CLUSTER} stop) and remove it when done.`);
+  }
   if (created) {
     todo.push({
       what: `creating the database in ${files.cluster} (Supabase's roles, migrations, seed)`,
@@ -198,6 +204,8 @@ async function down() {
   if (await stack.cluster.running()) {
     await stack.cluster.stop();
     log("database stopped");
+  } else if (!runner) {
+    log(`nothing of this checkout's stack was running (${dataDir})`);
   }
 }
 
