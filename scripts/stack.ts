@@ -259,10 +259,12 @@ async function user() {
   const users: typeof import("./lib/users.ts") = await import(new URL("./lib/users.ts", import.meta.url).href);
   const { ensureLocalUser, parseUserArgs } = users;
   const req = parseUserArgs(Deno.args.slice(1));
-  if (!(await stack.cluster.running())) {
-    throw new Error("the database is not running: start the stack first (npm start, or npm run stack -- up)");
-  }
-  const u = await ensureLocalUser(stack.cluster.url, req);
+  // This checkout's stack by default, or whatever answers on its port (`supabase start` too).
+  const dbUrl = req.dbUrl ?? stack.cluster.url;
+  const u = await ensureLocalUser(dbUrl, req).catch((err) => {
+    if ((err as { code?: string }).code !== "ECONNREFUSED") throw err;
+    throw new Error(`nothing answers at ${dbUrl}: start the stack first (npm start, or npm run stack -- up)`);
+  });
   const m = u.membership;
   const what = m
     ? m.previousRole === m.role

@@ -105,8 +105,13 @@ Deno.test("stack user: refused requests change nothing and say what to do", asyn
 
 Deno.test("stack user: arguments are checked before anything touches the database", () => {
   const ws = "00000000-0000-4000-8000-0000000000a1";
-  assert.deepEqual(parseUserArgs(["A@B.co"]), { email: "a@b.co", workspaceId: undefined, role: undefined });
-  assert.deepEqual(parseUserArgs(["a@b.co", `--workspace=${ws}`, "--role=owner"]), { email: "a@b.co", workspaceId: ws, role: "owner" });
+  assert.deepEqual(parseUserArgs(["A@B.co"]), { email: "a@b.co", workspaceId: undefined, role: undefined, dbUrl: undefined });
+  assert.deepEqual(parseUserArgs(["a@b.co", `--workspace=${ws}`, "--role=owner", "--db-url", "postgresql://h/db"]), {
+    email: "a@b.co",
+    workspaceId: ws,
+    role: "owner",
+    dbUrl: "postgresql://h/db",
+  });
   const refused: [string[], RegExp][] = [
     [[], /an email is required/],
     [["not-an-email"], /'not-an-email' is not an email address/],
@@ -116,6 +121,7 @@ Deno.test("stack user: arguments are checked before anything touches the databas
     [["a@b.co", "--workspace", ws, "--role", "boss"], /--role is one of owner, admin, agent, not 'boss'/],
     [["a@b.co", "--role", "admin"], /--role applies to a membership: give --workspace <id> too/],
     [["a@b.co", "--team", "x"], /unknown option --team/],
+    [["a@b.co", "--db-url", "localhost:54322"], /--db-url takes a postgresql:\/\/ URL, not 'localhost:54322'/],
   ];
   for (const [args, message] of refused) assert.throws(() => parseUserArgs(args), message, args.join(" "));
 });

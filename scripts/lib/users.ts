@@ -11,6 +11,8 @@ export interface UserRequest {
   /** With a workspace, the user becomes a member (as `role`, default agent), or changes to `role`. */
   workspaceId?: string;
   role?: Role;
+  /** Another database than this checkout's stack (say, `supabase start`'s, or $DB). */
+  dbUrl?: string;
 }
 
 export interface LocalUser {
@@ -22,13 +24,15 @@ export interface LocalUser {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export const USER_USAGE = "npm run stack -- user <email> [--workspace <workspace id>] [--role owner|admin|agent]";
+export const USER_USAGE =
+  "npm run stack -- user <email> [--workspace <workspace id>] [--role owner|admin|agent] [--db-url <postgres url>]";
 
-/** `user <email> [--workspace <id>] [--role <role>]`, checked before anything touches the database. */
+/** `user <email> [--workspace <id>] [--role <role>] [--db-url <url>]`, checked before anything touches the database. */
 export function parseUserArgs(args: string[]): UserRequest {
   let email: string | undefined;
   let workspaceId: string | undefined;
   let role: string | undefined;
+  let dbUrl: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const [flag, inline] = arg.startsWith("--") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
@@ -39,6 +43,7 @@ export function parseUserArgs(args: string[]): UserRequest {
     };
     if (flag === "--workspace") workspaceId = value();
     else if (flag === "--role") role = value();
+    else if (flag === "--db-url") dbUrl = value();
     else if (flag.startsWith("--")) throw new Error(`unknown option ${flag}; usage: ${USER_USAGE}`);
     else if (email === undefined) email = arg;
     else throw new Error(`one email only (got ${email} and ${arg}); usage: ${USER_USAGE}`);
@@ -54,8 +59,11 @@ export function parseUserArgs(args: string[]): UserRequest {
   if (role !== undefined && workspaceId === undefined) {
     throw new Error("--role applies to a membership: give --workspace <id> too");
   }
+  if (dbUrl !== undefined && !/^postgres(ql)?:\/\//.test(dbUrl)) {
+    throw new Error(`--db-url takes a postgresql:// URL, not '${dbUrl}'`);
+  }
   // GoTrue keeps emails in lower case; so does this, so the same address is the same user.
-  return { email: email.toLowerCase(), workspaceId, role: role as Role | undefined };
+  return { email: email.toLowerCase(), workspaceId, role: role as Role | undefined, dbUrl };
 }
 
 /**
