@@ -33,7 +33,8 @@ CREATE TYPE public.cancel_reason AS ENUM (
     'appointment_completed',
     'sender_deleted',
     'campaign_deleted',
-    'user_cancelled'
+    'user_cancelled',
+    'no_consent'
 );
 
 COMMENT ON TYPE public.cancel_reason IS 'Why a message was cancelled. Deferrals (quiet hours, daily limit, paused automation) are not cancellations.';
@@ -42,6 +43,23 @@ CREATE TYPE public.channel AS ENUM (
     'sms',
     'whatsapp'
 );
+
+CREATE TYPE public.consent_source AS ENUM (
+    'keyword',
+    'api',
+    'form',
+    'import',
+    'provider'
+);
+
+COMMENT ON TYPE public.consent_source IS 'Where a consent came from: keyword (the contact texted START/STOP…), provider (Twilio reported the number unsubscribed, 21610), api, form or import (recorded by the app with record_consent).';
+
+CREATE TYPE public.consent_status AS ENUM (
+    'opted_in',
+    'opted_out'
+);
+
+COMMENT ON TYPE public.consent_status IS 'What a consent record says: the contact opted in, or out.';
 
 CREATE TYPE public.controlled_by AS ENUM (
     'automation',
@@ -69,6 +87,13 @@ CREATE TYPE public.lead_status AS ENUM (
 );
 
 COMMENT ON TYPE public.lead_status IS 'Where a lead stands in the funnel. The one list used by the contacts constraint, the RPCs and the generated types.';
+
+CREATE TYPE public.message_category AS ENUM (
+    'transactional',
+    'marketing'
+);
+
+COMMENT ON TYPE public.message_category IS 'transactional: reminders, one-time codes (workspace window only, no cap, no consent requirement); marketing: sequences, campaigns, the lead queue (legal hours, per-contact cap, consent when required). Opt-outs stop both.';
 
 CREATE TYPE public.message_status AS ENUM (
     'scheduled',
@@ -176,6 +201,180 @@ end;
 $_$;
 
 COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it.';
+
+CREATE FUNCTION herald.is_iana_time_zone(p_name text) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select exists (select 1 from herald.iana_time_zones where name = p_name)
+$$;
+
+COMMENT ON FUNCTION herald.is_iana_time_zone(p_name text) IS 'True for an IANA time zone name such as Europe/Paris or UTC; false for abbreviations, offsets and unknown names.';
+
+CREATE TABLE public.contacts (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    workspace_id uuid NOT NULL,
+    phone text NOT NULL,
+    email text,
+    first_name text,
+    last_name text,
+    timezone text,
+    lead_status public.lead_status DEFAULT 'new'::public.lead_status NOT NULL,
+    controlled_by public.controlled_by DEFAULT 'automation'::public.controlled_by NOT NULL,
+    assigned_to uuid,
+    opted_out_at timestamp with time zone,
+    last_inbound_at timestamp with time zone,
+    deleted_at timestamp with time zone,
+    phone_hash text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text))),
+    CONSTRAINT contacts_names_length CHECK (((length(COALESCE(first_name, ''::text)) <= 100) AND (length(COALESCE(last_name, ''::text)) <= 100))),
+    CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
+    CONSTRAINT contacts_timezone_iana CHECK (((timezone IS NULL) OR herald.is_iana_time_zone(timezone)))
+);
+
+COMMENT ON TABLE public.contacts IS 'People a workspace messages. Soft-deleted rows (deleted_at) are purged after the retention period; any delete cancels every future execution first.';
+
+COMMENT ON COLUMN public.contacts.id IS 'The contact''s id.';
+
+COMMENT ON COLUMN public.contacts.workspace_id IS 'The workspace the contact belongs to.';
+
+COMMENT ON COLUMN public.contacts.phone IS 'E.164, e.g. +14155550123. One live contact per phone and workspace.';
+
+COMMENT ON COLUMN public.contacts.email IS 'Optional e-mail address; Herald only stores it (for exports and the app).';
+
+COMMENT ON COLUMN public.contacts.first_name IS 'Fills {{first_name}} in templates; at most 100 characters.';
+
+COMMENT ON COLUMN public.contacts.last_name IS 'Fills {{last_name}} in templates; at most 100 characters.';
+
+COMMENT ON COLUMN public.contacts.timezone IS 'IANA time zone for quiet hours and send windows; null falls back to the workspace''s.';
+
+COMMENT ON COLUMN public.contacts.lead_status IS 'Where the lead stands: new, queued (by prepare_queue()), contacted, engaged, booked, won, lost or unqualified. prepare_queue() picks new leads.';
+
+COMMENT ON COLUMN public.contacts.controlled_by IS 'human after take_lead(): every pending automated message and active enrollment is cancelled.';
+
+COMMENT ON COLUMN public.contacts.assigned_to IS 'The agent who took the lead; cleared if that user is deleted.';
+
+COMMENT ON COLUMN public.contacts.opted_out_at IS 'Set by STOP (or a 21610 from Twilio): nothing is sent while set, and the number stays suppressed even after a hard delete.';
+
+COMMENT ON COLUMN public.contacts.last_inbound_at IS 'When the contact last wrote in (any inbound message, STOP included).';
+
+COMMENT ON COLUMN public.contacts.deleted_at IS 'Soft delete: setting it cancels every pending message and active enrollment in the same transaction. restore_contact() clears it.';
+
+COMMENT ON COLUMN public.contacts.phone_hash IS 'Keyed hash of phone (herald.phone_hash), matched against suppressions with an index lookup instead of an HMAC per message. Maintained by trigger.';
+
+COMMENT ON COLUMN public.contacts.created_at IS 'When the contact was added; prepare_queue() takes the oldest new leads first.';
+
+COMMENT ON COLUMN public.contacts.updated_at IS 'When the row last changed; kept by trigger.';
+
+COMMENT ON CONSTRAINT contacts_email_shape ON public.contacts IS 'The e-mail address must look like name@example.com, or be left out.';
+
+COMMENT ON CONSTRAINT contacts_names_length ON public.contacts IS 'First and last name must be at most 100 characters each.';
+
+COMMENT ON CONSTRAINT contacts_phone_e164 ON public.contacts IS 'The phone number must be in E.164 format: + then the country code and the number, digits only, e.g. +14155550123.';
+
+COMMENT ON CONSTRAINT contacts_timezone_iana ON public.contacts IS 'The contact''s time zone must be an IANA name such as Europe/London or America/Los_Angeles, or null to use the workspace''s.';
+
+CREATE TABLE public.workspaces (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    quiet_hours_start time without time zone DEFAULT '21:00:00'::time without time zone NOT NULL,
+    quiet_hours_end time without time zone DEFAULT '08:00:00'::time without time zone NOT NULL,
+    daily_limit integer,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    retry_base_seconds integer DEFAULT 60 NOT NULL,
+    automation_enabled boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    consent_required boolean DEFAULT false NOT NULL,
+    help_reply text,
+    opt_out_keywords text[] DEFAULT '{}'::text[] NOT NULL,
+    opt_in_keywords text[] DEFAULT '{}'::text[] NOT NULL,
+    contact_daily_cap integer,
+    CONSTRAINT workspaces_contact_daily_cap_positive CHECK (((contact_daily_cap IS NULL) OR ((contact_daily_cap >= 1) AND (contact_daily_cap <= 1000)))),
+    CONSTRAINT workspaces_daily_limit_positive CHECK (((daily_limit IS NULL) OR (daily_limit > 0))),
+    CONSTRAINT workspaces_help_reply_length CHECK (((help_reply IS NULL) OR ((length(help_reply) >= 1) AND (length(help_reply) <= 1600)))),
+    CONSTRAINT workspaces_keyword_counts CHECK (((cardinality(opt_out_keywords) <= 50) AND (cardinality(opt_in_keywords) <= 50))),
+    CONSTRAINT workspaces_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 20))),
+    CONSTRAINT workspaces_name_present CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
+    CONSTRAINT workspaces_retry_base_range CHECK (((retry_base_seconds >= 1) AND (retry_base_seconds <= 86400))),
+    CONSTRAINT workspaces_timezone_iana CHECK (herald.is_iana_time_zone(timezone))
+);
+
+COMMENT ON TABLE public.workspaces IS 'A tenant: every contact, sender, sequence and message belongs to exactly one workspace.';
+
+COMMENT ON COLUMN public.workspaces.id IS 'The workspace''s id; every other row carries it as workspace_id.';
+
+COMMENT ON COLUMN public.workspaces.name IS 'Display name, 1 to 200 characters.';
+
+COMMENT ON COLUMN public.workspaces.timezone IS 'IANA time zone used for contacts that have none of their own.';
+
+COMMENT ON COLUMN public.workspaces.quiet_hours_start IS 'Local time at which sending stops (in the recipient''s time zone). A window may cross midnight.';
+
+COMMENT ON COLUMN public.workspaces.quiet_hours_end IS 'Local time at which sending resumes.';
+
+COMMENT ON COLUMN public.workspaces.daily_limit IS 'Most messages sent per local day across the workspace; null means no limit.';
+
+COMMENT ON COLUMN public.workspaces.max_attempts IS 'Default provider attempts per message before it fails.';
+
+COMMENT ON COLUMN public.workspaces.retry_base_seconds IS 'Base of the exponential retry backoff after a transient provider error.';
+
+COMMENT ON COLUMN public.workspaces.automation_enabled IS 'When false, due messages are held (not cancelled) until automation resumes.';
+
+COMMENT ON COLUMN public.workspaces.created_at IS 'When the workspace was created (create_workspace()).';
+
+COMMENT ON COLUMN public.workspaces.updated_at IS 'When a setting last changed; kept by trigger.';
+
+COMMENT ON COLUMN public.workspaces.consent_required IS 'When true, marketing goes only to contacts whose latest consent on the message''s channel is opted_in; the rest is cancelled no_consent. Transactional messages are not affected.';
+
+COMMENT ON COLUMN public.workspaces.help_reply IS 'Answered to HELP and INFO (with the TwiML of the inbound webhook); null leaves HELP to Twilio''s own default reply.';
+
+COMMENT ON COLUMN public.workspaces.opt_out_keywords IS 'Extra opt-out words for this workspace (e.g. PARAR, ARRET), added to STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT. Stored upper-cased and trimmed.';
+
+COMMENT ON COLUMN public.workspaces.opt_in_keywords IS 'Extra opt-in words for this workspace, added to START, YES, UNSTOP, OPTIN. Stored upper-cased and trimmed.';
+
+COMMENT ON COLUMN public.workspaces.contact_daily_cap IS 'Most marketing messages one contact receives per local day, across channels, sequences and campaigns; null means no cap. Over it, a message is deferred to the next day''s window (ledger reason frequency_cap).';
+
+COMMENT ON CONSTRAINT workspaces_daily_limit_positive ON public.workspaces IS 'daily_limit must be a positive number of messages per day, or null for no limit.';
+
+COMMENT ON CONSTRAINT workspaces_max_attempts_range ON public.workspaces IS 'max_attempts must be between 1 and 20.';
+
+COMMENT ON CONSTRAINT workspaces_name_present ON public.workspaces IS 'The workspace name must be 1 to 200 characters, not only spaces.';
+
+COMMENT ON CONSTRAINT workspaces_retry_base_range ON public.workspaces IS 'retry_base_seconds must be between 1 and 86400 (one day).';
+
+COMMENT ON CONSTRAINT workspaces_timezone_iana ON public.workspaces IS 'The time zone must be an IANA name such as America/New_York, Europe/Paris or UTC, not an abbreviation such as CEST or an offset such as +02:00.';
+
+CREATE FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_starts time[] := array[p_workspace.quiet_hours_start];
+  v_ends time[] := array[p_workspace.quiet_hours_end];
+  v_zones text[] := herald.contact_zones(p_contact);
+  v_at timestamptz;
+begin
+  select v_starts || array_agg(r.window_end), v_ends || array_agg(r.window_start)
+  into v_starts, v_ends
+  from public.quiet_hour_rules r
+  where r.applies_to = p_category
+    and (r.calling_code is null or p_contact.phone like '+' || r.calling_code || '%')
+    and (r.region is null or r.region = any (herald.phone_regions(p_contact.phone)));
+
+  v_at := herald.next_open_instant(v_zones, v_starts, v_ends, p_at);
+  -- A number placed in zones whose windows never overlap (a +1 toll-free number could be
+  -- anywhere from Guam to Newfoundland): the workspace's zone is the last resort.
+  if v_at is null and v_zones is distinct from array[p_workspace.timezone] then
+    v_at := herald.next_open_instant(array[p_workspace.timezone], v_starts, v_ends, p_at);
+  end if;
+  return v_at;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) IS 'The earliest instant at or after p_at at which this message may be sent in every zone the contact may be in: inside the workspace''s window and, for marketing, every legal rule that applies to the number. Transactional messages follow the workspace''s window (and rules written for them) only. Falls back to the workspace''s zone when the number''s zones share no open instant; null when even that has none within 8 days (a workspace window outside the legal hours).';
 
 CREATE FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -570,79 +769,48 @@ $$;
 
 COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) IS 'Claims due queued messages for sending (for update skip locked) with one attempt row each and the time each may go out, so every sender''s mps holds across dispatchers.';
 
-CREATE FUNCTION herald.is_iana_time_zone(p_name text) RETURNS boolean
+CREATE FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO ''
     AS $$
-  select exists (select 1 from herald.iana_time_zones where name = p_name)
+  with k as (select herald.normalize_keyword(p_body) as word)
+  select coalesce(
+    (select s.action from herald.standard_keywords s, k where s.keyword = k.word),
+    (select case when k.word = any (w.opt_out_keywords) then 'opt_out'
+                 when k.word = any (w.opt_in_keywords) then 'opt_in' end
+     from public.workspaces w, k where w.id = p_workspace_id))
 $$;
 
-COMMENT ON FUNCTION herald.is_iana_time_zone(p_name text) IS 'True for an IANA time zone name such as Europe/Paris or UTC; false for abbreviations, offsets and unknown names.';
+COMMENT ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) IS 'What an inbound body means when it is only a keyword: opt_out, opt_in or help (standard sets plus the workspace''s), ignoring case, surrounding whitespace and punctuation; null for anything else.';
 
-CREATE TABLE public.contacts (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    workspace_id uuid NOT NULL,
-    phone text NOT NULL,
-    email text,
-    first_name text,
-    last_name text,
-    timezone text,
-    lead_status public.lead_status DEFAULT 'new'::public.lead_status NOT NULL,
-    controlled_by public.controlled_by DEFAULT 'automation'::public.controlled_by NOT NULL,
-    assigned_to uuid,
-    opted_out_at timestamp with time zone,
-    last_inbound_at timestamp with time zone,
-    deleted_at timestamp with time zone,
-    phone_hash text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text))),
-    CONSTRAINT contacts_names_length CHECK (((length(COALESCE(first_name, ''::text)) <= 100) AND (length(COALESCE(last_name, ''::text)) <= 100))),
-    CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
-    CONSTRAINT contacts_timezone_iana CHECK (((timezone IS NULL) OR herald.is_iana_time_zone(timezone)))
-);
+CREATE FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) RETURNS public.cancel_reason
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select case
+    when p_category = 'marketing'
+         and (select w.consent_required from public.workspaces w where w.id = p_contact.workspace_id)
+         and herald.latest_consent(p_contact.id, p_channel) is distinct from 'opted_in'
+      then 'no_consent'::public.cancel_reason
+  end
+$$;
 
-COMMENT ON TABLE public.contacts IS 'People a workspace messages. Soft-deleted rows (deleted_at) are purged after the retention period; any delete cancels every future execution first.';
+COMMENT ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) IS 'no_consent when the message is marketing, the workspace requires consent and the contact''s latest consent on the channel is not opted_in; null otherwise.';
 
-COMMENT ON COLUMN public.contacts.id IS 'The contact''s id.';
+CREATE FUNCTION herald.consents_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if tg_op = 'DELETE' and pg_trigger_depth() > 1 then
+    return old;
+  end if;
+  raise exception 'consents are append-only' using errcode = '42501',
+    hint = 'Record a new consent with record_consent(); rows go only with their contact on a hard delete.';
+end;
+$$;
 
-COMMENT ON COLUMN public.contacts.workspace_id IS 'The workspace the contact belongs to.';
-
-COMMENT ON COLUMN public.contacts.phone IS 'E.164, e.g. +14155550123. One live contact per phone and workspace.';
-
-COMMENT ON COLUMN public.contacts.email IS 'Optional e-mail address; Herald only stores it (for exports and the app).';
-
-COMMENT ON COLUMN public.contacts.first_name IS 'Fills {{first_name}} in templates; at most 100 characters.';
-
-COMMENT ON COLUMN public.contacts.last_name IS 'Fills {{last_name}} in templates; at most 100 characters.';
-
-COMMENT ON COLUMN public.contacts.timezone IS 'IANA time zone for quiet hours and send windows; null falls back to the workspace''s.';
-
-COMMENT ON COLUMN public.contacts.lead_status IS 'Where the lead stands: new, queued (by prepare_queue()), contacted, engaged, booked, won, lost or unqualified. prepare_queue() picks new leads.';
-
-COMMENT ON COLUMN public.contacts.controlled_by IS 'human after take_lead(): every pending automated message and active enrollment is cancelled.';
-
-COMMENT ON COLUMN public.contacts.assigned_to IS 'The agent who took the lead; cleared if that user is deleted.';
-
-COMMENT ON COLUMN public.contacts.opted_out_at IS 'Set by STOP (or a 21610 from Twilio): nothing is sent while set, and the number stays suppressed even after a hard delete.';
-
-COMMENT ON COLUMN public.contacts.last_inbound_at IS 'When the contact last wrote in (any inbound message, STOP included).';
-
-COMMENT ON COLUMN public.contacts.deleted_at IS 'Soft delete: setting it cancels every pending message and active enrollment in the same transaction. restore_contact() clears it.';
-
-COMMENT ON COLUMN public.contacts.phone_hash IS 'Keyed hash of phone (herald.phone_hash), matched against suppressions with an index lookup instead of an HMAC per message. Maintained by trigger.';
-
-COMMENT ON COLUMN public.contacts.created_at IS 'When the contact was added; prepare_queue() takes the oldest new leads first.';
-
-COMMENT ON COLUMN public.contacts.updated_at IS 'When the row last changed; kept by trigger.';
-
-COMMENT ON CONSTRAINT contacts_email_shape ON public.contacts IS 'The e-mail address must look like name@example.com, or be left out.';
-
-COMMENT ON CONSTRAINT contacts_names_length ON public.contacts IS 'First and last name must be at most 100 characters each.';
-
-COMMENT ON CONSTRAINT contacts_phone_e164 ON public.contacts IS 'The phone number must be in E.164 format: + then the country code and the number, digits only, e.g. +14155550123.';
-
-COMMENT ON CONSTRAINT contacts_timezone_iana ON public.contacts IS 'The contact''s time zone must be an IANA name such as Europe/London or America/Los_Angeles, or null to use the workspace''s.';
+COMMENT ON FUNCTION herald.consents_append_only() IS 'Consents are append-only: no update, delete or truncate except the cascade of the contact''s hard delete.';
 
 CREATE FUNCTION herald.contact_block_reason(c public.contacts) RETURNS public.cancel_reason
     LANGUAGE sql STABLE
@@ -656,6 +824,58 @@ CREATE FUNCTION herald.contact_block_reason(c public.contacts) RETURNS public.ca
     when c.controlled_by = 'human' then 'human_takeover'
   end::public.cancel_reason
 $$;
+
+CREATE FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer DEFAULT 0) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  w public.workspaces;
+  v_zone text;
+  v_day_start timestamptz;
+  v_next_day timestamptz;
+  v_used bigint;
+begin
+  select * into w from public.workspaces where id = p_contact.workspace_id;
+  if w.contact_daily_cap is null then
+    return null;
+  end if;
+  -- The contact's local day, in the first of its possible zones (a number spanning two zones
+  -- has days an hour apart; the allowed window below holds in all of them).
+  v_zone := (herald.contact_zones(p_contact))[1];
+  v_day_start := date_trunc('day', p_at at time zone v_zone) at time zone v_zone;
+  v_next_day := (date_trunc('day', p_at at time zone v_zone) + interval '1 day') at time zone v_zone;
+
+  select (select count(*) from public.messages m
+          where m.workspace_id = p_contact.workspace_id and m.contact_id = p_contact.id and m.category = 'marketing'
+            and m.sent_at >= v_day_start and m.sent_at < v_next_day)
+       + (select count(*) from public.messages m
+          where m.workspace_id = p_contact.workspace_id and m.contact_id = p_contact.id and m.category = 'marketing'
+            and m.sent_at is null and m.status in ('queued', 'sending'))
+  into v_used;
+  if v_used + greatest(coalesce(p_pending, 0), 0) < w.contact_daily_cap then
+    return null;
+  end if;
+  return herald.allowed_send_time(p_contact, 'marketing', w, v_next_day);
+end;
+$$;
+
+COMMENT ON FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer) IS 'Null while the contact can take another marketing message on its local day (queued, sending and sent today, plus p_pending earlier ones of the same batch, under workspaces.contact_daily_cap); otherwise the start of the next day''s allowed window.';
+
+CREATE FUNCTION herald.contact_zones(p_contact public.contacts) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if p_contact.timezone is not null then
+    return array[p_contact.timezone];
+  end if;
+  return coalesce(herald.phone_zones(p_contact.phone),
+                  (select array[w.timezone] from public.workspaces w where w.id = p_contact.workspace_id));
+end;
+$$;
+
+COMMENT ON FUNCTION herald.contact_zones(p_contact public.contacts) IS 'Every zone the contact may be in: its timezone when set; else the zones of its number (several when the number''s area or country spans zones); else the workspace''s zone.';
 
 CREATE FUNCTION herald.contacts_after_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -879,6 +1099,15 @@ CREATE FUNCTION herald.current_actor() RETURNS text
     current_user
   )
 $$;
+
+CREATE FUNCTION herald.deferral_reasons() RETURNS text[]
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select array['quiet_hours', 'daily_limit', 'frequency_cap', 'automation_paused', 'appointment_moved']
+$$;
+
+COMMENT ON FUNCTION herald.deferral_reasons() IS 'The ledger reasons of a deferral (send_at moved, status unchanged) that queue_metrics counts.';
 
 CREATE FUNCTION herald.delete_impact(p_table regclass, p_id uuid) RETURNS jsonb
     LANGUAGE plpgsql
@@ -1646,6 +1875,19 @@ $$;
 
 COMMENT ON FUNCTION herald.keep_an_owner() IS 'The last owner can neither leave nor be demoted; deleting the user or the workspace is allowed.';
 
+CREATE FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) RETURNS public.consent_status
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select k.status from public.consents k
+  where k.contact_id = p_contact_id and k.channel = p_channel
+    and k.workspace_id = (select c.workspace_id from public.contacts c where c.id = p_contact_id)
+  order by k.at desc, k.id desc
+  limit 1
+$$;
+
+COMMENT ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) IS 'The contact''s latest consent status on a channel, or null if none was ever recorded. Security invoker: a member sees only their workspace''s.';
+
 CREATE FUNCTION herald.log_deletion(p_entity text, p_table regclass, p_workspace_id uuid, p_id uuid, p_extra jsonb DEFAULT '{}'::jsonb) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1711,6 +1953,7 @@ CREATE TABLE public.messages (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     provider_check_required boolean DEFAULT false NOT NULL,
+    category public.message_category NOT NULL,
     CONSTRAINT messages_attempts_range CHECK (((attempts >= 0) AND ((max_attempts >= 1) AND (max_attempts <= 20)))),
     CONSTRAINT messages_body_length CHECK (((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600))),
     CONSTRAINT messages_cancel_reason_iff_cancelled CHECK (((status = 'cancelled'::public.message_status) = (cancel_reason IS NOT NULL))),
@@ -1776,6 +2019,8 @@ COMMENT ON COLUMN public.messages.created_at IS 'When it was scheduled.';
 COMMENT ON COLUMN public.messages.updated_at IS 'When the row last changed; kept by trigger.';
 
 COMMENT ON COLUMN public.messages.provider_check_required IS 'Set when a lease expired with the provider''s answer unknown: the dispatcher looks the message up at Twilio before any resend.';
+
+COMMENT ON COLUMN public.messages.category IS 'transactional or marketing; when an insert names none, transactional if appointment_id is set, else marketing (herald.messages_default_category).';
 
 CREATE FUNCTION herald.member_message(p_message_id uuid) RETURNS public.messages
     LANGUAGE plpgsql
@@ -1851,6 +2096,18 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.messages_bind_sender() IS 'A message queued without a sender is bound to the workspace''s default sender of its channel; with none it is refused (23514, messages_queued_has_sender).';
+
+CREATE FUNCTION herald.messages_default_category() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  new.category := case when new.appointment_id is not null then 'transactional' else 'marketing' end;
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.messages_default_category() IS 'A message inserted without a category: transactional when it reminds of an appointment, marketing otherwise.';
 
 CREATE FUNCTION herald.messages_delete_only_by_cascade() RETURNS trigger
     LANGUAGE plpgsql
@@ -1937,6 +2194,62 @@ $$;
 
 COMMENT ON FUNCTION herald.my_workspace_ids(p_min_role text) IS 'The workspaces the calling user belongs to with at least the given role. Policies use it as `workspace_id in (select herald.my_workspace_ids())` so it runs once per statement.';
 
+CREATE FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_t timestamptz := p_at;
+  v_local timestamp;
+  v_until timestamptz;
+  v_moved boolean;
+  v_zone text;
+  s time;
+  e time;
+  i integer;
+begin
+  if cardinality(p_quiet_starts) is distinct from cardinality(p_quiet_ends) then
+    raise exception 'quiet window starts and ends must pair up' using errcode = '22023';
+  end if;
+  loop
+    v_moved := false;
+    foreach v_zone in array p_zones loop
+      for i in 1 .. coalesce(cardinality(p_quiet_starts), 0) loop
+        s := p_quiet_starts[i];
+        e := p_quiet_ends[i];
+        v_local := v_t at time zone v_zone;
+        v_until := case
+          when s < e and v_local::time >= s and v_local::time < e then (v_local::date + e) at time zone v_zone
+          when s > e and v_local::time >= s then (v_local::date + 1 + e) at time zone v_zone
+          when s > e and v_local::time < e then (v_local::date + e) at time zone v_zone
+        end;
+        if v_until > v_t then
+          v_t := v_until;
+          v_moved := true;
+        end if;
+      end loop;
+    end loop;
+    if not v_moved then
+      return v_t;
+    end if;
+    if v_t > p_at + interval '8 days' then
+      return null;
+    end if;
+  end loop;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) IS 'The earliest instant at or after p_at that lies outside every quiet window (local start → end, possibly across midnight) in every zone; null when none does within 8 days.';
+
+CREATE FUNCTION herald.normalize_keyword(p_text text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+  select nullif(upper(regexp_replace(coalesce(p_text, ''), '^[[:space:][:punct:]]+|[[:space:][:punct:]]+$', '', 'g')), '')
+$_$;
+
+COMMENT ON FUNCTION herald.normalize_keyword(p_text text) IS 'Upper-cased, with leading and trailing whitespace and punctuation removed; null when nothing is left.';
+
 CREATE FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1955,6 +2268,30 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) IS 'Keyed hash of a phone number for the suppression list.';
+
+CREATE FUNCTION herald.phone_regions(p_phone text) RETURNS text[]
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select a.regions from herald.nanp_area_codes a where p_phone like '+1%' and a.area_code = substr(p_phone, 3, 3)
+$$;
+
+COMMENT ON FUNCTION herald.phone_regions(p_phone text) IS 'The ISO 3166-2 regions (US-FL, CA-QC…) of a North American number by its area code; null for other numbers.';
+
+CREATE FUNCTION herald.phone_zones(p_phone text) RETURNS text[]
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select z.zones from herald.phone_prefix_zones z
+  where z.prefix = any (array[substr(p_phone, 2, 1), substr(p_phone, 2, 2), substr(p_phone, 2, 3), substr(p_phone, 2, 4),
+                              substr(p_phone, 2, 5), substr(p_phone, 2, 6), substr(p_phone, 2, 7), substr(p_phone, 2, 8),
+                              substr(p_phone, 2, 9), substr(p_phone, 2, 10), substr(p_phone, 2, 11), substr(p_phone, 2, 12),
+                              substr(p_phone, 2, 13), substr(p_phone, 2, 14), substr(p_phone, 2, 15)])
+  order by length(z.prefix) desc
+  limit 1
+$$;
+
+COMMENT ON FUNCTION herald.phone_zones(p_phone text) IS 'The IANA zones an E.164 number may be in (its longest known prefix), or null when the number''s country is unknown.';
 
 CREATE FUNCTION herald.purge_deleted_contacts(p_retention interval DEFAULT '30 days'::interval) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2145,6 +2482,25 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.reap_expired_leases() IS 'pg_cron, every minute: messages whose dispatcher lease expired go back to queued, flagged for a provider look-up before any resend.';
+
+CREATE FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text DEFAULT NULL::text) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_id uuid;
+begin
+  if p_workspace_id is null or p_contact_id is null or p_channel is null or p_status is null or p_source is null then
+    raise exception 'workspace, contact, channel, status and source are required' using errcode = '22023';
+  end if;
+  insert into public.consents (workspace_id, contact_id, channel, status, source, proof)
+  values (p_workspace_id, p_contact_id, p_channel, p_status, p_source, nullif(btrim(p_proof), ''))
+  returning id into v_id;
+  return v_id;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) IS 'Writes one consent record for Herald''s own paths (keyword replies, provider 21610); the caller has applied the opt-out or opt-in to the contact itself.';
 
 CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text) RETURNS public.message_status
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2509,6 +2865,44 @@ $$;
 
 COMMENT ON FUNCTION herald.workspaces_before_delete() IS 'Workspace delete: logs the impact, queues every provider message record of the workspace for erasure.';
 
+CREATE FUNCTION herald.workspaces_keywords() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_word text;
+  v_clash text;
+begin
+  new.help_reply := nullif(btrim(new.help_reply), '');
+  foreach v_word in array new.opt_out_keywords || new.opt_in_keywords loop
+    if herald.normalize_keyword(v_word) is null or herald.normalize_keyword(v_word) !~ '^[[:alnum:]]{1,30}$' then
+      raise exception 'keyword "%" must be one word of 1 to 30 letters or digits', v_word using errcode = '22023',
+        hint = 'Keywords match a whole message, such as PARAR or ARRET.';
+    end if;
+  end loop;
+  new.opt_out_keywords := array(select distinct herald.normalize_keyword(w) from unnest(new.opt_out_keywords) w order by 1);
+  new.opt_in_keywords := array(select distinct herald.normalize_keyword(w) from unnest(new.opt_in_keywords) w order by 1);
+
+  select w into v_clash from unnest(new.opt_out_keywords) w where w = any (new.opt_in_keywords) limit 1;
+  if v_clash is not null then
+    raise exception 'keyword "%" is both an opt-out and an opt-in keyword', v_clash using errcode = '22023';
+  end if;
+  select w into v_clash from unnest(new.opt_out_keywords) w
+  join herald.standard_keywords k on k.keyword = w and k.action <> 'opt_out' limit 1;
+  if v_clash is null then
+    select w into v_clash from unnest(new.opt_in_keywords) w
+    join herald.standard_keywords k on k.keyword = w and k.action <> 'opt_in' limit 1;
+  end if;
+  if v_clash is not null then
+    raise exception 'keyword "%" is already a standard keyword of another kind', v_clash using errcode = '22023',
+      hint = 'HELP and INFO answer with help_reply; STOP and the other opt-out words cannot opt in, START and its kin cannot opt out.';
+  end if;
+  return new;
+end;
+$_$;
+
+COMMENT ON FUNCTION herald.workspaces_keywords() IS 'Normalises a workspace''s keywords (upper-cased, trimmed, deduplicated) and help_reply; refuses (22023) a word that is not one word, is in both sets, or is a standard keyword of another kind.';
+
 CREATE FUNCTION public.cancel_message(message_id uuid) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2808,6 +3202,65 @@ $_$;
 
 COMMENT ON FUNCTION public.preview_delete(entity text, id uuid) IS 'What deleting the row would cancel, cascade to, set null or be blocked by, per table with counts. Derived from the live catalog.';
 
+CREATE FUNCTION public.record_consent(contact_id uuid, channel text, status text, source text, proof text DEFAULT NULL::text) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+#variable_conflict use_column
+declare
+  v_contact public.contacts;
+  v_channel public.channel;
+  v_status public.consent_status;
+  v_source public.consent_source;
+begin
+  if record_consent.channel is null or record_consent.channel not in ('sms', 'whatsapp') then
+    raise exception 'unknown channel "%"', record_consent.channel using errcode = '22023', hint = 'Use sms or whatsapp.';
+  end if;
+  if record_consent.status is null or record_consent.status not in ('opted_in', 'opted_out') then
+    raise exception 'unknown consent status "%"', record_consent.status using errcode = '22023', hint = 'Use opted_in or opted_out.';
+  end if;
+  -- keyword and provider records are Herald's own, made from what the contact or Twilio said:
+  -- an app recording one would be claiming something Herald never saw.
+  if record_consent.source is null or record_consent.source not in ('api', 'form', 'import') then
+    raise exception 'consent source "%" cannot be recorded by the app', record_consent.source using errcode = '22023',
+      hint = 'Use form, import or api; keyword and provider consents are recorded by Herald from the contact''s replies and Twilio.';
+  end if;
+  if length(btrim(coalesce(record_consent.proof, ''))) > 4000 then
+    raise exception 'proof is longer than 4000 characters' using errcode = '22023';
+  end if;
+  if record_consent.status = 'opted_in' and length(btrim(coalesce(record_consent.proof, ''))) = 0 then
+    raise exception 'an opt-in needs its proof' using errcode = '22023',
+      hint = 'Pass what the contact agreed to: the form text or checkbox wording, the URL, the import batch.';
+  end if;
+  v_channel := record_consent.channel::public.channel;
+  v_status := record_consent.status::public.consent_status;
+  v_source := record_consent.source::public.consent_source;
+
+  v_contact := herald.member_contact(record_consent.contact_id);
+  if v_contact.deleted_at is not null then
+    raise exception 'contact % is deleted', v_contact.id using errcode = '55000',
+      hint = 'restore_contact() brings a soft-deleted contact back.';
+  end if;
+
+  if v_status = 'opted_in' then
+    -- The same rule as herald.contacts_guard_opt_in: an opt-out is lifted by the contact only.
+    if herald.contact_block_reason(v_contact) = 'contact_opted_out' then
+      raise exception 'contact % opted out; only the contact can opt back in', v_contact.id using errcode = '55000',
+        hint = 'The contact opts back in by replying START (or YES, UNSTOP) to your number.';
+    end if;
+  elsif v_contact.opted_out_at is null then
+    -- Applied as a STOP reply is: the contacts triggers cancel what is pending, stop enrollments,
+    -- write the activity and suppress the number.
+    update public.contacts set opted_out_at = now() where id = v_contact.id;
+  end if;
+
+  return herald.record_consent_event(v_contact.workspace_id, v_contact.id, v_channel, v_status, v_source,
+                                     record_consent.proof);
+end;
+$$;
+
+COMMENT ON FUNCTION public.record_consent(contact_id uuid, channel text, status text, source text, proof text) IS 'Records a consent the app collected: opted_in (with its proof) or opted_out, source form, import or api. An opt-out is applied as a STOP reply is (pending messages cancelled, number suppressed); an opt-in for an opted-out contact is refused (55000): only the contact lifts an opt-out.';
+
 CREATE FUNCTION public.release_lead(contact_id uuid) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3042,6 +3495,24 @@ CREATE TABLE herald.iana_time_zones (
 
 COMMENT ON TABLE herald.iana_time_zones IS 'IANA time zone names, copied from pg_timezone_names when the schema was built.';
 
+CREATE TABLE herald.nanp_area_codes (
+    area_code text NOT NULL,
+    regions text[] NOT NULL,
+    CONSTRAINT nanp_area_codes_area_code_shape CHECK ((area_code ~ '^[2-9][0-9]{2}$'::text)),
+    CONSTRAINT nanp_area_codes_regions_shape CHECK (((cardinality(regions) > 0) AND (array_to_string(regions, ','::text) ~ '^([A-Z]{2}-[A-Z0-9]{1,3},?)+$'::text)))
+);
+
+COMMENT ON TABLE herald.nanp_area_codes IS 'North American area codes and the ISO 3166-2 regions (US-FL, CA-ON…) they serve (a few serve several, e.g. 902: Nova Scotia and Prince Edward Island). Generated by npm run zones from libphonenumber''s geocoding data.';
+
+CREATE TABLE herald.phone_prefix_zones (
+    prefix text NOT NULL,
+    zones text[] NOT NULL,
+    CONSTRAINT phone_prefix_zones_prefix_digits CHECK ((prefix ~ '^[1-9][0-9]{0,14}$'::text)),
+    CONSTRAINT phone_prefix_zones_zones_present CHECK ((cardinality(zones) > 0))
+);
+
+COMMENT ON TABLE herald.phone_prefix_zones IS 'Digit prefixes of E.164 numbers (country calling code first) and the IANA zones a number with that prefix may be in; the longest matching prefix wins. Generated by npm run zones from libphonenumber''s timezone map.';
+
 CREATE TABLE herald.provider_erasures (
     id bigint NOT NULL,
     deletion_id bigint,
@@ -3073,6 +3544,14 @@ CREATE TABLE herald.sender_slots (
 );
 
 COMMENT ON TABLE herald.sender_slots IS 'The next free send slot of each sender. A claimer holds a sender''s row while it claims that sender''s messages and reserves their slots 1/mps apart, so a sender''s rate holds across any number of dispatchers.';
+
+CREATE TABLE herald.standard_keywords (
+    keyword text NOT NULL,
+    action text NOT NULL,
+    CONSTRAINT standard_keywords_action_valid CHECK ((action = ANY (ARRAY['opt_out'::text, 'opt_in'::text, 'help'::text])))
+);
+
+COMMENT ON TABLE herald.standard_keywords IS 'Twilio''s standard keywords on long codes: opt-out, opt-in and help. Workspaces add to these; they never replace them.';
 
 CREATE TABLE herald.workspace_keys (
     workspace_id uuid NOT NULL,
@@ -3152,6 +3631,27 @@ COMMENT ON COLUMN public.campaigns.created_at IS 'When the campaign was created.
 COMMENT ON COLUMN public.campaigns.updated_at IS 'When the row last changed; kept by trigger.';
 
 COMMENT ON CONSTRAINT campaigns_name_present ON public.campaigns IS 'The campaign name must be 1 to 200 characters, not only spaces.';
+
+CREATE TABLE public.consents (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    workspace_id uuid NOT NULL,
+    contact_id uuid NOT NULL,
+    channel public.channel NOT NULL,
+    status public.consent_status NOT NULL,
+    source public.consent_source NOT NULL,
+    proof text,
+    actor text DEFAULT herald.current_actor() NOT NULL,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT consents_proof_length CHECK (((proof IS NULL) OR ((length(proof) >= 1) AND (length(proof) <= 4000))))
+);
+
+COMMENT ON TABLE public.consents IS 'Append-only record of every opt-in and opt-out per contact and channel: what, where from, the proof, who recorded it and when. Written only through record_consent() and Herald''s keyword and provider paths; goes with the contact on a hard delete.';
+
+COMMENT ON COLUMN public.consents.proof IS 'What shows the consent: the form text or checkbox wording and URL, the import batch, the inbound message sid, the provider error.';
+
+COMMENT ON COLUMN public.consents.actor IS 'Who recorded it: a user id, or provider / dispatcher / service_role.';
+
+COMMENT ON COLUMN public.consents.at IS 'When Herald recorded it; the latest per (contact, channel) is the contact''s standing.';
 
 CREATE TABLE public.contact_activities (
     id bigint NOT NULL,
@@ -3392,7 +3892,7 @@ COMMENT ON COLUMN public.message_events.from_status IS 'Status before the change
 
 COMMENT ON COLUMN public.message_events.to_status IS 'Status after the change; equal to from_status for a deferral or a hold.';
 
-COMMENT ON COLUMN public.message_events.reason IS 'Why: a cancel_reason, a provider error code, quiet_hours, daily_limit, automation_paused, retry_backoff, lease_expired…';
+COMMENT ON COLUMN public.message_events.reason IS 'Why: a cancel_reason, a provider error code, quiet_hours, daily_limit, frequency_cap, automation_paused, retry_backoff, lease_expired…';
 
 COMMENT ON COLUMN public.message_events.actor IS 'Who: a user id, cron, dispatcher, provider, or the database role.';
 
@@ -3489,59 +3989,6 @@ COMMENT ON COLUMN public.queue_entries.actor IS 'Who ran prepare_queue(): a user
 
 COMMENT ON COLUMN public.queue_entries.queued_at IS 'When prepare_queue() ran.';
 
-CREATE TABLE public.workspaces (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    timezone text DEFAULT 'UTC'::text NOT NULL,
-    quiet_hours_start time without time zone DEFAULT '21:00:00'::time without time zone NOT NULL,
-    quiet_hours_end time without time zone DEFAULT '08:00:00'::time without time zone NOT NULL,
-    daily_limit integer,
-    max_attempts integer DEFAULT 3 NOT NULL,
-    retry_base_seconds integer DEFAULT 60 NOT NULL,
-    automation_enabled boolean DEFAULT true NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT workspaces_daily_limit_positive CHECK (((daily_limit IS NULL) OR (daily_limit > 0))),
-    CONSTRAINT workspaces_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 20))),
-    CONSTRAINT workspaces_name_present CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
-    CONSTRAINT workspaces_retry_base_range CHECK (((retry_base_seconds >= 1) AND (retry_base_seconds <= 86400))),
-    CONSTRAINT workspaces_timezone_iana CHECK (herald.is_iana_time_zone(timezone))
-);
-
-COMMENT ON TABLE public.workspaces IS 'A tenant: every contact, sender, sequence and message belongs to exactly one workspace.';
-
-COMMENT ON COLUMN public.workspaces.id IS 'The workspace''s id; every other row carries it as workspace_id.';
-
-COMMENT ON COLUMN public.workspaces.name IS 'Display name, 1 to 200 characters.';
-
-COMMENT ON COLUMN public.workspaces.timezone IS 'IANA time zone used for contacts that have none of their own.';
-
-COMMENT ON COLUMN public.workspaces.quiet_hours_start IS 'Local time at which sending stops (in the recipient''s time zone). A window may cross midnight.';
-
-COMMENT ON COLUMN public.workspaces.quiet_hours_end IS 'Local time at which sending resumes.';
-
-COMMENT ON COLUMN public.workspaces.daily_limit IS 'Most messages sent per local day across the workspace; null means no limit.';
-
-COMMENT ON COLUMN public.workspaces.max_attempts IS 'Default provider attempts per message before it fails.';
-
-COMMENT ON COLUMN public.workspaces.retry_base_seconds IS 'Base of the exponential retry backoff after a transient provider error.';
-
-COMMENT ON COLUMN public.workspaces.automation_enabled IS 'When false, due messages are held (not cancelled) until automation resumes.';
-
-COMMENT ON COLUMN public.workspaces.created_at IS 'When the workspace was created (create_workspace()).';
-
-COMMENT ON COLUMN public.workspaces.updated_at IS 'When a setting last changed; kept by trigger.';
-
-COMMENT ON CONSTRAINT workspaces_daily_limit_positive ON public.workspaces IS 'daily_limit must be a positive number of messages per day, or null for no limit.';
-
-COMMENT ON CONSTRAINT workspaces_max_attempts_range ON public.workspaces IS 'max_attempts must be between 1 and 20.';
-
-COMMENT ON CONSTRAINT workspaces_name_present ON public.workspaces IS 'The workspace name must be 1 to 200 characters, not only spaces.';
-
-COMMENT ON CONSTRAINT workspaces_retry_base_range ON public.workspaces IS 'retry_base_seconds must be between 1 and 86400 (one day).';
-
-COMMENT ON CONSTRAINT workspaces_timezone_iana ON public.workspaces IS 'The time zone must be an IANA name such as America/New_York, Europe/Paris or UTC, not an abbreviation such as CEST or an offset such as +02:00.';
-
 CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
  WITH per_message AS (
          SELECT m.workspace_id,
@@ -3559,7 +4006,7 @@ CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
             count(*) AS n
            FROM (public.message_events e
              JOIN public.workspaces w ON ((w.id = e.workspace_id)))
-          WHERE ((e.from_status = e.to_status) AND (e.reason = ANY (ARRAY['quiet_hours'::text, 'daily_limit'::text, 'automation_paused'::text, 'appointment_moved'::text])))
+          WHERE ((e.from_status = e.to_status) AND (e.reason = ANY (herald.deferral_reasons())))
           GROUP BY e.workspace_id, (((e.at AT TIME ZONE w.timezone))::date), e.reason
         ), totals AS (
          SELECT per_message.workspace_id,
@@ -3606,7 +4053,7 @@ CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
      FULL JOIN deferred d ON (((d.workspace_id = t.workspace_id) AND (d.day = t.day))))
      LEFT JOIN by_reason b ON (((b.workspace_id = COALESCE(t.workspace_id, d.workspace_id)) AND (b.day = COALESCE(t.day, d.day)))));
 
-COMMENT ON VIEW public.queue_metrics IS 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason, delivery rate and the median seconds from send_at to sent_at.';
+COMMENT ON VIEW public.queue_metrics IS 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason (herald.deferral_reasons), delivery rate and the median seconds from send_at to sent_at.';
 
 COMMENT ON COLUMN public.queue_metrics.workspace_id IS 'The workspace.';
 
@@ -3658,6 +4105,33 @@ COMMENT ON COLUMN public.queue_settings.updated_at IS 'When the settings last ch
 COMMENT ON CONSTRAINT queue_settings_capacity_positive ON public.queue_settings IS 'daily_capacity must be between 1 and 1000000 leads per day.';
 
 COMMENT ON CONSTRAINT queue_settings_window_not_empty ON public.queue_settings IS 'window_start and window_end must differ (a window may cross midnight, e.g. 22:00 to 06:00).';
+
+CREATE TABLE public.quiet_hour_rules (
+    id text NOT NULL,
+    calling_code text,
+    region text,
+    window_start time without time zone NOT NULL,
+    window_end time without time zone NOT NULL,
+    applies_to public.message_category NOT NULL,
+    citation text NOT NULL,
+    CONSTRAINT quiet_hour_rules_calling_code_digits CHECK (((calling_code IS NULL) OR (calling_code ~ '^[1-9][0-9]{0,2}$'::text))),
+    CONSTRAINT quiet_hour_rules_citation_present CHECK ((length(btrim(citation)) >= 10)),
+    CONSTRAINT quiet_hour_rules_id_shape CHECK ((id ~ '^[a-z0-9][a-z0-9_-]{1,62}$'::text)),
+    CONSTRAINT quiet_hour_rules_region_nanp CHECK (((region IS NULL) OR ((calling_code = '1'::text) AND (region ~ '^(US|CA)-[A-Z]{2}$'::text)))),
+    CONSTRAINT quiet_hour_rules_window_within_a_day CHECK ((window_start < window_end))
+);
+
+COMMENT ON TABLE public.quiet_hour_rules IS 'Legal sending windows in the recipient''s local time: a rule applies to numbers of its calling code (all numbers when null) and region (by North American area code; all of the calling code when null), for messages of its category. Reference data, changed only by migrations.';
+
+COMMENT ON COLUMN public.quiet_hour_rules.calling_code IS 'E.164 country calling code the rule applies to (1 for North America); null: every number.';
+
+COMMENT ON COLUMN public.quiet_hour_rules.region IS 'ISO 3166-2 region (US-FL…) whose area codes the rule applies to; null: the whole calling code.';
+
+COMMENT ON COLUMN public.quiet_hour_rules.window_start IS 'Local time from which sending is allowed.';
+
+COMMENT ON COLUMN public.quiet_hour_rules.window_end IS 'Local time from which sending is no longer allowed.';
+
+COMMENT ON COLUMN public.quiet_hour_rules.citation IS 'The statute or regulation the window comes from.';
 
 CREATE TABLE public.senders (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3839,6 +4313,12 @@ COMMENT ON CONSTRAINT workspace_members_role_valid ON public.workspace_members I
 ALTER TABLE ONLY herald.iana_time_zones
     ADD CONSTRAINT iana_time_zones_pkey PRIMARY KEY (name);
 
+ALTER TABLE ONLY herald.nanp_area_codes
+    ADD CONSTRAINT nanp_area_codes_pkey PRIMARY KEY (area_code);
+
+ALTER TABLE ONLY herald.phone_prefix_zones
+    ADD CONSTRAINT phone_prefix_zones_pkey PRIMARY KEY (prefix);
+
 ALTER TABLE ONLY herald.provider_erasures
     ADD CONSTRAINT provider_erasures_pkey PRIMARY KEY (id);
 
@@ -3847,6 +4327,9 @@ ALTER TABLE ONLY herald.provider_erasures
 
 ALTER TABLE ONLY herald.sender_slots
     ADD CONSTRAINT sender_slots_pkey PRIMARY KEY (sender_id);
+
+ALTER TABLE ONLY herald.standard_keywords
+    ADD CONSTRAINT standard_keywords_pkey PRIMARY KEY (keyword);
 
 ALTER TABLE ONLY herald.workspace_keys
     ADD CONSTRAINT workspace_keys_pkey PRIMARY KEY (workspace_id);
@@ -3865,6 +4348,9 @@ ALTER TABLE ONLY public.campaigns
 
 ALTER TABLE ONLY public.campaigns
     ADD CONSTRAINT campaigns_workspace_id_id_key UNIQUE (workspace_id, id);
+
+ALTER TABLE ONLY public.consents
+    ADD CONSTRAINT consents_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.contact_activities
     ADD CONSTRAINT contact_activities_pkey PRIMARY KEY (id);
@@ -3910,6 +4396,9 @@ ALTER TABLE ONLY public.queue_entries
 
 ALTER TABLE ONLY public.queue_settings
     ADD CONSTRAINT queue_settings_pkey PRIMARY KEY (workspace_id);
+
+ALTER TABLE ONLY public.quiet_hour_rules
+    ADD CONSTRAINT quiet_hour_rules_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.senders
     ADD CONSTRAINT senders_pkey PRIMARY KEY (id);
@@ -3966,6 +4455,8 @@ CREATE INDEX campaign_groups_workspace_campaign_idx ON public.campaign_groups US
 
 CREATE INDEX campaign_groups_workspace_group_idx ON public.campaign_groups USING btree (workspace_id, group_id);
 
+CREATE INDEX consents_contact_channel_idx ON public.consents USING btree (workspace_id, contact_id, channel, at DESC);
+
 CREATE INDEX contact_activities_contact_idx ON public.contact_activities USING btree (workspace_id, contact_id, at DESC);
 
 CREATE INDEX contact_tags_workspace_contact_idx ON public.contact_tags USING btree (workspace_id, contact_id);
@@ -3991,6 +4482,8 @@ CREATE UNIQUE INDEX message_attempts_provider_sid_key ON public.message_attempts
 CREATE INDEX message_attempts_workspace_message_idx ON public.message_attempts USING btree (workspace_id, message_id);
 
 CREATE INDEX message_events_workspace_message_idx ON public.message_events USING btree (workspace_id, message_id, id);
+
+CREATE INDEX messages_contact_marketing_idx ON public.messages USING btree (workspace_id, contact_id, sent_at) INCLUDE (status) WHERE (category = 'marketing'::public.message_category);
 
 CREATE UNIQUE INDEX messages_idempotency_key ON public.messages USING btree (workspace_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
@@ -4064,6 +4557,14 @@ CREATE TRIGGER campaigns_updated_at BEFORE UPDATE ON public.campaigns FOR EACH R
 
 COMMENT ON TRIGGER campaigns_updated_at ON public.campaigns IS 'Keeps updated_at current on every update (moddatetime).';
 
+CREATE TRIGGER consents_append_only BEFORE DELETE OR UPDATE ON public.consents FOR EACH ROW EXECUTE FUNCTION herald.consents_append_only();
+
+COMMENT ON TRIGGER consents_append_only ON public.consents IS 'Refuses update and delete except the hard-delete cascade (herald.consents_append_only).';
+
+CREATE TRIGGER consents_no_truncate BEFORE TRUNCATE ON public.consents FOR EACH STATEMENT EXECUTE FUNCTION herald.consents_append_only();
+
+COMMENT ON TRIGGER consents_no_truncate ON public.consents IS 'Refuses truncate (herald.consents_append_only).';
+
 CREATE TRIGGER contacts_after_update AFTER UPDATE ON public.contacts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION herald.contacts_after_update();
 
 CREATE TRIGGER contacts_before_delete BEFORE DELETE ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_before_delete();
@@ -4083,6 +4584,10 @@ CREATE TRIGGER message_events_no_truncate BEFORE TRUNCATE ON public.message_even
 CREATE TRIGGER messages_advance_enrollments AFTER UPDATE ON public.messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION herald.advance_enrollments();
 
 CREATE TRIGGER messages_bind_sender BEFORE INSERT OR UPDATE OF status ON public.messages FOR EACH ROW WHEN (((new.status = 'queued'::public.message_status) AND (new.sender_id IS NULL))) EXECUTE FUNCTION herald.messages_bind_sender();
+
+CREATE TRIGGER messages_default_category BEFORE INSERT ON public.messages FOR EACH ROW WHEN ((new.category IS NULL)) EXECUTE FUNCTION herald.messages_default_category();
+
+COMMENT ON TRIGGER messages_default_category ON public.messages IS 'Fills category when the insert names none (herald.messages_default_category).';
 
 CREATE TRIGGER messages_delete_only_by_cascade BEFORE DELETE ON public.messages FOR EACH STATEMENT EXECUTE FUNCTION herald.messages_delete_only_by_cascade();
 
@@ -4121,6 +4626,10 @@ CREATE TRIGGER whatsapp_groups_before_delete BEFORE DELETE ON public.whatsapp_gr
 CREATE TRIGGER workspace_members_keep_an_owner BEFORE DELETE OR UPDATE ON public.workspace_members FOR EACH ROW EXECUTE FUNCTION herald.keep_an_owner();
 
 CREATE TRIGGER workspaces_before_delete BEFORE DELETE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.workspaces_before_delete();
+
+CREATE TRIGGER workspaces_keywords BEFORE INSERT OR UPDATE OF help_reply, opt_out_keywords, opt_in_keywords ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.workspaces_keywords();
+
+COMMENT ON TRIGGER workspaces_keywords ON public.workspaces IS 'Validates and normalises the keyword columns (herald.workspaces_keywords).';
 
 CREATE TRIGGER workspaces_touch_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.touch_updated_at();
 
@@ -4188,6 +4697,9 @@ ALTER TABLE ONLY public.campaign_groups
 
 ALTER TABLE ONLY public.campaigns
     ADD CONSTRAINT campaigns_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.consents
+    ADD CONSTRAINT consents_workspace_id_contact_id_fkey FOREIGN KEY (workspace_id, contact_id) REFERENCES public.contacts(workspace_id, id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.contact_activities
     ADD CONSTRAINT contact_activities_workspace_id_contact_id_fkey FOREIGN KEY (workspace_id, contact_id) REFERENCES public.contacts(workspace_id, id) ON DELETE CASCADE;
@@ -4279,9 +4791,21 @@ ALTER TABLE ONLY public.workspace_members
 ALTER TABLE ONLY public.workspace_members
     ADD CONSTRAINT workspace_members_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
+ALTER TABLE herald.nanp_area_codes ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY nanp_area_codes_select ON herald.nanp_area_codes FOR SELECT TO authenticated, service_role USING (true);
+
+ALTER TABLE herald.phone_prefix_zones ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY phone_prefix_zones_select ON herald.phone_prefix_zones FOR SELECT TO authenticated, service_role USING (true);
+
 ALTER TABLE herald.provider_erasures ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE herald.sender_slots ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE herald.standard_keywords ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY standard_keywords_select ON herald.standard_keywords FOR SELECT TO authenticated, service_role USING (true);
 
 ALTER TABLE herald.workspace_keys ENABLE ROW LEVEL SECURITY;
 
@@ -4308,6 +4832,10 @@ CREATE POLICY campaigns_insert ON public.campaigns FOR INSERT TO authenticated W
 CREATE POLICY campaigns_select ON public.campaigns FOR SELECT TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids() AS my_workspace_ids)));
 
 CREATE POLICY campaigns_update ON public.campaigns FOR UPDATE TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids))) WITH CHECK ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
+
+ALTER TABLE public.consents ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY consents_select ON public.consents FOR SELECT TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids() AS my_workspace_ids)));
 
 ALTER TABLE public.contact_activities ENABLE ROW LEVEL SECURITY;
 
@@ -4364,6 +4892,10 @@ CREATE POLICY queue_settings_insert ON public.queue_settings FOR INSERT TO authe
 CREATE POLICY queue_settings_select ON public.queue_settings FOR SELECT TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids() AS my_workspace_ids)));
 
 CREATE POLICY queue_settings_update ON public.queue_settings FOR UPDATE TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids))) WITH CHECK ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
+
+ALTER TABLE public.quiet_hour_rules ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY quiet_hour_rules_select ON public.quiet_hour_rules FOR SELECT TO authenticated USING (true);
 
 ALTER TABLE public.senders ENABLE ROW LEVEL SECURITY;
 
@@ -4439,6 +4971,18 @@ GRANT USAGE ON SCHEMA public TO anon;
 GRANT USAGE ON SCHEMA public TO authenticated;
 GRANT USAGE ON SCHEMA public TO service_role;
 
+GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO authenticated;
+GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO service_role;
+
+GRANT ALL ON TABLE public.contacts TO authenticated;
+GRANT ALL ON TABLE public.contacts TO service_role;
+
+GRANT ALL ON TABLE public.workspaces TO authenticated;
+GRANT ALL ON TABLE public.workspaces TO service_role;
+
+GRANT ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) TO service_role;
 
@@ -4456,14 +5000,25 @@ GRANT ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name
 REVOKE ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) TO service_role;
 
-GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO authenticated;
-GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO service_role;
+REVOKE ALL ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) TO service_role;
 
-GRANT ALL ON TABLE public.contacts TO authenticated;
-GRANT ALL ON TABLE public.contacts TO service_role;
+REVOKE ALL ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.consents_append_only() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer) TO service_role;
+
+GRANT ALL ON FUNCTION herald.contact_zones(p_contact public.contacts) TO authenticated;
+GRANT ALL ON FUNCTION herald.contact_zones(p_contact public.contacts) TO service_role;
 
 GRANT ALL ON FUNCTION herald.current_actor() TO authenticated;
 GRANT ALL ON FUNCTION herald.current_actor() TO service_role;
+
+GRANT ALL ON FUNCTION herald.deferral_reasons() TO authenticated;
+GRANT ALL ON FUNCTION herald.deferral_reasons() TO service_role;
 
 GRANT ALL ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
@@ -4509,13 +5064,31 @@ GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO s
 REVOKE ALL ON FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) TO authenticated;
+GRANT ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) TO service_role;
+
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.messages TO authenticated;
 GRANT ALL ON TABLE public.messages TO service_role;
+
+REVOKE ALL ON FUNCTION herald.messages_default_category() FROM PUBLIC;
 
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO service_role;
 
+GRANT ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) TO service_role;
+
+GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO authenticated;
+GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) FROM PUBLIC;
+
+GRANT ALL ON FUNCTION herald.phone_regions(p_phone text) TO authenticated;
+GRANT ALL ON FUNCTION herald.phone_regions(p_phone text) TO service_role;
+
+GRANT ALL ON FUNCTION herald.phone_zones(p_phone text) TO authenticated;
+GRANT ALL ON FUNCTION herald.phone_zones(p_phone text) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.purge_deleted_contacts(p_retention interval) FROM PUBLIC;
 
@@ -4525,6 +5098,9 @@ GRANT ALL ON FUNCTION herald.queue_due_messages(p_limit integer, p_now timestamp
 REVOKE ALL ON FUNCTION herald.reap_expired_leases() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.reap_expired_leases() TO service_role;
 
+REVOKE ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) TO service_role;
 
@@ -4533,6 +5109,8 @@ GRANT ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) 
 
 GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.workspaces_keywords() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.cancel_message(message_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.cancel_message(message_id uuid) TO authenticated;
@@ -4562,6 +5140,10 @@ REVOKE ALL ON FUNCTION public.preview_delete(entity text, id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.preview_delete(entity text, id uuid) TO authenticated;
 GRANT ALL ON FUNCTION public.preview_delete(entity text, id uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION public.record_consent(contact_id uuid, channel text, status text, source text, proof text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.record_consent(contact_id uuid, channel text, status text, source text, proof text) TO authenticated;
+GRANT ALL ON FUNCTION public.record_consent(contact_id uuid, channel text, status text, source text, proof text) TO service_role;
+
 REVOKE ALL ON FUNCTION public.release_lead(contact_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.release_lead(contact_id uuid) TO authenticated;
 GRANT ALL ON FUNCTION public.release_lead(contact_id uuid) TO service_role;
@@ -4589,6 +5171,15 @@ GRANT ALL ON FUNCTION public.take_lead(contact_id uuid) TO service_role;
 GRANT SELECT ON TABLE herald.iana_time_zones TO authenticated;
 GRANT SELECT ON TABLE herald.iana_time_zones TO service_role;
 
+GRANT SELECT ON TABLE herald.nanp_area_codes TO authenticated;
+GRANT SELECT ON TABLE herald.nanp_area_codes TO service_role;
+
+GRANT SELECT ON TABLE herald.phone_prefix_zones TO authenticated;
+GRANT SELECT ON TABLE herald.phone_prefix_zones TO service_role;
+
+GRANT SELECT ON TABLE herald.standard_keywords TO authenticated;
+GRANT SELECT ON TABLE herald.standard_keywords TO service_role;
+
 GRANT ALL ON TABLE public.appointments TO authenticated;
 GRANT ALL ON TABLE public.appointments TO service_role;
 
@@ -4597,6 +5188,9 @@ GRANT ALL ON TABLE public.campaign_groups TO service_role;
 
 GRANT ALL ON TABLE public.campaigns TO authenticated;
 GRANT ALL ON TABLE public.campaigns TO service_role;
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.consents TO authenticated;
+GRANT ALL ON TABLE public.consents TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.contact_activities TO authenticated;
 GRANT ALL ON TABLE public.contact_activities TO service_role;
@@ -4641,14 +5235,14 @@ GRANT ALL ON SEQUENCE public.provider_events_id_seq TO service_role;
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.queue_entries TO authenticated;
 GRANT ALL ON TABLE public.queue_entries TO service_role;
 
-GRANT ALL ON TABLE public.workspaces TO authenticated;
-GRANT ALL ON TABLE public.workspaces TO service_role;
-
 GRANT ALL ON TABLE public.queue_metrics TO authenticated;
 GRANT ALL ON TABLE public.queue_metrics TO service_role;
 
 GRANT ALL ON TABLE public.queue_settings TO authenticated;
 GRANT ALL ON TABLE public.queue_settings TO service_role;
+
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.quiet_hour_rules TO authenticated;
+GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.quiet_hour_rules TO service_role;
 
 GRANT ALL ON TABLE public.senders TO authenticated;
 GRANT ALL ON TABLE public.senders TO service_role;

@@ -119,6 +119,51 @@ export type Database = {
           },
         ];
       };
+      "consents": {
+        Row: {
+          "actor": string;
+          "at": string;
+          "channel": Database["public"]["Enums"]["channel"];
+          "contact_id": string;
+          "id": string;
+          "proof": string | null;
+          "source": Database["public"]["Enums"]["consent_source"];
+          "status": Database["public"]["Enums"]["consent_status"];
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "actor"?: string;
+          "at"?: string;
+          "channel": Database["public"]["Enums"]["channel"];
+          "contact_id": string;
+          "id"?: string;
+          "proof"?: string | null;
+          "source": Database["public"]["Enums"]["consent_source"];
+          "status": Database["public"]["Enums"]["consent_status"];
+          "workspace_id": string;
+        };
+        Update: {
+          "actor"?: string;
+          "at"?: string;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "contact_id"?: string;
+          "id"?: string;
+          "proof"?: string | null;
+          "source"?: Database["public"]["Enums"]["consent_source"];
+          "status"?: Database["public"]["Enums"]["consent_status"];
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "consents_workspace_id_contact_id_fkey";
+            columns: ["workspace_id", "contact_id"];
+            isOneToOne: false;
+            referencedRelation: "contacts";
+            referencedColumns: ["workspace_id", "id"];
+          },
+        ];
+      };
       "contact_activities": {
         Row: {
           "actor": string;
@@ -436,6 +481,7 @@ export type Database = {
           "campaign_id": string | null;
           "cancel_reason": Database["public"]["Enums"]["cancel_reason"] | null;
           "cancelled_at": string | null;
+          "category": Database["public"]["Enums"]["message_category"];
           "channel": Database["public"]["Enums"]["channel"];
           "contact_id": string;
           "created_at": string;
@@ -467,6 +513,7 @@ export type Database = {
           "campaign_id"?: string | null;
           "cancel_reason"?: Database["public"]["Enums"]["cancel_reason"] | null;
           "cancelled_at"?: string | null;
+          "category": Database["public"]["Enums"]["message_category"];
           "channel"?: Database["public"]["Enums"]["channel"];
           "contact_id": string;
           "created_at"?: string;
@@ -497,6 +544,7 @@ export type Database = {
           "campaign_id"?: string | null;
           "cancel_reason"?: Database["public"]["Enums"]["cancel_reason"] | null;
           "cancelled_at"?: string | null;
+          "category"?: Database["public"]["Enums"]["message_category"];
           "channel"?: Database["public"]["Enums"]["channel"];
           "contact_id"?: string;
           "created_at"?: string;
@@ -746,6 +794,37 @@ export type Database = {
             referencedColumns: ["id"];
           },
         ];
+      };
+      "quiet_hour_rules": {
+        Row: {
+          "applies_to": Database["public"]["Enums"]["message_category"];
+          "calling_code": string | null;
+          "citation": string;
+          "id": string;
+          "region": string | null;
+          "window_end": string;
+          "window_start": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "applies_to": Database["public"]["Enums"]["message_category"];
+          "calling_code"?: string | null;
+          "citation": string;
+          "id": string;
+          "region"?: string | null;
+          "window_end": string;
+          "window_start": string;
+        };
+        Update: {
+          "applies_to"?: Database["public"]["Enums"]["message_category"];
+          "calling_code"?: string | null;
+          "citation"?: string;
+          "id"?: string;
+          "region"?: string | null;
+          "window_end"?: string;
+          "window_start"?: string;
+        };
+        Relationships: [];
       };
       "senders": {
         Row: {
@@ -1025,11 +1104,16 @@ export type Database = {
       "workspaces": {
         Row: {
           "automation_enabled": boolean;
+          "consent_required": boolean;
+          "contact_daily_cap": number | null;
           "created_at": string;
           "daily_limit": number | null;
+          "help_reply": string | null;
           "id": string;
           "max_attempts": number;
           "name": string;
+          "opt_in_keywords": (string)[];
+          "opt_out_keywords": (string)[];
           "quiet_hours_end": string;
           "quiet_hours_start": string;
           "retry_base_seconds": number;
@@ -1039,11 +1123,16 @@ export type Database = {
         ComputedFields: never;
         Insert: {
           "automation_enabled"?: boolean;
+          "consent_required"?: boolean;
+          "contact_daily_cap"?: number | null;
           "created_at"?: string;
           "daily_limit"?: number | null;
+          "help_reply"?: string | null;
           "id"?: string;
           "max_attempts"?: number;
           "name": string;
+          "opt_in_keywords"?: (string)[];
+          "opt_out_keywords"?: (string)[];
           "quiet_hours_end"?: string;
           "quiet_hours_start"?: string;
           "retry_base_seconds"?: number;
@@ -1052,11 +1141,16 @@ export type Database = {
         };
         Update: {
           "automation_enabled"?: boolean;
+          "consent_required"?: boolean;
+          "contact_daily_cap"?: number | null;
           "created_at"?: string;
           "daily_limit"?: number | null;
+          "help_reply"?: string | null;
           "id"?: string;
           "max_attempts"?: number;
           "name"?: string;
+          "opt_in_keywords"?: (string)[];
+          "opt_out_keywords"?: (string)[];
           "quiet_hours_end"?: string;
           "quiet_hours_start"?: string;
           "retry_base_seconds"?: number;
@@ -1141,6 +1235,16 @@ export type Database = {
         Args: { "entity": string; "id": string };
         Returns: Json;
       };
+      "record_consent": {
+        Args: {
+          "channel": string;
+          "contact_id": string;
+          "proof"?: string;
+          "source": string;
+          "status": string;
+        };
+        Returns: string;
+      };
       "release_lead": { Args: { "contact_id": string }; Returns: undefined };
       "restore_contact": { Args: { "contact_id": string }; Returns: undefined };
       "retry_message": { Args: { "message_id": string }; Returns: string };
@@ -1179,8 +1283,11 @@ export type Database = {
         | "appointment_completed"
         | "sender_deleted"
         | "campaign_deleted"
-        | "user_cancelled";
+        | "user_cancelled"
+        | "no_consent";
       "channel": "sms" | "whatsapp";
+      "consent_source": "keyword" | "api" | "form" | "import" | "provider";
+      "consent_status": "opted_in" | "opted_out";
       "controlled_by": "automation" | "human";
       "enrollment_status": "active" | "completed" | "cancelled" | "failed";
       "lead_status":
@@ -1192,6 +1299,7 @@ export type Database = {
         | "won"
         | "lost"
         | "unqualified";
+      "message_category": "transactional" | "marketing";
       "message_status":
         | "scheduled"
         | "queued"
@@ -1366,8 +1474,11 @@ export const Constants = {
         "sender_deleted",
         "campaign_deleted",
         "user_cancelled",
+        "no_consent",
       ],
       "channel": ["sms", "whatsapp"],
+      "consent_source": ["keyword", "api", "form", "import", "provider"],
+      "consent_status": ["opted_in", "opted_out"],
       "controlled_by": ["automation", "human"],
       "enrollment_status": ["active", "completed", "cancelled", "failed"],
       "lead_status": [
@@ -1380,6 +1491,7 @@ export const Constants = {
         "lost",
         "unqualified",
       ],
+      "message_category": ["transactional", "marketing"],
       "message_status": [
         "scheduled",
         "queued",
