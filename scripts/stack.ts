@@ -15,7 +15,7 @@
 import { DEV_PORTS, devDataDir, DENO_BIN, DENO_CONFIG, PG_BIN, ROOT, stackFiles } from "./lib/config.ts";
 import { installFunctionPackages, localKeys, missingFunctionPackages, Stack, stackBanner, userToken } from "./lib/stack.ts";
 import { ensureDebianPackages, missingFiles, POSTGRES } from "./lib/debian.ts";
-import { exists, portInUse, run } from "./lib/proc.ts";
+import { exists, portInUse, reserveStackPorts, run } from "./lib/proc.ts";
 import { red, type Step, steps, stripAnsi, yellow } from "./lib/output.ts";
 import type { Supervisor } from "./lib/supervisor.ts";
 
@@ -99,6 +99,7 @@ async function prepare(): Promise<void> {
 // ---- commands ---------------------------------------------------------------------------------
 
 async function start() {
+  await reserveStackPorts();
   const other = await liveRunner();
   if (other) throw new Error(`this stack is already running (pid ${other.pid}); stop it with: npm run stack -- down`);
   let supervisor: Supervisor | null = null;

@@ -18,7 +18,7 @@
 
 import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, type StackPorts, SUPABASE_BIN, TEST_PORTS } from "./lib/config.ts";
 import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
-import { portInUse, run } from "./lib/proc.ts";
+import { portInUse, reserveStackPorts, run } from "./lib/proc.ts";
 import { generateTypes, TYPES_FILE } from "./lib/types.ts";
 import { dumpSchema, SCHEMA_FILE } from "./lib/schema.ts";
 import { CHROMIUM, ensureDebianPackages, PGBOUNCER } from "./lib/debian.ts";
@@ -185,6 +185,7 @@ async function freePorts(offset = 0): Promise<StackPorts> {
   throw new Error(`no free block of test ports from ${TEST_PORTS.sandbox + offset} upwards`);
 }
 
+await reserveStackPorts();
 const stack = new Stack(await freePorts(), `/var/tmp/herald/test-${Deno.pid}`, true);
 let services: ServiceProcess[] = [];
 const started = Date.now();

@@ -337,7 +337,13 @@ COMMENT ON COLUMN public.workspaces.opt_in_keywords IS 'Extra opt-in words for t
 
 COMMENT ON COLUMN public.workspaces.contact_daily_cap IS 'Most marketing messages one contact receives per local day, across channels, sequences and campaigns; null means no cap. Over it, a message is deferred to the next day''s window (ledger reason frequency_cap).';
 
+COMMENT ON CONSTRAINT workspaces_contact_daily_cap_positive ON public.workspaces IS 'The per-contact daily cap must be between 1 and 1000 marketing messages a day, or null for no cap.';
+
 COMMENT ON CONSTRAINT workspaces_daily_limit_positive ON public.workspaces IS 'daily_limit must be a positive number of messages per day, or null for no limit.';
+
+COMMENT ON CONSTRAINT workspaces_help_reply_length ON public.workspaces IS 'The HELP reply must be between 1 and 1600 characters (or null to leave HELP to Twilio''s default answer).';
+
+COMMENT ON CONSTRAINT workspaces_keyword_counts ON public.workspaces IS 'A workspace may add at most 50 opt-out and 50 opt-in keywords.';
 
 COMMENT ON CONSTRAINT workspaces_max_attempts_range ON public.workspaces IS 'max_attempts must be between 1 and 20.';
 
@@ -1797,7 +1803,10 @@ CREATE FUNCTION herald.explain_workspaces_checks() RETURNS trigger
       v_message text;
       v_detail text;
     begin
-      select coalesce(case when not coalesce((((daily_limit IS NULL) OR (daily_limit > 0))), true) then 'workspaces_daily_limit_positive' end,
+      select coalesce(case when not coalesce((((contact_daily_cap IS NULL) OR ((contact_daily_cap >= 1) AND (contact_daily_cap <= 1000)))), true) then 'workspaces_contact_daily_cap_positive' end,
+           case when not coalesce((((daily_limit IS NULL) OR (daily_limit > 0))), true) then 'workspaces_daily_limit_positive' end,
+           case when not coalesce((((help_reply IS NULL) OR ((length(help_reply) >= 1) AND (length(help_reply) <= 1600)))), true) then 'workspaces_help_reply_length' end,
+           case when not coalesce((((cardinality(opt_out_keywords) <= 50) AND (cardinality(opt_in_keywords) <= 50))), true) then 'workspaces_keyword_counts' end,
            case when not coalesce((((max_attempts >= 1) AND (max_attempts <= 20))), true) then 'workspaces_max_attempts_range' end,
            case when not coalesce((((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))), true) then 'workspaces_name_present' end,
            case when not coalesce((((retry_base_seconds >= 1) AND (retry_base_seconds <= 86400))), true) then 'workspaces_retry_base_range' end,
@@ -3647,6 +3656,18 @@ CREATE TABLE public.consents (
 
 COMMENT ON TABLE public.consents IS 'Append-only record of every opt-in and opt-out per contact and channel: what, where from, the proof, who recorded it and when. Written only through record_consent() and Herald''s keyword and provider paths; goes with the contact on a hard delete.';
 
+COMMENT ON COLUMN public.consents.id IS 'Identifies the consent record.';
+
+COMMENT ON COLUMN public.consents.workspace_id IS 'The workspace the contact belongs to.';
+
+COMMENT ON COLUMN public.consents.contact_id IS 'The contact who gave or withdrew consent; the record goes with the contact on a hard delete.';
+
+COMMENT ON COLUMN public.consents.channel IS 'The channel the consent is for: sms or whatsapp.';
+
+COMMENT ON COLUMN public.consents.status IS 'opted_in or opted_out; the latest record per contact and channel is what counts.';
+
+COMMENT ON COLUMN public.consents.source IS 'How it was collected: keyword (a reply), provider (Twilio error 21610), api, form or import.';
+
 COMMENT ON COLUMN public.consents.proof IS 'What shows the consent: the form text or checkbox wording and URL, the import batch, the inbound message sid, the provider error.';
 
 COMMENT ON COLUMN public.consents.actor IS 'Who recorded it: a user id, or provider / dispatcher / service_role.';
@@ -4123,6 +4144,8 @@ CREATE TABLE public.quiet_hour_rules (
 
 COMMENT ON TABLE public.quiet_hour_rules IS 'Legal sending windows in the recipient''s local time: a rule applies to numbers of its calling code (all numbers when null) and region (by North American area code; all of the calling code when null), for messages of its category. Reference data, changed only by migrations.';
 
+COMMENT ON COLUMN public.quiet_hour_rules.id IS 'A short stable name for the rule, e.g. us-fl.';
+
 COMMENT ON COLUMN public.quiet_hour_rules.calling_code IS 'E.164 country calling code the rule applies to (1 for North America); null: every number.';
 
 COMMENT ON COLUMN public.quiet_hour_rules.region IS 'ISO 3166-2 region (US-FL…) whose area codes the rule applies to; null: the whole calling code.';
@@ -4130,6 +4153,8 @@ COMMENT ON COLUMN public.quiet_hour_rules.region IS 'ISO 3166-2 region (US-FL…
 COMMENT ON COLUMN public.quiet_hour_rules.window_start IS 'Local time from which sending is allowed.';
 
 COMMENT ON COLUMN public.quiet_hour_rules.window_end IS 'Local time from which sending is no longer allowed.';
+
+COMMENT ON COLUMN public.quiet_hour_rules.applies_to IS 'The message category the rule binds: marketing (transactional messages follow the workspace''s own window).';
 
 COMMENT ON COLUMN public.quiet_hour_rules.citation IS 'The statute or regulation the window comes from.';
 
@@ -4673,7 +4698,7 @@ CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF role ON pu
 
 COMMENT ON TRIGGER zz_explain_check_violations ON public.workspace_members IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
 
-CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF name, timezone, daily_limit, max_attempts, retry_base_seconds ON public.workspaces FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_workspaces_checks();
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF name, timezone, daily_limit, max_attempts, retry_base_seconds, help_reply, opt_out_keywords, opt_in_keywords, contact_daily_cap ON public.workspaces FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_workspaces_checks();
 
 COMMENT ON TRIGGER zz_explain_check_violations ON public.workspaces IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
 

@@ -149,3 +149,23 @@ export async function firstFreePort(start: number, step = 1, tries = 50): Promis
   }
   throw new Error(`no free port from ${start} upwards`);
 }
+
+/**
+ * Keeps the kernel from handing Herald's ports (54320–54599: the dev stack, the test blocks, the
+ * README stack, the bench) to outgoing connections as their ephemeral local port. Linux picks
+ * those from 32768–60999, so under heavy loopback traffic a client socket can sit on a port a
+ * test stack is about to listen on, and the service fails with "address in use". Best effort:
+ * it needs root and a writable /proc/sys (as on these machines and in CI); elsewhere it does
+ * nothing and the free-port search is all there is.
+ */
+export async function reserveStackPorts(): Promise<void> {
+  const file = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+  const range = "54320-54599";
+  try {
+    const current = (await Deno.readTextFile(file)).trim();
+    if (current.split(",").includes(range)) return;
+    await Deno.writeTextFile(file, current ? `${current},${range}` : range);
+  } catch {
+    // not root, or /proc/sys read-only: nothing to do
+  }
+}

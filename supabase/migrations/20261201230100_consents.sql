@@ -45,6 +45,12 @@ create table public.consents (
   constraint consents_proof_length check (proof is null or length(proof) between 1 and 4000)
 );
 comment on table public.consents is 'Append-only record of every opt-in and opt-out per contact and channel: what, where from, the proof, who recorded it and when. Written only through record_consent() and Herald''s keyword and provider paths; goes with the contact on a hard delete.';
+comment on column public.consents.id is 'Identifies the consent record.';
+comment on column public.consents.workspace_id is 'The workspace the contact belongs to.';
+comment on column public.consents.contact_id is 'The contact who gave or withdrew consent; the record goes with the contact on a hard delete.';
+comment on column public.consents.channel is 'The channel the consent is for: sms or whatsapp.';
+comment on column public.consents.status is 'opted_in or opted_out; the latest record per contact and channel is what counts.';
+comment on column public.consents.source is 'How it was collected: keyword (a reply), provider (Twilio error 21610), api, form or import.';
 comment on column public.consents.proof is 'What shows the consent: the form text or checkbox wording and URL, the import batch, the inbound message sid, the provider error.';
 comment on column public.consents.actor is 'Who recorded it: a user id, or provider / dispatcher / service_role.';
 comment on column public.consents.at is 'When Herald recorded it; the latest per (contact, channel) is the contact''s standing.';

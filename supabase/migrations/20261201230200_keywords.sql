@@ -111,3 +111,7 @@ $$;
 comment on function herald.classify_keyword(uuid, text) is 'What an inbound body means when it is only a keyword: opt_out, opt_in or help (standard sets plus the workspace''s), ignoring case, surrounding whitespace and punctuation; null for anything else.';
 revoke execute on function herald.classify_keyword(uuid, text) from public;
 grant execute on function herald.classify_keyword(uuid, text) to service_role;
+
+comment on constraint workspaces_help_reply_length on public.workspaces is 'The HELP reply must be between 1 and 1600 characters (or null to leave HELP to Twilio''s default answer).';
+comment on constraint workspaces_keyword_counts on public.workspaces is 'A workspace may add at most 50 opt-out and 50 opt-in keywords.';
+select herald.explain_checks_on('public.workspaces');

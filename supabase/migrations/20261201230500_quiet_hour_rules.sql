@@ -35,6 +35,8 @@ create table public.quiet_hour_rules (
   constraint quiet_hour_rules_citation_present check (length(btrim(citation)) >= 10)
 );
 comment on table public.quiet_hour_rules is 'Legal sending windows in the recipient''s local time: a rule applies to numbers of its calling code (all numbers when null) and region (by North American area code; all of the calling code when null), for messages of its category. Reference data, changed only by migrations.';
+comment on column public.quiet_hour_rules.id is 'A short stable name for the rule, e.g. us-fl.';
+comment on column public.quiet_hour_rules.applies_to is 'The message category the rule binds: marketing (transactional messages follow the workspace''s own window).';
 comment on column public.quiet_hour_rules.calling_code is 'E.164 country calling code the rule applies to (1 for North America); null: every number.';
 comment on column public.quiet_hour_rules.region is 'ISO 3166-2 region (US-FL…) whose area codes the rule applies to; null: the whole calling code.';
 comment on column public.quiet_hour_rules.window_start is 'Local time from which sending is allowed.';

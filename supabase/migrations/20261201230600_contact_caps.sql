@@ -122,3 +122,6 @@ from totals t
 full join deferred d on d.workspace_id = t.workspace_id and d.day = t.day
 left join by_reason b on b.workspace_id = coalesce(t.workspace_id, d.workspace_id) and b.day = coalesce(t.day, d.day);
 comment on view public.queue_metrics is 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason (herald.deferral_reasons), delivery rate and the median seconds from send_at to sent_at.';
+
+comment on constraint workspaces_contact_daily_cap_positive on public.workspaces is 'The per-contact daily cap must be between 1 and 1000 marketing messages a day, or null for no cap.';
+select herald.explain_checks_on('public.workspaces');
