@@ -7,6 +7,55 @@ export type Json = string | number | boolean | null | {
 export type Database = {
   "public": {
     Tables: {
+      "appointment_reminders": {
+        Row: {
+          "body": string | null;
+          "channel": Database["public"]["Enums"]["channel"];
+          "created_at": string;
+          "id": string;
+          "offset": string;
+          "template_id": string | null;
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body"?: string | null;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "created_at"?: string;
+          "id"?: string;
+          "offset": string;
+          "template_id"?: string | null;
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "body"?: string | null;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "created_at"?: string;
+          "id"?: string;
+          "offset"?: string;
+          "template_id"?: string | null;
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "appointment_reminders_template_fkey";
+            columns: ["workspace_id", "template_id", "channel"];
+            isOneToOne: false;
+            referencedRelation: "message_templates";
+            referencedColumns: ["workspace_id", "id", "channel"];
+          },
+          {
+            foreignKeyName: "appointment_reminders_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       "appointments": {
         Row: {
           "contact_id": string;
@@ -229,6 +278,7 @@ export type Database = {
           "id": string;
           "last_inbound_at": string | null;
           "last_name": string | null;
+          "last_whatsapp_inbound_at": string | null;
           "lead_status": Database["public"]["Enums"]["lead_status"];
           "opted_out_at": string | null;
           "phone": string;
@@ -248,6 +298,7 @@ export type Database = {
           "id"?: string;
           "last_inbound_at"?: string | null;
           "last_name"?: string | null;
+          "last_whatsapp_inbound_at"?: string | null;
           "lead_status"?: Database["public"]["Enums"]["lead_status"];
           "opted_out_at"?: string | null;
           "phone": string;
@@ -266,6 +317,7 @@ export type Database = {
           "id"?: string;
           "last_inbound_at"?: string | null;
           "last_name"?: string | null;
+          "last_whatsapp_inbound_at"?: string | null;
           "lead_status"?: Database["public"]["Enums"]["lead_status"];
           "opted_out_at"?: string | null;
           "phone"?: string;
@@ -428,6 +480,54 @@ export type Database = {
           },
         ];
       };
+      "message_templates": {
+        Row: {
+          "body": string;
+          "channel": Database["public"]["Enums"]["channel"];
+          "content_sid": string;
+          "created_at": string;
+          "id": string;
+          "language": string;
+          "name": string;
+          "updated_at": string;
+          "variables": (string)[];
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body": string;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "content_sid": string;
+          "created_at"?: string;
+          "id"?: string;
+          "language"?: string;
+          "name": string;
+          "updated_at"?: string;
+          "variables"?: (string)[];
+          "workspace_id": string;
+        };
+        Update: {
+          "body"?: string;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "content_sid"?: string;
+          "created_at"?: string;
+          "id"?: string;
+          "language"?: string;
+          "name"?: string;
+          "updated_at"?: string;
+          "variables"?: (string)[];
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "message_templates_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       "messages": {
         Row: {
           "appointment_id": string | null;
@@ -440,7 +540,9 @@ export type Database = {
           "contact_id": string;
           "created_at": string;
           "delivered_at": string | null;
+          "encoding": string | null;
           "enrollment_id": string | null;
+          "expires_at": string | null;
           "failed_at": string | null;
           "id": string;
           "idempotency_key": string | null;
@@ -450,12 +552,16 @@ export type Database = {
           "max_attempts": number;
           "provider_check_required": boolean;
           "provider_sid": string | null;
+          "reminder_id": string | null;
           "retry_of": string | null;
+          "segments": number | null;
           "send_at": string;
           "sender_id": string | null;
           "sent_at": string | null;
           "status": Database["public"]["Enums"]["message_status"];
           "step_id": string | null;
+          "template_id": string | null;
+          "template_variables": Json | null;
           "updated_at": string;
           "workspace_id": string;
         };
@@ -471,7 +577,9 @@ export type Database = {
           "contact_id": string;
           "created_at"?: string;
           "delivered_at"?: string | null;
+          "encoding"?: never;
           "enrollment_id"?: string | null;
+          "expires_at"?: string | null;
           "failed_at"?: string | null;
           "id"?: string;
           "idempotency_key"?: string | null;
@@ -481,12 +589,16 @@ export type Database = {
           "max_attempts"?: number;
           "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
+          "reminder_id"?: string | null;
           "retry_of"?: string | null;
+          "segments"?: never;
           "send_at"?: string;
           "sender_id"?: string | null;
           "sent_at"?: string | null;
           "status"?: Database["public"]["Enums"]["message_status"];
           "step_id"?: string | null;
+          "template_id"?: string | null;
+          "template_variables"?: Json | null;
           "updated_at"?: string;
           "workspace_id": string;
         };
@@ -501,7 +613,9 @@ export type Database = {
           "contact_id"?: string;
           "created_at"?: string;
           "delivered_at"?: string | null;
+          "encoding"?: never;
           "enrollment_id"?: string | null;
+          "expires_at"?: string | null;
           "failed_at"?: string | null;
           "id"?: string;
           "idempotency_key"?: string | null;
@@ -511,16 +625,34 @@ export type Database = {
           "max_attempts"?: number;
           "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
+          "reminder_id"?: string | null;
           "retry_of"?: string | null;
+          "segments"?: never;
           "send_at"?: string;
           "sender_id"?: string | null;
           "sent_at"?: string | null;
           "status"?: Database["public"]["Enums"]["message_status"];
           "step_id"?: string | null;
+          "template_id"?: string | null;
+          "template_variables"?: Json | null;
           "updated_at"?: string;
           "workspace_id"?: string;
         };
         Relationships: [
+          {
+            foreignKeyName: "messages_reminder_fkey";
+            columns: ["workspace_id", "reminder_id"];
+            isOneToOne: false;
+            referencedRelation: "appointment_reminders";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_template_fkey";
+            columns: ["workspace_id", "template_id", "channel"];
+            isOneToOne: false;
+            referencedRelation: "message_templates";
+            referencedColumns: ["workspace_id", "id", "channel"];
+          },
           {
             foreignKeyName: "messages_workspace_id_appointment_id_fkey";
             columns: ["workspace_id", "appointment_id"];
@@ -856,6 +988,7 @@ export type Database = {
           "id": string;
           "position": number;
           "sequence_id": string;
+          "template_id": string | null;
           "workspace_id": string;
         };
         ComputedFields: never;
@@ -866,6 +999,7 @@ export type Database = {
           "id"?: string;
           "position": number;
           "sequence_id": string;
+          "template_id"?: string | null;
           "workspace_id": string;
         };
         Update: {
@@ -875,9 +1009,17 @@ export type Database = {
           "id"?: string;
           "position"?: number;
           "sequence_id"?: string;
+          "template_id"?: string | null;
           "workspace_id"?: string;
         };
         Relationships: [
+          {
+            foreignKeyName: "sequence_steps_template_fkey";
+            columns: ["workspace_id", "template_id", "channel"];
+            isOneToOne: false;
+            referencedRelation: "message_templates";
+            referencedColumns: ["workspace_id", "id", "channel"];
+          },
           {
             foreignKeyName: "sequence_steps_workspace_id_sequence_id_fkey";
             columns: ["workspace_id", "sequence_id"];
@@ -1097,6 +1239,37 @@ export type Database = {
           },
         ];
       };
+      "provider_errors": {
+        Row: {
+          "action": string;
+          "class": string;
+          "code": number;
+          "doc_url": string;
+          "message": string;
+          "stage": string;
+          "title": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "action"?: string | null;
+          "class"?: string | null;
+          "code"?: number | null;
+          "doc_url"?: string | null;
+          "message"?: string | null;
+          "stage"?: string | null;
+          "title"?: string | null;
+        };
+        Update: {
+          "action"?: string | null;
+          "class"?: string | null;
+          "code"?: number | null;
+          "doc_url"?: string | null;
+          "message"?: string | null;
+          "stage"?: string | null;
+          "title"?: string | null;
+        };
+        Relationships: [];
+      };
       "queue_metrics": {
         Row: {
           "cancelled": number | null;
@@ -1108,6 +1281,7 @@ export type Database = {
           "failed": number | null;
           "median_delay_seconds": number | null;
           "scheduled": number | null;
+          "segments_sent": number | null;
           "sent": number | null;
           "workspace_id": string | null;
         };
@@ -1179,7 +1353,8 @@ export type Database = {
         | "appointment_completed"
         | "sender_deleted"
         | "campaign_deleted"
-        | "user_cancelled";
+        | "user_cancelled"
+        | "expired";
       "channel": "sms" | "whatsapp";
       "controlled_by": "automation" | "human";
       "enrollment_status": "active" | "completed" | "cancelled" | "failed";
@@ -1366,6 +1541,7 @@ export const Constants = {
         "sender_deleted",
         "campaign_deleted",
         "user_cancelled",
+        "expired",
       ],
       "channel": ["sms", "whatsapp"],
       "controlled_by": ["automation", "human"],
