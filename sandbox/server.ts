@@ -11,11 +11,11 @@ import {
   API_VERSION,
   CANCELABLE,
   CANCELED,
-  decideCreate,
-  lifecycleFor,
+  createRequestFrom,
   type MessageResource,
   messageResource,
   rfc2822,
+  SandboxAccount,
   SERVICE_SENDER,
   type Step,
 } from "./behaviour.ts";
@@ -52,6 +52,8 @@ export interface SandboxOptions {
   inboundUrl?: string;
   /** Spacing between consecutive status callbacks of one message. Default 20. */
   callbackDelayMs?: number;
+  /** Pace each sender's queue at this many segments per second, as Twilio does; default: no pacing. */
+  queueSegmentsPerSecond?: number | null;
 }
 
 export interface Sandbox {
@@ -69,6 +71,7 @@ const OptionsSchema = z.object({
   authToken: z.string().min(1),
   inboundUrl: z.url().optional(),
   callbackDelayMs: z.number().int().min(0).default(20),
+  queueSegmentsPerSecond: z.number().positive().nullable().default(null),
 });
 
 const ReplySchema = z.object({
@@ -171,6 +174,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const createCountsByTo = new Map<string, number>();
   const triesByToAndBody = new Map<string, number>();
   let createRequests: CreateRequestRecord[] = [];
+  const account = new SandboxAccount({ queueSegmentsPerSecond: cfg.queueSegmentsPerSecond });
 
   // One controller per reset() "generation": aborting it stops every pending callback chain.
   let generation = new AbortController();
@@ -228,7 +232,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   /** Walks a message through its lifecycle off the request path; callbacks go out one by one. */
   async function runLifecycle(m: StoredMessage, steps: Step[], signal: AbortSignal): Promise<void> {
     for (const step of steps) {
-      if (!(await sleep(cfg.callbackDelayMs, signal))) return;
+      if (!(await sleep(Math.max(cfg.callbackDelayMs, (step.notBeforeMs ?? 0) - Date.now()), signal))) return;
       if (m.resource.status === "canceled") return;
       setStatus(m, step, Date.now());
       await deliverCallback(m, step, signal);
@@ -238,27 +242,21 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   // ---- REST API ------------------------------------------------------------------------------
 
   async function createMessage(req: Request, receivedAtMs: number): Promise<Response> {
-    const form = new URLSearchParams(await req.text());
-    const requestedTo = form.get("To");
-    const from = form.get("From") || null;
-    const messagingServiceSid = form.get("MessagingServiceSid") || null;
-    const body = form.get("Body");
-    const mediaCount = form.getAll("MediaUrl").length;
-    const statusCallback = form.get("StatusCallback") || null;
+    const request = createRequestFrom(new URLSearchParams(await req.text()));
+    const { to: requestedTo, from, messagingServiceSid, mediaCount, statusCallback } = request;
 
     if (requestedTo) createCountsByTo.set(requestedTo, (createCountsByTo.get(requestedTo) ?? 0) + 1);
-    const request = { to: requestedTo, from, messagingServiceSid, body, mediaCount, statusCallback };
-    const decision = decideCreate(request, (key) => {
+    const decision = account.create(request, (key) => {
       const tries = (triesByToAndBody.get(key) ?? 0) + 1;
       triesByToAndBody.set(key, tries);
       return tries;
-    });
+    }, receivedAtMs);
     if (!decision.accepted) {
       const { status, code, message } = decision.rejection;
       createRequests.push({ to: requestedTo, received_at_ms: receivedAtMs, http_status: status, error_code: code, sid: null });
       return twilioError(status, code, message);
     }
-    const { to } = decision;
+    const { to, body, steps } = decision;
 
     const sid = newSid("SM");
     const message: StoredMessage = {
@@ -270,7 +268,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         // Twilio picks a Messaging Service's sender after accepting the request.
         from,
         to,
-        body: body ?? "",
+        body,
         messagingServiceSid,
         numMedia: mediaCount,
         createdAtMs: receivedAtMs,
@@ -284,7 +282,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     store.set(sid, message);
     createRequests.push({ to, received_at_ms: receivedAtMs, http_status: 201, error_code: null, sid });
     const response = json(201, message.resource);
-    track(runLifecycle(message, lifecycleFor(to), generation.signal));
+    track(runLifecycle(message, steps, generation.signal));
     return response;
   }
 
@@ -397,6 +395,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   async function sendInbound(from: string, to: string, body: string): Promise<InboundResult> {
     const sid = newSid("SM");
     const now = Date.now();
+    account.noteInbound(from, now);
     const message: StoredMessage = {
       resource: messageResource({
         accountSid: cfg.accountSid,
@@ -450,6 +449,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     createCountsByTo.clear();
     triesByToAndBody.clear();
     createRequests = [];
+    account.reset();
   }
 
   async function handleAdmin(req: Request, url: URL): Promise<Response> {
