@@ -5,6 +5,7 @@
  * is, a deleted sid, or a create request. Replayed at start (the last line for a sid wins, a torn
  * last line is skipped), and compacted then when superseded lines outnumber the live ones.
  */
+import type { Step } from "./behaviour.ts";
 import type { InboxMessage } from "./inbox.ts";
 import type { CallbackRecord } from "./webhooks.ts";
 
@@ -13,7 +14,9 @@ export interface StoredMessage extends InboxMessage {
   sentAtMs: number | null;
   statusCallback: string | null;
   callbacks: CallbackRecord[];
-  /** Outbound messages: how many steps of its lifecycle (behaviour.ts) it has gone through. */
+  /** Outbound messages: the lifecycle decided when it was accepted (behaviour.ts), so a restart resumes the same one. */
+  steps?: Step[];
+  /** Outbound messages: how many of those steps it has gone through. */
   stepsDone?: number;
 }
 

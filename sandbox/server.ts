@@ -12,11 +12,11 @@ import {
   API_VERSION,
   CANCELABLE,
   CANCELED,
-  decideCreate,
-  lifecycleFor,
+  createRequestFrom,
   type MessageResource,
   messageResource,
   rfc2822,
+  SandboxAccount,
   SERVICE_SENDER,
   type Step,
 } from "./behaviour.ts";
@@ -49,6 +49,8 @@ export interface SandboxOptions {
   callbackDelayMs?: number;
   /** A file to keep the record in across restarts (JSON lines); in memory only without it. */
   recordPath?: string;
+  /** Pace each sender's queue at this many segments per second, as Twilio does; default: no pacing. */
+  queueSegmentsPerSecond?: number | null;
 }
 
 export interface Sandbox {
@@ -67,6 +69,7 @@ const OptionsSchema = z.object({
   inboundUrl: z.url().optional(),
   callbackDelayMs: z.number().int().min(0).default(20),
   recordPath: z.string().min(1).optional(),
+  queueSegmentsPerSecond: z.number().positive().nullable().default(null),
 });
 
 const ReplySchema = z.object({
@@ -181,6 +184,11 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     disk?.request(r);
     version++;
   };
+  const account = new SandboxAccount({ queueSegmentsPerSecond: cfg.queueSegmentsPerSecond });
+  // WhatsApp's 24-hour windows survive a restart as the record does: they are its inbound messages.
+  for (const m of store.values()) {
+    if (m.resource.direction === "inbound" && m.resource.from) account.noteInbound(m.resource.from, m.receivedAtMs);
+  }
 
   // One controller per reset() "generation": aborting it stops every pending callback chain.
   let generation = new AbortController();
@@ -241,7 +249,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   /** Walks a message through its lifecycle off the request path; callbacks go out one by one. */
   async function runLifecycle(m: StoredMessage, steps: Step[], signal: AbortSignal): Promise<void> {
     for (const step of steps) {
-      if (!(await sleep(cfg.callbackDelayMs, signal))) return;
+      if (!(await sleep(Math.max(cfg.callbackDelayMs, (step.notBeforeMs ?? 0) - Date.now()), signal))) return;
       if (m.resource.status === "canceled") return;
       m.stepsDone = (m.stepsDone ?? 0) + 1;
       setStatus(m, step, Date.now());
@@ -252,27 +260,21 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   // ---- REST API ------------------------------------------------------------------------------
 
   async function createMessage(req: Request, receivedAtMs: number): Promise<Response> {
-    const form = new URLSearchParams(await req.text());
-    const requestedTo = form.get("To");
-    const from = form.get("From") || null;
-    const messagingServiceSid = form.get("MessagingServiceSid") || null;
-    const body = form.get("Body");
-    const mediaCount = form.getAll("MediaUrl").length;
-    const statusCallback = form.get("StatusCallback") || null;
+    const request = createRequestFrom(new URLSearchParams(await req.text()));
+    const { to: requestedTo, from, messagingServiceSid, mediaCount, statusCallback } = request;
 
     if (requestedTo) createCountsByTo.set(requestedTo, (createCountsByTo.get(requestedTo) ?? 0) + 1);
-    const request = { to: requestedTo, from, messagingServiceSid, body, mediaCount, statusCallback };
-    const decision = decideCreate(request, (key) => {
+    const decision = account.create(request, (key) => {
       const tries = (triesByToAndBody.get(key) ?? 0) + 1;
       triesByToAndBody.set(key, tries);
       return tries;
-    });
+    }, receivedAtMs);
     if (!decision.accepted) {
       const { status, code, message } = decision.rejection;
       noteRequest({ to: requestedTo, received_at_ms: receivedAtMs, http_status: status, error_code: code, sid: null });
       return twilioError(status, code, message);
     }
-    const { to } = decision;
+    const { to, body, steps } = decision;
 
     const sid = newSid("SM");
     const message: StoredMessage = {
@@ -284,7 +286,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         // Twilio picks a Messaging Service's sender after accepting the request.
         from,
         to,
-        body: body ?? "",
+        body,
         messagingServiceSid,
         numMedia: mediaCount,
         createdAtMs: receivedAtMs,
@@ -294,13 +296,14 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       sentAtMs: null,
       statusCallback,
       callbacks: [],
+      steps,
       stepsDone: 0,
     };
     store.set(sid, message);
     save(message);
     noteRequest({ to, received_at_ms: receivedAtMs, http_status: 201, error_code: null, sid });
     const response = json(201, message.resource);
-    track(runLifecycle(message, lifecycleFor(to), generation.signal));
+    track(runLifecycle(message, steps, generation.signal));
     return response;
   }
 
@@ -417,6 +420,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   async function sendInbound(from: string, to: string, body: string): Promise<InboundResult> {
     const sid = newSid("SM");
     const now = Date.now();
+    account.noteInbound(from, now);
     const message: StoredMessage = {
       resource: messageResource({
         accountSid: cfg.accountSid,
@@ -475,6 +479,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     createRequests = [];
     disk?.clear();
     version++;
+    account.reset();
   }
 
   const inboxView = (url: URL): InboxView => ({
@@ -548,7 +553,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   // What was on its way when the last run stopped carries on, as it would at Twilio.
   for (const m of store.values()) {
     if (m.resource.direction === "inbound") continue;
-    const rest = lifecycleFor(m.resource.to).slice(m.stepsDone ?? 0);
+    const rest = (m.steps ?? []).slice(m.stepsDone ?? 0);
     if (rest.length && m.resource.status !== "canceled") track(runLifecycle(m, rest, generation.signal));
   }
   const port = server.addr.port;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import twilio from "twilio";
 import { createTwilioClient, type TwilioClient } from "@herald/shared/twilio.ts";
-import { type Sandbox, startSandbox } from "./server.ts";
+import { type Sandbox, type SandboxOptions, startSandbox } from "./server.ts";
 
 export const ACCOUNT_SID = "AC00000000000000000000000000000000";
 export const AUTH_TOKEN = "sandbox-test-token";
@@ -81,7 +81,7 @@ export interface Ctx {
 
 export async function withSandbox(
   fn: (ctx: Ctx) => Promise<void>,
-  opts: { inboundUrl?: string; callbackDelayMs?: number } = {},
+  opts: Omit<SandboxOptions, "accountSid" | "authToken" | "port"> = {},
 ): Promise<void> {
   const sandbox = await startSandbox({ port: 0, accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN, ...opts });
   try {

@@ -563,7 +563,7 @@ function renderMarkdown(cat: DeletionCatalog): string {
 }
 
 /** Formats with deno fmt, so a `deno fmt` over the repository leaves the committed file alone. */
-async function formatMarkdown(md: string): Promise<string> {
+export async function formatMarkdown(md: string): Promise<string> {
   const r = await run(DENO_BIN, ["fmt", "--ext", "md", "-"], { stdin: md, cwd: ROOT });
   return r.stdout;
 }

@@ -34,10 +34,11 @@ CREATE TYPE public.cancel_reason AS ENUM (
     'sender_deleted',
     'campaign_deleted',
     'user_cancelled',
+    'expired',
     'no_consent'
 );
 
-COMMENT ON TYPE public.cancel_reason IS 'Why a message was cancelled. Deferrals (quiet hours, daily limit, paused automation) are not cancellations.';
+COMMENT ON TYPE public.cancel_reason IS 'Why a message was cancelled. Deferrals (quiet hours, daily limit, paused automation) are not cancellations; expired means its send-by deadline (expires_at) passed first.';
 
 CREATE TYPE public.channel AS ENUM (
     'sms',
@@ -228,6 +229,7 @@ CREATE TABLE public.contacts (
     phone_hash text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_whatsapp_inbound_at timestamp with time zone,
     CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text))),
     CONSTRAINT contacts_names_length CHECK (((length(COALESCE(first_name, ''::text)) <= 100) AND (length(COALESCE(last_name, ''::text)) <= 100))),
     CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
@@ -267,6 +269,8 @@ COMMENT ON COLUMN public.contacts.phone_hash IS 'Keyed hash of phone (herald.pho
 COMMENT ON COLUMN public.contacts.created_at IS 'When the contact was added; prepare_queue() takes the oldest new leads first.';
 
 COMMENT ON COLUMN public.contacts.updated_at IS 'When the row last changed; kept by trigger.';
+
+COMMENT ON COLUMN public.contacts.last_whatsapp_inbound_at IS 'When the contact last wrote on WhatsApp: for 24 hours after it, free-form WhatsApp messages are delivered; otherwise only templates. Set from verified inbound webhooks.';
 
 COMMENT ON CONSTRAINT contacts_email_shape ON public.contacts IS 'The e-mail address must look like name@example.com, or be left out.';
 
@@ -558,6 +562,19 @@ $$;
 
 COMMENT ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) IS 'Applies one status callback to its attempt and message by rank; returns the outcome and the message it applied to.';
 
+CREATE FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    SET "TimeZone" TO 'UTC'
+    AS $$
+begin
+  perform set_config('timezone', herald.check_time_zone(p_tz), true);
+  return to_char(p_at, 'FMDay FMDD FMMonth, HH24:MI TZ');
+end;
+$$;
+
+COMMENT ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) IS 'An instant as a person in the zone reads it, e.g. "Tuesday 3 March, 14:30 CET" (the abbreviation in force then, daylight saving included).';
+
 CREATE FUNCTION herald.appointments_after_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -606,6 +623,60 @@ $$;
 
 COMMENT ON FUNCTION herald.appointments_before_delete() IS 'Appointment delete: logs the impact, cancels pending reminders (appointment_cancelled); inside a contact delete they go with the contact.';
 
+CREATE FUNCTION herald.appointments_move_deadlines() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_shift interval := new.starts_at - old.starts_at;
+begin
+  update public.messages
+  set status = 'cancelled', cancel_reason = 'expired', cancelled_at = now()
+  where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued')
+    and expires_at is not null and herald.past_deadline(expires_at + v_shift, now());
+  update public.messages
+  set expires_at = expires_at + v_shift
+  where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued')
+    and expires_at is not null;
+  return null;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.appointments_move_deadlines() IS 'Appointment moved: its pending messages'' deadlines move by the same amount; one that would now be past is cancelled expired.';
+
+CREATE FUNCTION herald.appointments_rerender_reminders() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update public.messages m
+  set body = x.body, template_variables = x.template_variables
+  from (select p.id, c.body, c.template_variables
+        from public.messages p
+        cross join lateral herald.reminder_content(p.reminder_id, p.appointment_id) c
+        where p.workspace_id = new.workspace_id and p.appointment_id = new.id and p.reminder_id is not null
+          and p.status in ('scheduled', 'queued')) x
+  where m.id = x.id and x.body is not null
+    and (m.body, m.template_variables) is distinct from (x.body, x.template_variables);
+  perform herald.schedule_appointment_reminders(array[new.id]);
+  return null;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.appointments_rerender_reminders() IS 'Appointment moved: pending reminders are rendered again for the new time, and reminders whose time is now ahead are scheduled.';
+
+CREATE FUNCTION herald.appointments_schedule_reminders() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform herald.schedule_appointment_reminders(array(select n.id from new_rows n where n.status = 'scheduled'));
+  return null;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.appointments_schedule_reminders() IS 'Appointments inserted: their reminders are scheduled from the workspace''s policy in the same statement.';
+
 CREATE FUNCTION herald.campaigns_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -623,6 +694,30 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.campaigns_before_delete() IS 'Campaign delete: logs the impact, cancels pending messages (campaign_deleted).';
+
+CREATE FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone DEFAULT now()) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+begin
+  perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
+  -- herald.past_deadline() spelled out, so messages_pending_expiry_idx serves it. Skip locked: a
+  -- message a claimer holds is the claimer's to decide.
+  with expired as (
+    update public.messages m
+    set status = 'cancelled', cancel_reason = 'expired', cancelled_at = now()
+    where m.id in (select x.id from public.messages x
+                   where x.expires_at <= p_now and x.status in ('scheduled', 'queued')
+                   for update skip locked)
+    returning 1
+  ) select count(*) into v_count from expired;
+  return v_count;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone) IS 'pg_cron, every minute: scheduled and queued messages whose deadline passed are cancelled expired, whatever deferred them. p_now is the clock.';
 
 CREATE FUNCTION herald.check_time_zone(p_name text) RETURNS text
     LANGUAGE plpgsql STABLE
@@ -1094,6 +1189,28 @@ $$;
 
 COMMENT ON FUNCTION herald.contacts_guard_opt_in() IS 'Only the contact can lift an opt-out (a START reply); any other update clearing opted_out_at fails 42501.';
 
+CREATE FUNCTION herald.content_body_valid(p_body text, p_variables integer) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select p_body !~ '\{\{(?![1-9][0-9]{0,2}\}\})'
+     and coalesce((select max(m[1]::integer) from regexp_matches(p_body, '\{\{([1-9][0-9]{0,2})\}\}', 'g') m), 0) <= p_variables
+$$;
+
+COMMENT ON FUNCTION herald.content_body_valid(p_body text, p_variables integer) IS 'True when every {{ of a content template''s body opens a numbered variable {{N}} with N between 1 and the number of variables.';
+
+CREATE FUNCTION herald.content_variables_valid(p_variables jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  select jsonb_typeof(p_variables) = 'object' and not exists (
+    select 1 from jsonb_each(p_variables) e
+    where e.key !~ '^[1-9][0-9]{0,2}$' or jsonb_typeof(e.value) <> 'string'
+       or e.value #>> '{}' = '' or e.value #>> '{}' ~ '[\n\t]|\s{5,}')
+$_$;
+
+COMMENT ON FUNCTION herald.content_variables_valid(p_variables jsonb) IS 'True for ContentVariables Twilio accepts: an object from variable numbers to non-empty strings without newlines, tabs or runs of five spaces.';
+
 CREATE FUNCTION herald.current_actor() RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO ''
@@ -1477,6 +1594,33 @@ begin
 end;
 $$;
 
+CREATE FUNCTION herald.explain_appointment_reminders_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((body IS NULL) OR ((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600)))), true) then 'appointment_reminders_body_length' end,
+           case when not coalesce((((body IS NULL) <> (template_id IS NULL))), true) then 'appointment_reminders_body_or_template' end,
+           case when not coalesce((((body IS NULL) OR herald.placeholders_valid(body))), true) then 'appointment_reminders_body_placeholders' end,
+           case when not coalesce(((("offset" >= '00:01:00'::interval) AND ("offset" <= '365 days'::interval))), true) then 'appointment_reminders_offset_range' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $$;
+
+COMMENT ON FUNCTION herald.explain_appointment_reminders_checks() IS 'Trigger on public.appointment_reminders, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
 CREATE FUNCTION herald.explain_appointments_checks() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1668,6 +1812,35 @@ CREATE FUNCTION herald.explain_contacts_checks() RETURNS trigger
 
 COMMENT ON FUNCTION herald.explain_contacts_checks() IS 'Trigger on public.contacts, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
 
+CREATE FUNCTION herald.explain_message_templates_checks() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+    declare
+      v_failed name;
+      v_message text;
+      v_detail text;
+    begin
+      select coalesce(case when not coalesce((((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600))), true) then 'message_templates_body_length' end,
+           case when not coalesce((herald.content_body_valid(body, cardinality(variables))), true) then 'message_templates_body_variables' end,
+           case when not coalesce(((content_sid ~ '^HX[0-9a-fA-F]{32}$'::text)), true) then 'message_templates_content_sid_shape' end,
+           case when not coalesce(((language ~ '^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*$'::text)), true) then 'message_templates_language_shape' end,
+           case when not coalesce((((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))), true) then 'message_templates_name_present' end,
+           case when not coalesce((((cardinality(variables) <= 100) AND (array_position(variables, NULL::text) IS NULL) AND herald.placeholders_valid(array_to_string(variables, '|'::text)))), true) then 'message_templates_variables_valid' end)
+      into v_failed
+      from (select (new).*) t;
+      if v_failed is not null then
+        select v.message, v.detail into v_message, v_detail
+        from herald.check_violation(tg_relid, v_failed, pg_catalog.to_jsonb(new)) v;
+        raise exception using errcode = '23514', message = v_message, detail = v_detail,
+          constraint = v_failed, table = tg_table_name, schema = tg_table_schema;
+      end if;
+      return new;
+    end;
+    $_$;
+
+COMMENT ON FUNCTION herald.explain_message_templates_checks() IS 'Trigger on public.message_templates, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
+
 CREATE FUNCTION herald.explain_queue_settings_checks() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1825,6 +1998,28 @@ CREATE FUNCTION herald.explain_workspaces_checks() RETURNS trigger
 
 COMMENT ON FUNCTION herald.explain_workspaces_checks() IS 'Trigger on public.workspaces, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
 
+CREATE FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select string_agg(t.piece || coalesce(p_variables ->> m.var[1], '{{' || m.var[1] || '}}', ''), '' order by t.n)
+  from unnest(regexp_split_to_array(p_body, '\{\{([1-9][0-9]{0,2})\}\}')) with ordinality t(piece, n)
+  left join regexp_matches(p_body, '\{\{([1-9][0-9]{0,2})\}\}', 'g') with ordinality m(var, n) on m.n = t.n
+$$;
+
+COMMENT ON FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) IS 'A content template''s body with its {{N}} filled from ContentVariables, in one pass; a variable without a value stays {{N}} (Twilio sends the template''s default there).';
+
+CREATE FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select string_agg(t.piece || coalesce(p_values ->> m.token[1], ''), '' order by t.n)
+  from unnest(regexp_split_to_array(p_text, herald.placeholder_pattern())) with ordinality t(piece, n)
+  left join regexp_matches(p_text, herald.placeholder_pattern(), 'g') with ordinality m(token, n) on m.n = t.n
+$$;
+
+COMMENT ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) IS 'Fills each placeholder of the text from p_values (keyed by name) in one pass; a missing value renders empty, a value is never read as a template.';
+
 CREATE FUNCTION herald.from_provider_status(p_status text) RETURNS public.message_status
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
@@ -1933,6 +2128,58 @@ begin
 end;
 $$;
 
+CREATE FUNCTION herald.message_encoding(p_body text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  select case when p_body ~ '^[\n\r\f @£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ!"#¤%&''()*+,./0-9:;<=>?¡A-ZÄÖÑÜ§¿a-zäöñüà^{}\\\[~\]|€-]*$'
+              then 'GSM-7' else 'UCS-2' end
+$_$;
+
+COMMENT ON FUNCTION herald.message_encoding(p_body text) IS 'GSM-7 when every character of the body is in the GSM 03.38 basic set or its extension table, else UCS-2.';
+
+CREATE FUNCTION herald.message_segment_count(p_body text) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_gsm boolean := herald.message_encoding(p_body) = 'GSM-7';
+  v_length integer := length(p_body);
+  v_wide integer;   -- characters that take two units
+  v_single integer := case when v_gsm then 160 else 70 end;
+  v_part integer := case when v_gsm then 153 else 67 end;
+  v_parts integer := 1;
+  v_used integer := 0;
+  v_width integer;
+  v_char text;
+begin
+  if v_length = 0 then
+    return 0;
+  end if;
+  v_wide := v_length - length(case when v_gsm then translate(p_body, E'^{}\\[~]|€\f', '')
+                                   else regexp_replace(p_body, '[\U00010000-\U0010FFFF]', '', 'g') end);
+  if v_length + v_wide <= v_single then
+    return 1;
+  end if;
+  if v_wide = 0 then
+    return ceil((v_length)::numeric / v_part)::integer;
+  end if;
+  -- Parts filled in order; a two-unit character that does not fit starts the next part.
+  foreach v_char in array string_to_array(p_body, null) loop
+    v_width := case when v_gsm then case when strpos(E'^{}\\[~]|€\f', v_char) > 0 then 2 else 1 end
+                    else case when ascii(v_char) > 65535 then 2 else 1 end end;
+    if v_used + v_width > v_part then
+      v_parts := v_parts + 1;
+      v_used := 0;
+    end if;
+    v_used := v_used + v_width;
+  end loop;
+  return v_parts;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.message_segment_count(p_body text) IS 'How many parts a carrier bills the body as: GSM-7 160 septets in one part, 153 per part beyond (extension characters take two); UCS-2 70 / 67 UTF-16 units (surrogate pairs take two). A two-unit character is never split between parts. 0 for an empty body.';
+
 CREATE TABLE public.messages (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     workspace_id uuid NOT NULL,
@@ -1962,13 +2209,22 @@ CREATE TABLE public.messages (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     provider_check_required boolean DEFAULT false NOT NULL,
+    segments integer GENERATED ALWAYS AS (herald.message_segment_count(body)) STORED,
+    encoding text GENERATED ALWAYS AS (herald.message_encoding(body)) STORED,
+    template_id uuid,
+    template_variables jsonb,
+    expires_at timestamp with time zone,
+    reminder_id uuid,
     category public.message_category NOT NULL,
     CONSTRAINT messages_attempts_range CHECK (((attempts >= 0) AND ((max_attempts >= 1) AND (max_attempts <= 20)))),
     CONSTRAINT messages_body_length CHECK (((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600))),
     CONSTRAINT messages_cancel_reason_iff_cancelled CHECK (((status = 'cancelled'::public.message_status) = (cancel_reason IS NOT NULL))),
+    CONSTRAINT messages_encoding_valid CHECK ((encoding = ANY (ARRAY['GSM-7'::text, 'UCS-2'::text]))),
+    CONSTRAINT messages_expires_after_created CHECK (((expires_at IS NULL) OR (expires_at > created_at))),
     CONSTRAINT messages_idempotency_key_length CHECK (((idempotency_key IS NULL) OR ((length(idempotency_key) >= 1) AND (length(idempotency_key) <= 200)))),
     CONSTRAINT messages_lease_iff_sending CHECK (((status = 'sending'::public.message_status) = (lease_expires_at IS NOT NULL))),
-    CONSTRAINT messages_queued_has_sender CHECK (((status <> 'queued'::public.message_status) OR (sender_id IS NOT NULL)))
+    CONSTRAINT messages_queued_has_sender CHECK (((status <> 'queued'::public.message_status) OR (sender_id IS NOT NULL))),
+    CONSTRAINT messages_template_variables_shape CHECK (((template_variables IS NULL) OR herald.content_variables_valid(template_variables)))
 );
 
 COMMENT ON TABLE public.messages IS 'One message to one contact and its whole lifecycle. Written through RPCs, cron and the dispatcher; members read their workspace''s.';
@@ -2029,6 +2285,18 @@ COMMENT ON COLUMN public.messages.updated_at IS 'When the row last changed; kept
 
 COMMENT ON COLUMN public.messages.provider_check_required IS 'Set when a lease expired with the provider''s answer unknown: the dispatcher looks the message up at Twilio before any resend.';
 
+COMMENT ON COLUMN public.messages.segments IS 'Parts the body is billed as by SMS carriers (generated from the body). Twilio paces an SMS sender in segments per second; a WhatsApp message is one message whatever its length.';
+
+COMMENT ON COLUMN public.messages.encoding IS 'GSM-7 or UCS-2 (generated from the body): one character outside the GSM set makes the whole body UCS-2, 70 characters a part instead of 160.';
+
+COMMENT ON COLUMN public.messages.template_id IS 'The content template of the same workspace and channel this message is sent as when a free-form body cannot go (WhatsApp outside the 24-hour window). Cleared if the template is deleted after the message went out.';
+
+COMMENT ON COLUMN public.messages.template_variables IS 'ContentVariables for the template, rendered when the message was scheduled: {"1": "Ada", "2": "Tuesday 3 March, 14:30 CET"}. An omitted number takes the template''s default.';
+
+COMMENT ON COLUMN public.messages.expires_at IS 'Send-by deadline: never sent at or after it (cancelled expired instead), and passed to Twilio as ValidityPeriod. An appointment reminder expires at the appointment''s start unless told otherwise. Null: no deadline.';
+
+COMMENT ON COLUMN public.messages.reminder_id IS 'The appointment_reminders row this reminder was scheduled by; cleared if that row is deleted (the reminder stays).';
+
 COMMENT ON COLUMN public.messages.category IS 'transactional or marketing; when an insert names none, transactional if appointment_id is set, else marketing (herald.messages_default_category).';
 
 CREATE FUNCTION herald.member_message(p_message_id uuid) RETURNS public.messages
@@ -2075,6 +2343,38 @@ CREATE FUNCTION herald.message_rank(p_status public.message_status) RETURNS inte
     when 'cancelled' then 8 end
 $$;
 
+CREATE FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) RETURNS record
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select herald.message_segment_count(p_body), herald.message_encoding(p_body)
+$$;
+
+COMMENT ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) IS 'The body''s segment count and encoding (GSM-7 or UCS-2), as messages.segments and messages.encoding hold them.';
+
+CREATE FUNCTION herald.message_templates_before_delete() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_pending integer;
+begin
+  -- Deleting the workspace takes its messages too.
+  if not exists (select 1 from public.workspaces w where w.id = old.workspace_id) then
+    return old;
+  end if;
+  select count(*) into v_pending from public.messages m
+  where m.workspace_id = old.workspace_id and m.template_id = old.id and m.status in ('scheduled', 'queued', 'sending');
+  if v_pending > 0 then
+    raise exception 'template "%" is used by % message(s) not sent yet', old.name, v_pending using errcode = '55000',
+      hint = 'Cancel them (cancel_message) or wait until they are sent; sent messages keep their text.';
+  end if;
+  return old;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.message_templates_before_delete() IS 'A template that pending messages will be sent as cannot be deleted (55000); one only sent messages name is (their template_id is cleared, their text stays).';
+
 CREATE FUNCTION herald.message_transition_ok(p_from public.message_status, p_to public.message_status) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
@@ -2105,6 +2405,30 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.messages_bind_sender() IS 'A message queued without a sender is bound to the workspace''s default sender of its channel; with none it is refused (23514, messages_queued_has_sender).';
+
+CREATE FUNCTION herald.messages_deadline_on_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_start timestamptz;
+begin
+  if new.expires_at is null and new.appointment_id is not null then
+    select a.starts_at into v_start from public.appointments a
+    where a.workspace_id = new.workspace_id and a.id = new.appointment_id;
+    if v_start > new.send_at then
+      new.expires_at := v_start;
+    end if;
+  end if;
+  if new.expires_at <= new.send_at then
+    raise exception 'expires_at % is not after send_at %', new.expires_at, new.send_at using errcode = '22023',
+      hint = 'A message must be sendable before its deadline: move expires_at later or send_at earlier.';
+  end if;
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.messages_deadline_on_insert() IS 'A message scheduled before its appointment''s start expires at that start unless it names a deadline; a deadline at or before send_at is refused (22023).';
 
 CREATE FUNCTION herald.messages_default_category() RETURNS trigger
     LANGUAGE plpgsql
@@ -2203,6 +2527,15 @@ $$;
 
 COMMENT ON FUNCTION herald.my_workspace_ids(p_min_role text) IS 'The workspaces the calling user belongs to with at least the given role. Policies use it as `workspace_id in (select herald.my_workspace_ids())` so it runs once per statement.';
 
+CREATE FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select ((p_at at time zone herald.check_time_zone(p_tz))::date + 1)::timestamp at time zone p_tz
+$$;
+
+COMMENT ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) IS 'Midnight at the start of the next day in the zone, after p_at (daylight saving included).';
+
 CREATE FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
@@ -2259,6 +2592,33 @@ $_$;
 
 COMMENT ON FUNCTION herald.normalize_keyword(p_text text) IS 'Upper-cased, with leading and trailing whitespace and punctuation removed; null when nothing is left.';
 
+CREATE FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone DEFAULT now(), OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) RETURNS record
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select case when not x.needs_template then p_message.body end,
+         t.content_sid,
+         case when t.id is not null then coalesce(p_message.template_variables, '{}') end,
+         case when x.needs_template and t.id is null then 'template_required' end,
+         case when x.needs_template and t.id is null then
+           'template required: WhatsApp delivers free-form text only within 24 hours of the contact''s last message; '
+           || 'give the message a template_id (a content template of this workspace) to reach them outside that window' end
+  from (select p_message.channel = 'whatsapp' and not herald.whatsapp_window_open(p_contact, p_at) as needs_template) x
+  left join public.message_templates t
+    on x.needs_template and t.workspace_id = p_message.workspace_id and t.id = p_message.template_id and t.channel = p_message.channel
+$$;
+
+COMMENT ON FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone, OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) IS 'What the provider call carries for this message at p_at: body (SMS, or WhatsApp inside the 24-hour window), or content_sid + content_variables (WhatsApp outside it), or refusal = template_required with refusal_message when it has no template: then it fails before any call.';
+
+CREATE FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select coalesce(p_at >= p_expires_at, false)
+$$;
+
+COMMENT ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) IS 'True when a message with this deadline may no longer go out at p_at (at or after expires_at); false without a deadline. Queueing, claiming and every deferral compare through it.';
+
 CREATE FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2301,6 +2661,99 @@ CREATE FUNCTION herald.phone_zones(p_phone text) RETURNS text[]
 $$;
 
 COMMENT ON FUNCTION herald.phone_zones(p_phone text) IS 'The IANA zones an E.164 number may be in (its longest known prefix), or null when the number''s country is unknown.';
+
+CREATE FUNCTION herald.placeholder_pattern() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select '\{\{\s*(first_name|last_name|appointment\.title|appointment\.starts_at|var\.[a-z][a-z0-9_]*)\s*\}\}'
+$$;
+
+COMMENT ON FUNCTION herald.placeholder_pattern() IS 'The placeholders a reminder or a content template''s variable may use, as one regular expression; group 1 is the name.';
+
+CREATE FUNCTION herald.placeholder_values(p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select jsonb_build_object('first_name', c.first_name, 'last_name', c.last_name)
+         || coalesce((select jsonb_object_agg('var.' || v.key, v.value) from public.contact_variables v
+                      where v.workspace_id = c.workspace_id and v.contact_id = c.id), '{}')
+         || coalesce((select jsonb_build_object('appointment.title', a.title,
+                                                'appointment.starts_at', herald.appointment_time_text(a.starts_at, coalesce(c.timezone, w.timezone)))
+                      from public.appointments a
+                      where a.workspace_id = c.workspace_id and a.id = p_appointment_id and a.contact_id = c.id), '{}')
+  from public.contacts c
+  join public.workspaces w on w.id = c.workspace_id
+  where c.workspace_id = p_workspace_id and c.id = p_contact_id
+$$;
+
+COMMENT ON FUNCTION herald.placeholder_values(p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) IS 'The values of the placeholders for one contact of the workspace, and one of its appointments: {"first_name", "last_name", "var.KEY"…, "appointment.title", "appointment.starts_at"}. Null for a contact outside the workspace; no appointment keys for an appointment not the contact''s.';
+
+CREATE FUNCTION herald.placeholders_valid(p_text text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select p_text !~ '\{\{(?!\s*(first_name|last_name|appointment\.title|appointment\.starts_at|var\.[a-z][a-z0-9_]*)\s*\}\})'
+$$;
+
+COMMENT ON FUNCTION herald.placeholders_valid(p_text text) IS 'True when every {{ in the text opens a known placeholder: {{first_name}}, {{last_name}}, {{var.KEY}}, {{appointment.title}}, {{appointment.starts_at}}.';
+
+CREATE TABLE herald.provider_error_classes (
+    code integer NOT NULL,
+    title text NOT NULL,
+    stage text NOT NULL,
+    class text NOT NULL,
+    action text NOT NULL,
+    message text NOT NULL,
+    doc_url text NOT NULL,
+    CONSTRAINT provider_error_classes_class_valid CHECK ((class = ANY (ARRAY['retry_free'::text, 'transient'::text, 'defer_next_day'::text, 'permanent'::text]))),
+    CONSTRAINT provider_error_classes_doc_url CHECK ((doc_url = ('https://www.twilio.com/docs/api/errors/'::text || code))),
+    CONSTRAINT provider_error_classes_stage_valid CHECK ((stage = ANY (ARRAY['api'::text, 'delivery'::text])))
+);
+
+COMMENT ON TABLE herald.provider_error_classes IS 'Twilio error codes Herald handles: class (retry_free, transient, defer_next_day, permanent), what Herald does, what a person can do, and Twilio''s page.';
+
+COMMENT ON COLUMN herald.provider_error_classes.stage IS 'api: the answer to the create request; delivery: reported later by a status callback.';
+
+COMMENT ON COLUMN herald.provider_error_classes.action IS 'What Herald does with a message that gets this error.';
+
+COMMENT ON COLUMN herald.provider_error_classes.message IS 'What a person can do about it, for failed_messages and the UI.';
+
+CREATE FUNCTION herald.provider_error_class(p_code integer, p_http_status integer DEFAULT NULL::integer) RETURNS herald.provider_error_classes
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(
+    (select e from herald.provider_error_classes e where e.code = p_code),
+    row(p_code, 'Unknown error',
+        case when p_http_status is null and p_code is not null then 'delivery' else 'api' end,
+        case when p_http_status = 429 then 'retry_free'
+             when p_http_status >= 500 or (p_http_status is null and p_code is null) then 'transient'
+             else 'permanent' end,
+        case when p_http_status = 429 then 'Sent again without spending an attempt.'
+             when p_http_status >= 500 or (p_http_status is null and p_code is null) then 'Retried with backoff until max_attempts.'
+             else 'Fails at once.' end,
+        'See Twilio''s page for this error.',
+        case when p_code is not null then 'https://www.twilio.com/docs/api/errors/' || p_code end
+    )::herald.provider_error_classes)
+$$;
+
+COMMENT ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) IS 'How Herald treats a provider error: the row of herald.provider_error_classes for a known code (whatever its HTTP status), else one classed by HTTP status (429 retry_free; 5xx or no answer transient; other 4xx, or an unknown delivery error, permanent).';
+
+CREATE FUNCTION herald.provider_events_note_whatsapp() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update public.contacts
+  set last_whatsapp_inbound_at = greatest(last_whatsapp_inbound_at, new.received_at)
+  where workspace_id = new.workspace_id and id = new.contact_id
+    and last_whatsapp_inbound_at is distinct from greatest(last_whatsapp_inbound_at, new.received_at);
+  return null;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.provider_events_note_whatsapp() IS 'An inbound WhatsApp message routed to a contact opens its 24-hour window (contacts.last_whatsapp_inbound_at).';
 
 CREATE FUNCTION herald.purge_deleted_contacts(p_retention interval DEFAULT '30 days'::interval) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2622,6 +3075,35 @@ $$;
 
 COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent.';
 
+CREATE FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  r public.appointment_reminders;
+  a public.appointments;
+  v_template text;
+begin
+  select * into r from public.appointment_reminders where id = p_reminder_id;
+  select * into a from public.appointments where id = p_appointment_id and workspace_id = r.workspace_id;
+  if r.id is null or a.id is null then
+    return;
+  end if;
+  if r.template_id is null then
+    body := herald.render_text(r.body, a.workspace_id, a.contact_id, a.id);
+  else
+    template_variables := herald.render_template_variables(r.template_id, a.contact_id, null, a.id);
+    select t.body into v_template from public.message_templates t where t.workspace_id = r.workspace_id and t.id = r.template_id;
+    body := herald.fill_content_variables(v_template, template_variables);
+  end if;
+  if length(btrim(body)) not between 1 and 1600 then
+    body := null;
+  end if;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) IS 'A reminder policy row rendered for one appointment: its body (or its template''s text) and ContentVariables; body null when the text renders empty or over 1,600 characters.';
+
 CREATE FUNCTION herald.render_bodies(p_workspace_id uuid, p_body text, p_contact_ids uuid[]) RETURNS TABLE(contact_id uuid, body text)
     LANGUAGE sql STABLE
     SET search_path TO ''
@@ -2655,6 +3137,58 @@ CREATE FUNCTION herald.render_template(p_body text, p_workspace_id uuid, p_conta
 $$;
 
 COMMENT ON FUNCTION herald.render_template(p_body text, p_workspace_id uuid, p_contact_id uuid) IS 'Fills {{first_name}}, {{last_name}} and {{var.KEY}} from the contact; a missing value renders empty.';
+
+CREATE FUNCTION herald.render_template_variables(p_template_id uuid, p_contact_id uuid, p_extra jsonb DEFAULT NULL::jsonb, p_appointment_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  t public.message_templates;
+  v_values jsonb;
+  v_bad text;
+  v_value text;
+  v_out jsonb := '{}';
+begin
+  select * into t from public.message_templates where id = p_template_id;
+  if not found then
+    raise exception 'template % not found', p_template_id using errcode = 'P0002';
+  end if;
+  if p_extra is not null and jsonb_typeof(p_extra) <> 'object' then
+    raise exception 'template variables must be a JSON object such as {"1": "Ada"}' using errcode = '22023';
+  end if;
+  select e.key into v_bad from jsonb_each(coalesce(p_extra, '{}')) e
+  where e.key !~ '^[1-9][0-9]{0,2}$' or e.key::integer > cardinality(t.variables) or jsonb_typeof(e.value) not in ('string', 'number')
+  limit 1;
+  if v_bad is not null then
+    raise exception 'template "%" has % variable(s); "%" is not one of them, or its value is not text', t.name, cardinality(t.variables), v_bad
+      using errcode = '22023', hint = 'Name variables by number, "1" to the template''s count, with string values.';
+  end if;
+  v_values := herald.placeholder_values(t.workspace_id, p_contact_id, p_appointment_id);
+  if v_values is null then
+    raise exception 'contact % not found', p_contact_id using errcode = 'P0002';
+  end if;
+  for i in 1 .. cardinality(t.variables) loop
+    v_value := btrim(regexp_replace(coalesce(p_extra ->> i::text, herald.fill_placeholders(t.variables[i], v_values)), '\s+', ' ', 'g'));
+    if v_value <> '' then
+      v_out := v_out || jsonb_build_object(i::text, v_value);
+    end if;
+  end loop;
+  return v_out;
+end;
+$_$;
+
+COMMENT ON FUNCTION herald.render_template_variables(p_template_id uuid, p_contact_id uuid, p_extra jsonb, p_appointment_id uuid) IS 'The ContentVariables of a template for one contact (and appointment): each variable rendered from the contact like a body, p_extra''s value where it names the variable; whitespace folded, empty values left out. 22023 on a variable the template does not have, P0002 for an unknown template or a contact outside its workspace.';
+
+CREATE FUNCTION herald.render_text(p_text text, p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid DEFAULT NULL::uuid) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select herald.fill_placeholders(p_text, v.values)
+  from (select herald.placeholder_values(p_workspace_id, p_contact_id, p_appointment_id) as values) v
+  where v.values is not null
+$$;
+
+COMMENT ON FUNCTION herald.render_text(p_text text, p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) IS 'Renders one text for one contact of the workspace (and one of its appointments): contact fields, contact_variables, the appointment''s title and start in the contact''s zone. Null for a contact outside the workspace.';
 
 CREATE FUNCTION herald.replacement_sender(p_workspace_id uuid, p_sender_id uuid) RETURNS uuid
     LANGUAGE sql STABLE
@@ -2698,6 +3232,45 @@ CREATE FUNCTION herald.role_rank(p_role text) RETURNS integer
     AS $$
   select case p_role when 'owner' then 3 when 'admin' then 2 when 'agent' then 1 else 0 end
 $$;
+
+CREATE FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+  v_prev text := herald.set_reason('appointment_reminder');
+begin
+  with due as (
+    select a.workspace_id, a.id as appointment_id, a.contact_id, a.starts_at, r.id as reminder_id, r.channel, r.template_id,
+           a.starts_at - r."offset" as send_at
+    from public.appointments a
+    join public.contacts c on c.workspace_id = a.workspace_id and c.id = a.contact_id
+    join public.appointment_reminders r on r.workspace_id = a.workspace_id
+    where a.id = any (p_appointment_ids) and a.status = 'scheduled'
+      and a.starts_at - r."offset" > now()
+      and herald.contact_block_reason(c) is null
+      and not exists (select 1 from public.messages m
+                      where m.appointment_id = a.id and m.reminder_id = r.id and m.retry_of is null)
+  ), inserted as (
+    insert into public.messages (workspace_id, contact_id, channel, body, send_at, appointment_id, reminder_id,
+                                 template_id, template_variables, expires_at, max_attempts)
+    select d.workspace_id, d.contact_id, d.channel, x.body, d.send_at, d.appointment_id, d.reminder_id,
+           d.template_id, x.template_variables, d.starts_at, w.max_attempts
+    from due d
+    join public.workspaces w on w.id = d.workspace_id
+    cross join lateral herald.reminder_content(d.reminder_id, d.appointment_id) x
+    where x.body is not null
+    on conflict (appointment_id, reminder_id) where appointment_id is not null and reminder_id is not null and retry_of is null
+    do nothing
+    returning 1
+  ) select count(*) into v_count from inserted;
+  perform herald.set_reason(v_prev);
+  return v_count;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) IS 'For scheduled appointments: one message per reminder policy row not scheduled yet, at starts_at - offset, expiring at starts_at; skipped when that time has passed, the contact may not be messaged, or the text renders empty. Returns how many were scheduled.';
 
 CREATE FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.contacts
     LANGUAGE plpgsql
@@ -2842,6 +3415,16 @@ $$;
 
 COMMENT ON FUNCTION herald.touch_updated_at() IS 'Trigger: keeps updated_at current on every update.';
 
+CREATE FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone DEFAULT now()) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case when p_expires_at is not null then
+    least(greatest(floor(extract(epoch from p_expires_at - p_now)), 1), 36000)::integer end
+$$;
+
+COMMENT ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) IS 'Twilio''s ValidityPeriod for a message with this deadline sent at p_now: whole seconds left, clamped to 1–36,000; null without a deadline (send no ValidityPeriod).';
+
 CREATE FUNCTION herald.whatsapp_groups_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2856,6 +3439,15 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.whatsapp_groups_before_delete() IS 'Group deleted on its own: logs the impact (a sender delete logs its groups).';
+
+CREATE FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone DEFAULT now()) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select coalesce(p_contact.last_whatsapp_inbound_at > p_at - interval '24 hours', false)
+$$;
+
+COMMENT ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) IS 'True while the contact''s last WhatsApp message is less than 24 hours old at p_at: free-form WhatsApp is delivered only then.';
 
 CREATE FUNCTION herald.workspaces_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3569,6 +4161,47 @@ CREATE TABLE herald.workspace_keys (
 
 COMMENT ON TABLE herald.workspace_keys IS 'Per-workspace secret for hashing phone numbers in suppressions: a bare SHA-256 of a phone number is trivially reversible.';
 
+CREATE TABLE public.appointment_reminders (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    workspace_id uuid NOT NULL,
+    "offset" interval NOT NULL,
+    channel public.channel DEFAULT 'sms'::public.channel NOT NULL,
+    body text,
+    template_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT appointment_reminders_body_length CHECK (((body IS NULL) OR ((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600)))),
+    CONSTRAINT appointment_reminders_body_or_template CHECK (((body IS NULL) <> (template_id IS NULL))),
+    CONSTRAINT appointment_reminders_body_placeholders CHECK (((body IS NULL) OR herald.placeholders_valid(body))),
+    CONSTRAINT appointment_reminders_offset_range CHECK ((("offset" >= '00:01:00'::interval) AND ("offset" <= '365 days'::interval)))
+);
+
+COMMENT ON TABLE public.appointment_reminders IS 'The workspace''s reminder policy: every appointment gets one message per row, "offset" before its start. Members read; admins write.';
+
+COMMENT ON COLUMN public.appointment_reminders.id IS 'Primary key; messages.reminder_id names the row a reminder came from.';
+
+COMMENT ON COLUMN public.appointment_reminders.workspace_id IS 'The workspace whose appointments it applies to.';
+
+COMMENT ON COLUMN public.appointment_reminders."offset" IS 'How long before the start the reminder is sent, e.g. 24 hours, 1 hour (1 minute to 365 days).';
+
+COMMENT ON COLUMN public.appointment_reminders.channel IS 'sms or whatsapp.';
+
+COMMENT ON COLUMN public.appointment_reminders.body IS 'The text, with {{first_name}}, {{last_name}}, {{var.KEY}}, {{appointment.title}}, {{appointment.starts_at}} (in the contact''s zone). Exactly one of body and template_id.';
+
+COMMENT ON COLUMN public.appointment_reminders.template_id IS 'A content template of the same workspace and channel to send instead of a body (WhatsApp outside the 24-hour window needs one); its variables may use the same placeholders.';
+
+COMMENT ON COLUMN public.appointment_reminders.created_at IS 'When it was added.';
+
+COMMENT ON COLUMN public.appointment_reminders.updated_at IS 'Last change (moddatetime).';
+
+COMMENT ON CONSTRAINT appointment_reminders_body_length ON public.appointment_reminders IS 'A reminder body is 1 to 1600 characters.';
+
+COMMENT ON CONSTRAINT appointment_reminders_body_or_template ON public.appointment_reminders IS 'A reminder has either a body or a template_id, not both and not neither.';
+
+COMMENT ON CONSTRAINT appointment_reminders_body_placeholders ON public.appointment_reminders IS 'A reminder body may only use {{first_name}}, {{last_name}}, {{var.KEY}}, {{appointment.title}} and {{appointment.starts_at}}.';
+
+COMMENT ON CONSTRAINT appointment_reminders_offset_range ON public.appointment_reminders IS 'offset is between 1 minute and 365 days before the start.';
+
 CREATE TABLE public.appointments (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     workspace_id uuid NOT NULL,
@@ -3930,6 +4563,85 @@ ALTER TABLE public.message_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.message_templates (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    workspace_id uuid NOT NULL,
+    name text NOT NULL,
+    channel public.channel DEFAULT 'whatsapp'::public.channel NOT NULL,
+    content_sid text NOT NULL,
+    language text DEFAULT 'en'::text NOT NULL,
+    body text NOT NULL,
+    variables text[] DEFAULT '{}'::text[] NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT message_templates_body_length CHECK (((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600))),
+    CONSTRAINT message_templates_body_variables CHECK (herald.content_body_valid(body, cardinality(variables))),
+    CONSTRAINT message_templates_content_sid_shape CHECK ((content_sid ~ '^HX[0-9a-fA-F]{32}$'::text)),
+    CONSTRAINT message_templates_language_shape CHECK ((language ~ '^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*$'::text)),
+    CONSTRAINT message_templates_name_present CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
+    CONSTRAINT message_templates_variables_valid CHECK (((cardinality(variables) <= 100) AND (array_position(variables, NULL::text) IS NULL) AND herald.placeholders_valid(array_to_string(variables, '|'::text))))
+);
+
+COMMENT ON TABLE public.message_templates IS 'Twilio Content templates (ContentSid HX…) a workspace may send, with the text each renders to. WhatsApp outside the 24-hour window only delivers templates. Members read; admins write.';
+
+COMMENT ON COLUMN public.message_templates.id IS 'Primary key.';
+
+COMMENT ON COLUMN public.message_templates.workspace_id IS 'The workspace that may send it.';
+
+COMMENT ON COLUMN public.message_templates.name IS 'A name for people; unique per workspace and language.';
+
+COMMENT ON COLUMN public.message_templates.channel IS 'The channel it is sent on: messages and steps name only templates of their own channel.';
+
+COMMENT ON COLUMN public.message_templates.content_sid IS 'Twilio''s Content SID: HX and 32 hexadecimal digits, as the Content Template Builder shows it.';
+
+COMMENT ON COLUMN public.message_templates.language IS 'Language of the approved template, e.g. en, en_US, pt_BR.';
+
+COMMENT ON COLUMN public.message_templates.body IS 'The text the template renders to, with Twilio''s numbered variables {{1}}, {{2}}…: what the ledger, exports and previews show.';
+
+COMMENT ON COLUMN public.message_templates.variables IS 'What fills each numbered variable: element N is a Herald text for {{N}}, with {{first_name}}, {{last_name}}, {{var.KEY}}, {{appointment.title}}, {{appointment.starts_at}}; an empty element is filled by the caller or left to the template''s default.';
+
+COMMENT ON COLUMN public.message_templates.created_at IS 'When it was added.';
+
+COMMENT ON COLUMN public.message_templates.updated_at IS 'Last change (moddatetime).';
+
+COMMENT ON CONSTRAINT message_templates_body_length ON public.message_templates IS 'A template body is 1 to 1600 characters.';
+
+COMMENT ON CONSTRAINT message_templates_body_variables ON public.message_templates IS 'The body may only use {{1}} … {{N}}, N being the number of variables.';
+
+COMMENT ON CONSTRAINT message_templates_content_sid_shape ON public.message_templates IS 'content_sid must be a Twilio Content SID: HX followed by 32 hexadecimal digits.';
+
+COMMENT ON CONSTRAINT message_templates_language_shape ON public.message_templates IS 'language must be a language code such as en, en_US or pt_BR.';
+
+COMMENT ON CONSTRAINT message_templates_name_present ON public.message_templates IS 'A template needs a name of 1 to 200 characters.';
+
+COMMENT ON CONSTRAINT message_templates_variables_valid ON public.message_templates IS 'At most 100 variables, none null, each using only {{first_name}}, {{last_name}}, {{var.KEY}}, {{appointment.title}} and {{appointment.starts_at}}.';
+
+CREATE VIEW public.provider_errors WITH (security_invoker='true') AS
+ SELECT e.code,
+    e.title,
+    e.stage,
+    e.class,
+    e.action,
+    e.message,
+    e.doc_url
+   FROM herald.provider_error_classes e;
+
+COMMENT ON VIEW public.provider_errors IS 'Twilio errors Herald knows, with what it does and what a person can do; join failed_messages.last_error_code to code. Reference data, the same for every workspace.';
+
+COMMENT ON COLUMN public.provider_errors.code IS 'Twilio''s error code.';
+
+COMMENT ON COLUMN public.provider_errors.title IS 'Twilio''s name for the error.';
+
+COMMENT ON COLUMN public.provider_errors.stage IS 'api: the answer to the send request; delivery: reported later by a status callback.';
+
+COMMENT ON COLUMN public.provider_errors.class IS 'retry_free, transient, defer_next_day or permanent.';
+
+COMMENT ON COLUMN public.provider_errors.action IS 'What Herald does with a message that gets it.';
+
+COMMENT ON COLUMN public.provider_errors.message IS 'What a person can do about it.';
+
+COMMENT ON COLUMN public.provider_errors.doc_url IS 'Twilio''s page for the error.';
+
 CREATE TABLE public.provider_events (
     id bigint NOT NULL,
     workspace_id uuid,
@@ -4017,7 +4729,8 @@ CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
             m.status,
             m.cancel_reason,
             m.sent_at,
-            m.send_at
+            m.send_at,
+            m.segments
            FROM (public.messages m
              JOIN public.workspaces w ON ((w.id = m.workspace_id)))
         ), deferrals AS (
@@ -4037,7 +4750,8 @@ CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
             count(*) FILTER (WHERE (per_message.status = ANY (ARRAY['delivered'::public.message_status, 'read'::public.message_status]))) AS delivered,
             count(*) FILTER (WHERE (per_message.status = ANY (ARRAY['failed'::public.message_status, 'undelivered'::public.message_status]))) AS failed,
             count(*) FILTER (WHERE (per_message.status = 'cancelled'::public.message_status)) AS cancelled,
-            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY ((EXTRACT(epoch FROM (per_message.sent_at - per_message.send_at)))::double precision)) FILTER (WHERE (per_message.sent_at IS NOT NULL)) AS median_delay_seconds
+            percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY ((EXTRACT(epoch FROM (per_message.sent_at - per_message.send_at)))::double precision)) FILTER (WHERE (per_message.sent_at IS NOT NULL)) AS median_delay_seconds,
+            sum(per_message.segments) FILTER (WHERE (per_message.sent_at IS NOT NULL)) AS segments_sent
            FROM per_message
           GROUP BY per_message.workspace_id, per_message.day
         ), by_reason AS (
@@ -4069,12 +4783,13 @@ CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
     COALESCE(b.cancelled_by_reason, '{}'::jsonb) AS cancelled_by_reason,
     COALESCE(d.deferred_by_reason, '{}'::jsonb) AS deferred_by_reason,
     round(((t.delivered)::numeric / (NULLIF(t.sent, 0))::numeric), 4) AS delivery_rate,
-    t.median_delay_seconds
+    t.median_delay_seconds,
+    COALESCE(t.segments_sent, (0)::bigint) AS segments_sent
    FROM ((totals t
      FULL JOIN deferred d ON (((d.workspace_id = t.workspace_id) AND (d.day = t.day))))
      LEFT JOIN by_reason b ON (((b.workspace_id = COALESCE(t.workspace_id, d.workspace_id)) AND (b.day = COALESCE(t.day, d.day)))));
 
-COMMENT ON VIEW public.queue_metrics IS 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason (herald.deferral_reasons), delivery rate and the median seconds from send_at to sent_at.';
+COMMENT ON VIEW public.queue_metrics IS 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason (herald.deferral_reasons), delivery rate, the median seconds from send_at to sent_at, and the segments sent.';
 
 COMMENT ON COLUMN public.queue_metrics.workspace_id IS 'The workspace.';
 
@@ -4097,6 +4812,8 @@ COMMENT ON COLUMN public.queue_metrics.deferred_by_reason IS 'Deferrals per reas
 COMMENT ON COLUMN public.queue_metrics.delivery_rate IS 'delivered / sent, 0 to 1; null when nothing was sent.';
 
 COMMENT ON COLUMN public.queue_metrics.median_delay_seconds IS 'Median seconds from send_at to sent_at of the day''s sent messages.';
+
+COMMENT ON COLUMN public.queue_metrics.segments_sent IS 'Sum of messages.segments over the day''s sent messages: what SMS carriers bill, and what a sender''s rate is spent in.';
 
 CREATE TABLE public.queue_settings (
     workspace_id uuid NOT NULL,
@@ -4244,6 +4961,7 @@ CREATE TABLE public.sequence_steps (
     delay interval DEFAULT '00:00:00'::interval NOT NULL,
     channel public.channel DEFAULT 'sms'::public.channel NOT NULL,
     body text NOT NULL,
+    template_id uuid,
     CONSTRAINT sequence_steps_body_length CHECK (((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600))),
     CONSTRAINT sequence_steps_delay_not_negative CHECK ((delay >= '00:00:00'::interval)),
     CONSTRAINT sequence_steps_position_positive CHECK (("position" > 0)),
@@ -4265,6 +4983,8 @@ COMMENT ON COLUMN public.sequence_steps.delay IS 'How long after the previous st
 COMMENT ON COLUMN public.sequence_steps.channel IS 'sms or whatsapp: the channel the step''s message is sent on.';
 
 COMMENT ON COLUMN public.sequence_steps.body IS 'Template: {{first_name}}, {{last_name}} and {{var.KEY}} (contact_variables) are filled in when the step is scheduled.';
+
+COMMENT ON COLUMN public.sequence_steps.template_id IS 'A content template of the same workspace and channel: what the step is sent as when a free-form body cannot go (WhatsApp outside the 24-hour window). Its variables are rendered for each contact.';
 
 COMMENT ON CONSTRAINT sequence_steps_body_length ON public.sequence_steps IS 'A step''s body must be 1 to 1600 characters, not only spaces.';
 
@@ -4350,6 +5070,9 @@ ALTER TABLE ONLY herald.provider_erasures
 ALTER TABLE ONLY herald.provider_erasures
     ADD CONSTRAINT provider_erasures_provider_sid_key UNIQUE (provider_sid);
 
+ALTER TABLE ONLY herald.provider_error_classes
+    ADD CONSTRAINT provider_error_classes_pkey PRIMARY KEY (code);
+
 ALTER TABLE ONLY herald.sender_slots
     ADD CONSTRAINT sender_slots_pkey PRIMARY KEY (sender_id);
 
@@ -4358,6 +5081,17 @@ ALTER TABLE ONLY herald.standard_keywords
 
 ALTER TABLE ONLY herald.workspace_keys
     ADD CONSTRAINT workspace_keys_pkey PRIMARY KEY (workspace_id);
+
+ALTER TABLE ONLY public.appointment_reminders
+    ADD CONSTRAINT appointment_reminders_offset_key UNIQUE (workspace_id, channel, "offset");
+
+COMMENT ON CONSTRAINT appointment_reminders_offset_key ON public.appointment_reminders IS 'One reminder per channel and offset.';
+
+ALTER TABLE ONLY public.appointment_reminders
+    ADD CONSTRAINT appointment_reminders_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.appointment_reminders
+    ADD CONSTRAINT appointment_reminders_workspace_id_id_key UNIQUE (workspace_id, id);
 
 ALTER TABLE ONLY public.appointments
     ADD CONSTRAINT appointments_pkey PRIMARY KEY (id);
@@ -4403,6 +5137,15 @@ ALTER TABLE ONLY public.message_attempts
 
 ALTER TABLE ONLY public.message_events
     ADD CONSTRAINT message_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.message_templates
+    ADD CONSTRAINT message_templates_name_language_key UNIQUE (workspace_id, name, language);
+
+ALTER TABLE ONLY public.message_templates
+    ADD CONSTRAINT message_templates_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.message_templates
+    ADD CONSTRAINT message_templates_workspace_id_id_channel_key UNIQUE (workspace_id, id, channel);
 
 ALTER TABLE ONLY public.messages
     ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
@@ -4474,6 +5217,8 @@ CREATE INDEX provider_erasures_deletion_idx ON herald.provider_erasures USING bt
 
 CREATE INDEX provider_erasures_pending_idx ON herald.provider_erasures USING btree (next_attempt_at) WHERE (erased_at IS NULL);
 
+CREATE INDEX appointment_reminders_workspace_template_idx ON public.appointment_reminders USING btree (workspace_id, template_id, channel) WHERE (template_id IS NOT NULL);
+
 CREATE INDEX appointments_workspace_contact_idx ON public.appointments USING btree (workspace_id, contact_id);
 
 CREATE INDEX campaign_groups_workspace_campaign_idx ON public.campaign_groups USING btree (workspace_id, campaign_id);
@@ -4512,7 +5257,11 @@ CREATE INDEX messages_contact_marketing_idx ON public.messages USING btree (work
 
 CREATE UNIQUE INDEX messages_idempotency_key ON public.messages USING btree (workspace_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
+CREATE UNIQUE INDEX messages_one_per_reminder ON public.messages USING btree (appointment_id, reminder_id) WHERE ((appointment_id IS NOT NULL) AND (reminder_id IS NOT NULL) AND (retry_of IS NULL));
+
 CREATE UNIQUE INDEX messages_one_per_step ON public.messages USING btree (enrollment_id, step_id) WHERE ((enrollment_id IS NOT NULL) AND (step_id IS NOT NULL) AND (retry_of IS NULL));
+
+CREATE INDEX messages_pending_expiry_idx ON public.messages USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (status = ANY (ARRAY['scheduled'::public.message_status, 'queued'::public.message_status])));
 
 CREATE UNIQUE INDEX messages_provider_sid_key ON public.messages USING btree (provider_sid) WHERE (provider_sid IS NOT NULL);
 
@@ -4532,6 +5281,8 @@ CREATE INDEX messages_workspace_created_idx ON public.messages USING btree (work
 
 CREATE INDEX messages_workspace_enrollment_idx ON public.messages USING btree (workspace_id, enrollment_id) WHERE (enrollment_id IS NOT NULL);
 
+CREATE INDEX messages_workspace_reminder_idx ON public.messages USING btree (workspace_id, reminder_id) WHERE (reminder_id IS NOT NULL);
+
 CREATE INDEX messages_workspace_retry_of_idx ON public.messages USING btree (workspace_id, retry_of) WHERE (retry_of IS NOT NULL);
 
 CREATE INDEX messages_workspace_sender_idx ON public.messages USING btree (workspace_id, sender_id) WHERE (sender_id IS NOT NULL);
@@ -4539,6 +5290,8 @@ CREATE INDEX messages_workspace_sender_idx ON public.messages USING btree (works
 CREATE INDEX messages_workspace_sent_at_idx ON public.messages USING btree (workspace_id, sent_at) WHERE (sent_at IS NOT NULL);
 
 CREATE INDEX messages_workspace_step_idx ON public.messages USING btree (workspace_id, step_id) WHERE (step_id IS NOT NULL);
+
+CREATE INDEX messages_workspace_template_idx ON public.messages USING btree (workspace_id, template_id, channel) WHERE (template_id IS NOT NULL);
 
 CREATE INDEX provider_events_sid_idx ON public.provider_events USING btree (provider_sid);
 
@@ -4564,13 +5317,25 @@ CREATE INDEX sequence_enrollments_workspace_sequence_idx ON public.sequence_enro
 
 CREATE INDEX sequence_steps_workspace_sequence_idx ON public.sequence_steps USING btree (workspace_id, sequence_id);
 
+CREATE INDEX sequence_steps_workspace_template_idx ON public.sequence_steps USING btree (workspace_id, template_id, channel) WHERE (template_id IS NOT NULL);
+
 CREATE INDEX whatsapp_groups_workspace_sender_idx ON public.whatsapp_groups USING btree (workspace_id, sender_id);
 
 CREATE INDEX workspace_members_user_id_idx ON public.workspace_members USING btree (user_id);
 
+CREATE TRIGGER appointment_reminders_updated_at BEFORE UPDATE ON public.appointment_reminders FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
+
+COMMENT ON TRIGGER appointment_reminders_updated_at ON public.appointment_reminders IS 'Keeps updated_at current on every update (moddatetime).';
+
 CREATE TRIGGER appointments_after_update AFTER UPDATE OF status, starts_at ON public.appointments FOR EACH ROW EXECUTE FUNCTION herald.appointments_after_update();
 
 CREATE TRIGGER appointments_before_delete BEFORE DELETE ON public.appointments FOR EACH ROW EXECUTE FUNCTION herald.appointments_before_delete();
+
+CREATE TRIGGER appointments_move_deadlines AFTER UPDATE OF starts_at ON public.appointments FOR EACH ROW WHEN (((new.starts_at <> old.starts_at) AND (new.status = 'scheduled'::public.appointment_status))) EXECUTE FUNCTION herald.appointments_move_deadlines();
+
+CREATE TRIGGER appointments_rerender_reminders AFTER UPDATE OF starts_at ON public.appointments FOR EACH ROW WHEN (((new.starts_at <> old.starts_at) AND (new.status = 'scheduled'::public.appointment_status))) EXECUTE FUNCTION herald.appointments_rerender_reminders();
+
+CREATE TRIGGER appointments_schedule_reminders AFTER INSERT ON public.appointments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION herald.appointments_schedule_reminders();
 
 CREATE TRIGGER appointments_updated_at BEFORE UPDATE ON public.appointments FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
 
@@ -4606,9 +5371,17 @@ CREATE TRIGGER message_events_append_only BEFORE DELETE OR UPDATE ON public.mess
 
 CREATE TRIGGER message_events_no_truncate BEFORE TRUNCATE ON public.message_events FOR EACH STATEMENT EXECUTE FUNCTION herald.message_events_append_only();
 
+CREATE TRIGGER message_templates_before_delete BEFORE DELETE ON public.message_templates FOR EACH ROW EXECUTE FUNCTION herald.message_templates_before_delete();
+
+CREATE TRIGGER message_templates_updated_at BEFORE UPDATE ON public.message_templates FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
+
+COMMENT ON TRIGGER message_templates_updated_at ON public.message_templates IS 'Keeps updated_at current on every update (moddatetime).';
+
 CREATE TRIGGER messages_advance_enrollments AFTER UPDATE ON public.messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION herald.advance_enrollments();
 
 CREATE TRIGGER messages_bind_sender BEFORE INSERT OR UPDATE OF status ON public.messages FOR EACH ROW WHEN (((new.status = 'queued'::public.message_status) AND (new.sender_id IS NULL))) EXECUTE FUNCTION herald.messages_bind_sender();
+
+CREATE TRIGGER messages_deadline_on_insert BEFORE INSERT ON public.messages FOR EACH ROW WHEN (((new.appointment_id IS NOT NULL) OR (new.expires_at IS NOT NULL))) EXECUTE FUNCTION herald.messages_deadline_on_insert();
 
 CREATE TRIGGER messages_default_category BEFORE INSERT ON public.messages FOR EACH ROW WHEN ((new.category IS NULL)) EXECUTE FUNCTION herald.messages_default_category();
 
@@ -4623,6 +5396,8 @@ CREATE TRIGGER messages_ledger_update AFTER UPDATE ON public.messages REFERENCIN
 CREATE TRIGGER messages_updated_at BEFORE UPDATE ON public.messages FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
 
 COMMENT ON TRIGGER messages_updated_at ON public.messages IS 'Keeps updated_at current on every update (moddatetime).';
+
+CREATE TRIGGER provider_events_note_whatsapp AFTER INSERT OR UPDATE OF contact_id ON public.provider_events FOR EACH ROW WHEN (((new.kind = 'inbound'::text) AND (new.contact_id IS NOT NULL) AND ((new.payload ->> 'From'::text) ~~ 'whatsapp:%'::text))) EXECUTE FUNCTION herald.provider_events_note_whatsapp();
 
 CREATE TRIGGER queue_settings_updated_at BEFORE UPDATE ON public.queue_settings FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
 
@@ -4658,6 +5433,10 @@ COMMENT ON TRIGGER workspaces_keywords ON public.workspaces IS 'Validates and no
 
 CREATE TRIGGER workspaces_touch_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.touch_updated_at();
 
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF "offset", body, template_id ON public.appointment_reminders FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_appointment_reminders_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.appointment_reminders IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
 CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF title ON public.appointments FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_appointments_checks();
 
 COMMENT ON TRIGGER zz_explain_check_violations ON public.appointments IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
@@ -4677,6 +5456,10 @@ COMMENT ON TRIGGER zz_explain_check_violations ON public.contact_variables IS 'A
 CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF phone, email, first_name, last_name, timezone ON public.contacts FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_contacts_checks();
 
 COMMENT ON TRIGGER zz_explain_check_violations ON public.contacts IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF name, content_sid, language, body, variables ON public.message_templates FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_message_templates_checks();
+
+COMMENT ON TRIGGER zz_explain_check_violations ON public.message_templates IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
 
 CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF daily_capacity, window_start, window_end ON public.queue_settings FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_queue_settings_checks();
 
@@ -4710,6 +5493,12 @@ ALTER TABLE ONLY herald.sender_slots
 
 ALTER TABLE ONLY herald.workspace_keys
     ADD CONSTRAINT workspace_keys_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.appointment_reminders
+    ADD CONSTRAINT appointment_reminders_template_fkey FOREIGN KEY (workspace_id, template_id, channel) REFERENCES public.message_templates(workspace_id, id, channel);
+
+ALTER TABLE ONLY public.appointment_reminders
+    ADD CONSTRAINT appointment_reminders_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.appointments
     ADD CONSTRAINT appointments_workspace_id_contact_id_fkey FOREIGN KEY (workspace_id, contact_id) REFERENCES public.contacts(workspace_id, id) ON DELETE CASCADE;
@@ -4746,6 +5535,15 @@ ALTER TABLE ONLY public.message_attempts
 
 ALTER TABLE ONLY public.message_events
     ADD CONSTRAINT message_events_workspace_id_message_id_fkey FOREIGN KEY (workspace_id, message_id) REFERENCES public.messages(workspace_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.message_templates
+    ADD CONSTRAINT message_templates_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_reminder_fkey FOREIGN KEY (workspace_id, reminder_id) REFERENCES public.appointment_reminders(workspace_id, id) ON DELETE SET NULL (reminder_id);
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_template_fkey FOREIGN KEY (workspace_id, template_id, channel) REFERENCES public.message_templates(workspace_id, id, channel) ON DELETE SET NULL (template_id);
 
 ALTER TABLE ONLY public.messages
     ADD CONSTRAINT messages_workspace_id_appointment_id_fkey FOREIGN KEY (workspace_id, appointment_id) REFERENCES public.appointments(workspace_id, id) ON DELETE SET NULL (appointment_id);
@@ -4799,6 +5597,9 @@ ALTER TABLE ONLY public.sequence_enrollments
     ADD CONSTRAINT sequence_enrollments_workspace_id_sequence_id_fkey FOREIGN KEY (workspace_id, sequence_id) REFERENCES public.sequences(workspace_id, id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.sequence_steps
+    ADD CONSTRAINT sequence_steps_template_fkey FOREIGN KEY (workspace_id, template_id, channel) REFERENCES public.message_templates(workspace_id, id, channel);
+
+ALTER TABLE ONLY public.sequence_steps
     ADD CONSTRAINT sequence_steps_workspace_id_sequence_id_fkey FOREIGN KEY (workspace_id, sequence_id) REFERENCES public.sequences(workspace_id, id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.sequences
@@ -4826,6 +5627,10 @@ CREATE POLICY phone_prefix_zones_select ON herald.phone_prefix_zones FOR SELECT 
 
 ALTER TABLE herald.provider_erasures ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE herald.provider_error_classes ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY provider_error_classes_select ON herald.provider_error_classes FOR SELECT TO authenticated, service_role USING (true);
+
 ALTER TABLE herald.sender_slots ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE herald.standard_keywords ENABLE ROW LEVEL SECURITY;
@@ -4833,6 +5638,16 @@ ALTER TABLE herald.standard_keywords ENABLE ROW LEVEL SECURITY;
 CREATE POLICY standard_keywords_select ON herald.standard_keywords FOR SELECT TO authenticated, service_role USING (true);
 
 ALTER TABLE herald.workspace_keys ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.appointment_reminders ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY appointment_reminders_delete ON public.appointment_reminders FOR DELETE TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
+
+CREATE POLICY appointment_reminders_insert ON public.appointment_reminders FOR INSERT TO authenticated WITH CHECK ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
+
+CREATE POLICY appointment_reminders_select ON public.appointment_reminders FOR SELECT TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids() AS my_workspace_ids)));
+
+CREATE POLICY appointment_reminders_update ON public.appointment_reminders FOR UPDATE TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids))) WITH CHECK ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
 
 ALTER TABLE public.appointments ENABLE ROW LEVEL SECURITY;
 
@@ -4895,6 +5710,16 @@ CREATE POLICY message_attempts_select ON public.message_attempts FOR SELECT TO a
 ALTER TABLE public.message_events ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY message_events_select ON public.message_events FOR SELECT TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids() AS my_workspace_ids)));
+
+ALTER TABLE public.message_templates ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY message_templates_delete ON public.message_templates FOR DELETE TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
+
+CREATE POLICY message_templates_insert ON public.message_templates FOR INSERT TO authenticated WITH CHECK ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
+
+CREATE POLICY message_templates_select ON public.message_templates FOR SELECT TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids() AS my_workspace_ids)));
+
+CREATE POLICY message_templates_update ON public.message_templates FOR UPDATE TO authenticated USING ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids))) WITH CHECK ((workspace_id IN ( SELECT herald.my_workspace_ids('admin'::text) AS my_workspace_ids)));
 
 ALTER TABLE public.messages ENABLE ROW LEVEL SECURITY;
 
@@ -5016,6 +5841,13 @@ GRANT ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_
 
 REVOKE ALL ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) TO authenticated;
+GRANT ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone) TO service_role;
+
 GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO authenticated;
 GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO service_role;
 
@@ -5039,6 +5871,14 @@ GRANT ALL ON FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_
 GRANT ALL ON FUNCTION herald.contact_zones(p_contact public.contacts) TO authenticated;
 GRANT ALL ON FUNCTION herald.contact_zones(p_contact public.contacts) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.content_body_valid(p_body text, p_variables integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.content_body_valid(p_body text, p_variables integer) TO authenticated;
+GRANT ALL ON FUNCTION herald.content_body_valid(p_body text, p_variables integer) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.content_variables_valid(p_variables jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.content_variables_valid(p_variables jsonb) TO authenticated;
+GRANT ALL ON FUNCTION herald.content_variables_valid(p_variables jsonb) TO service_role;
+
 GRANT ALL ON FUNCTION herald.current_actor() TO authenticated;
 GRANT ALL ON FUNCTION herald.current_actor() TO service_role;
 
@@ -5047,6 +5887,9 @@ GRANT ALL ON FUNCTION herald.deferral_reasons() TO service_role;
 
 GRANT ALL ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_appointment_reminders_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_appointment_reminders_checks() TO service_role;
 
 GRANT ALL ON FUNCTION herald.explain_appointments_checks() TO authenticated;
 GRANT ALL ON FUNCTION herald.explain_appointments_checks() TO service_role;
@@ -5064,6 +5907,9 @@ GRANT ALL ON FUNCTION herald.explain_contact_variables_checks() TO service_role;
 
 GRANT ALL ON FUNCTION herald.explain_contacts_checks() TO authenticated;
 GRANT ALL ON FUNCTION herald.explain_contacts_checks() TO service_role;
+
+GRANT ALL ON FUNCTION herald.explain_message_templates_checks() TO authenticated;
+GRANT ALL ON FUNCTION herald.explain_message_templates_checks() TO service_role;
 
 GRANT ALL ON FUNCTION herald.explain_queue_settings_checks() TO authenticated;
 GRANT ALL ON FUNCTION herald.explain_queue_settings_checks() TO service_role;
@@ -5083,6 +5929,14 @@ GRANT ALL ON FUNCTION herald.explain_workspace_members_checks() TO service_role;
 GRANT ALL ON FUNCTION herald.explain_workspaces_checks() TO authenticated;
 GRANT ALL ON FUNCTION herald.explain_workspaces_checks() TO service_role;
 
+REVOKE ALL ON FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) TO authenticated;
+GRANT ALL ON FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) TO authenticated;
+GRANT ALL ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) TO service_role;
+
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO service_role;
 
@@ -5093,19 +5947,39 @@ REVOKE ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public
 GRANT ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) TO authenticated;
 GRANT ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) TO service_role;
 
+GRANT ALL ON FUNCTION herald.message_encoding(p_body text) TO authenticated;
+GRANT ALL ON FUNCTION herald.message_encoding(p_body text) TO service_role;
+
+GRANT ALL ON FUNCTION herald.message_segment_count(p_body text) TO authenticated;
+GRANT ALL ON FUNCTION herald.message_segment_count(p_body text) TO service_role;
+
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.messages TO authenticated;
 GRANT ALL ON TABLE public.messages TO service_role;
+
+GRANT ALL ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) TO authenticated;
+GRANT ALL ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.messages_default_category() FROM PUBLIC;
 
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) TO authenticated;
+GRANT ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) TO service_role;
+
 GRANT ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) TO authenticated;
 GRANT ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) TO service_role;
 
 GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO authenticated;
 GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone, OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone, OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) FROM PUBLIC;
 
@@ -5114,6 +5988,24 @@ GRANT ALL ON FUNCTION herald.phone_regions(p_phone text) TO service_role;
 
 GRANT ALL ON FUNCTION herald.phone_zones(p_phone text) TO authenticated;
 GRANT ALL ON FUNCTION herald.phone_zones(p_phone text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.placeholder_pattern() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.placeholder_pattern() TO authenticated;
+GRANT ALL ON FUNCTION herald.placeholder_pattern() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.placeholder_values(p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.placeholder_values(p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.placeholders_valid(p_text text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.placeholders_valid(p_text text) TO authenticated;
+GRANT ALL ON FUNCTION herald.placeholders_valid(p_text text) TO service_role;
+
+GRANT SELECT ON TABLE herald.provider_error_classes TO authenticated;
+GRANT SELECT ON TABLE herald.provider_error_classes TO service_role;
+
+REVOKE ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) TO authenticated;
+GRANT ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.purge_deleted_contacts(p_retention interval) FROM PUBLIC;
 
@@ -5129,11 +6021,31 @@ GRANT ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact
 REVOKE ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.render_template_variables(p_template_id uuid, p_contact_id uuid, p_extra jsonb, p_appointment_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.render_template_variables(p_template_id uuid, p_contact_id uuid, p_extra jsonb, p_appointment_id uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.render_text(p_text text, p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.render_text(p_text text, p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) TO service_role;
+
 GRANT ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) TO service_role;
 
 GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.workspaces_keywords() FROM PUBLIC;
 
@@ -5205,6 +6117,9 @@ GRANT SELECT ON TABLE herald.phone_prefix_zones TO service_role;
 GRANT SELECT ON TABLE herald.standard_keywords TO authenticated;
 GRANT SELECT ON TABLE herald.standard_keywords TO service_role;
 
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.appointment_reminders TO authenticated;
+GRANT ALL ON TABLE public.appointment_reminders TO service_role;
+
 GRANT ALL ON TABLE public.appointments TO authenticated;
 GRANT ALL ON TABLE public.appointments TO service_role;
 
@@ -5249,6 +6164,12 @@ GRANT ALL ON TABLE public.message_events TO service_role;
 GRANT ALL ON SEQUENCE public.message_events_id_seq TO anon;
 GRANT ALL ON SEQUENCE public.message_events_id_seq TO authenticated;
 GRANT ALL ON SEQUENCE public.message_events_id_seq TO service_role;
+
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.message_templates TO authenticated;
+GRANT ALL ON TABLE public.message_templates TO service_role;
+
+GRANT ALL ON TABLE public.provider_errors TO authenticated;
+GRANT ALL ON TABLE public.provider_errors TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.provider_events TO authenticated;
 GRANT ALL ON TABLE public.provider_events TO service_role;
@@ -5303,6 +6224,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 
 -- pg_cron jobs (cron.job)
 
+SELECT cron.schedule('herald-cancel-expired-messages', '* * * * *', 'select herald.cancel_expired_messages()');
 SELECT cron.schedule('herald-cleanup-stale-senders', '7 * * * *', 'select public.cleanup_stale_senders()');
 SELECT cron.schedule('herald-purge-deleted-contacts', '17 3 * * *', 'select herald.purge_deleted_contacts()');
 SELECT cron.schedule('herald-queue-due-messages', '* * * * *', 'select herald.queue_due_messages()');

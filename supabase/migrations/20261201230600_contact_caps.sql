@@ -86,7 +86,7 @@ comment on column public.message_events.reason is 'Why: a cancel_reason, a provi
 create or replace view public.queue_metrics with (security_invoker = true) as
 with per_message as (
   select m.workspace_id, (coalesce(m.sent_at, m.cancelled_at, m.failed_at, m.send_at) at time zone w.timezone)::date as day,
-         m.status, m.cancel_reason, m.sent_at, m.send_at
+         m.status, m.cancel_reason, m.sent_at, m.send_at, m.segments
   from public.messages m join public.workspaces w on w.id = m.workspace_id
 ), deferrals as (
   select e.workspace_id, (e.at at time zone w.timezone)::date as day, e.reason, count(*) as n
@@ -101,7 +101,8 @@ with per_message as (
          count(*) filter (where status in ('failed', 'undelivered')) as failed,
          count(*) filter (where status = 'cancelled') as cancelled,
          percentile_cont(0.5) within group (order by extract(epoch from sent_at - send_at))
-           filter (where sent_at is not null) as median_delay_seconds
+           filter (where sent_at is not null) as median_delay_seconds,
+         sum(segments) filter (where sent_at is not null) as segments_sent
   from per_message group by 1, 2
 ), by_reason as (
   select workspace_id, day, jsonb_object_agg(cancel_reason, n) as cancelled_by_reason
@@ -117,11 +118,12 @@ select coalesce(t.workspace_id, d.workspace_id) as workspace_id, coalesce(t.day,
        coalesce(b.cancelled_by_reason, '{}') as cancelled_by_reason,
        coalesce(d.deferred_by_reason, '{}') as deferred_by_reason,
        round(t.delivered::numeric / nullif(t.sent, 0), 4) as delivery_rate,
-       t.median_delay_seconds
+       t.median_delay_seconds,
+       coalesce(t.segments_sent, 0) as segments_sent
 from totals t
 full join deferred d on d.workspace_id = t.workspace_id and d.day = t.day
 left join by_reason b on b.workspace_id = coalesce(t.workspace_id, d.workspace_id) and b.day = coalesce(t.day, d.day);
-comment on view public.queue_metrics is 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason (herald.deferral_reasons), delivery rate and the median seconds from send_at to sent_at.';
+comment on view public.queue_metrics is 'Per workspace and local day: scheduled, sent, delivered, failed, cancelled (and by reason), deferred by reason (herald.deferral_reasons), delivery rate, the median seconds from send_at to sent_at, and the segments sent.';
 
 comment on constraint workspaces_contact_daily_cap_positive on public.workspaces is 'The per-contact daily cap must be between 1 and 1000 marketing messages a day, or null for no cap.';
 select herald.explain_checks_on('public.workspaces');

@@ -7,6 +7,55 @@ export type Json = string | number | boolean | null | {
 export type Database = {
   "public": {
     Tables: {
+      "appointment_reminders": {
+        Row: {
+          "body": string | null;
+          "channel": Database["public"]["Enums"]["channel"];
+          "created_at": string;
+          "id": string;
+          "offset": string;
+          "template_id": string | null;
+          "updated_at": string;
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body"?: string | null;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "created_at"?: string;
+          "id"?: string;
+          "offset": string;
+          "template_id"?: string | null;
+          "updated_at"?: string;
+          "workspace_id": string;
+        };
+        Update: {
+          "body"?: string | null;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "created_at"?: string;
+          "id"?: string;
+          "offset"?: string;
+          "template_id"?: string | null;
+          "updated_at"?: string;
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "appointment_reminders_template_fkey";
+            columns: ["workspace_id", "template_id", "channel"];
+            isOneToOne: false;
+            referencedRelation: "message_templates";
+            referencedColumns: ["workspace_id", "id", "channel"];
+          },
+          {
+            foreignKeyName: "appointment_reminders_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       "appointments": {
         Row: {
           "contact_id": string;
@@ -274,6 +323,7 @@ export type Database = {
           "id": string;
           "last_inbound_at": string | null;
           "last_name": string | null;
+          "last_whatsapp_inbound_at": string | null;
           "lead_status": Database["public"]["Enums"]["lead_status"];
           "opted_out_at": string | null;
           "phone": string;
@@ -293,6 +343,7 @@ export type Database = {
           "id"?: string;
           "last_inbound_at"?: string | null;
           "last_name"?: string | null;
+          "last_whatsapp_inbound_at"?: string | null;
           "lead_status"?: Database["public"]["Enums"]["lead_status"];
           "opted_out_at"?: string | null;
           "phone": string;
@@ -311,6 +362,7 @@ export type Database = {
           "id"?: string;
           "last_inbound_at"?: string | null;
           "last_name"?: string | null;
+          "last_whatsapp_inbound_at"?: string | null;
           "lead_status"?: Database["public"]["Enums"]["lead_status"];
           "opted_out_at"?: string | null;
           "phone"?: string;
@@ -473,6 +525,54 @@ export type Database = {
           },
         ];
       };
+      "message_templates": {
+        Row: {
+          "body": string;
+          "channel": Database["public"]["Enums"]["channel"];
+          "content_sid": string;
+          "created_at": string;
+          "id": string;
+          "language": string;
+          "name": string;
+          "updated_at": string;
+          "variables": (string)[];
+          "workspace_id": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "body": string;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "content_sid": string;
+          "created_at"?: string;
+          "id"?: string;
+          "language"?: string;
+          "name": string;
+          "updated_at"?: string;
+          "variables"?: (string)[];
+          "workspace_id": string;
+        };
+        Update: {
+          "body"?: string;
+          "channel"?: Database["public"]["Enums"]["channel"];
+          "content_sid"?: string;
+          "created_at"?: string;
+          "id"?: string;
+          "language"?: string;
+          "name"?: string;
+          "updated_at"?: string;
+          "variables"?: (string)[];
+          "workspace_id"?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "message_templates_workspace_id_fkey";
+            columns: ["workspace_id"];
+            isOneToOne: false;
+            referencedRelation: "workspaces";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       "messages": {
         Row: {
           "appointment_id": string | null;
@@ -486,7 +586,9 @@ export type Database = {
           "contact_id": string;
           "created_at": string;
           "delivered_at": string | null;
+          "encoding": string | null;
           "enrollment_id": string | null;
+          "expires_at": string | null;
           "failed_at": string | null;
           "id": string;
           "idempotency_key": string | null;
@@ -496,12 +598,16 @@ export type Database = {
           "max_attempts": number;
           "provider_check_required": boolean;
           "provider_sid": string | null;
+          "reminder_id": string | null;
           "retry_of": string | null;
+          "segments": number | null;
           "send_at": string;
           "sender_id": string | null;
           "sent_at": string | null;
           "status": Database["public"]["Enums"]["message_status"];
           "step_id": string | null;
+          "template_id": string | null;
+          "template_variables": Json | null;
           "updated_at": string;
           "workspace_id": string;
         };
@@ -518,7 +624,9 @@ export type Database = {
           "contact_id": string;
           "created_at"?: string;
           "delivered_at"?: string | null;
+          "encoding"?: never;
           "enrollment_id"?: string | null;
+          "expires_at"?: string | null;
           "failed_at"?: string | null;
           "id"?: string;
           "idempotency_key"?: string | null;
@@ -528,12 +636,16 @@ export type Database = {
           "max_attempts"?: number;
           "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
+          "reminder_id"?: string | null;
           "retry_of"?: string | null;
+          "segments"?: never;
           "send_at"?: string;
           "sender_id"?: string | null;
           "sent_at"?: string | null;
           "status"?: Database["public"]["Enums"]["message_status"];
           "step_id"?: string | null;
+          "template_id"?: string | null;
+          "template_variables"?: Json | null;
           "updated_at"?: string;
           "workspace_id": string;
         };
@@ -549,7 +661,9 @@ export type Database = {
           "contact_id"?: string;
           "created_at"?: string;
           "delivered_at"?: string | null;
+          "encoding"?: never;
           "enrollment_id"?: string | null;
+          "expires_at"?: string | null;
           "failed_at"?: string | null;
           "id"?: string;
           "idempotency_key"?: string | null;
@@ -559,16 +673,34 @@ export type Database = {
           "max_attempts"?: number;
           "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
+          "reminder_id"?: string | null;
           "retry_of"?: string | null;
+          "segments"?: never;
           "send_at"?: string;
           "sender_id"?: string | null;
           "sent_at"?: string | null;
           "status"?: Database["public"]["Enums"]["message_status"];
           "step_id"?: string | null;
+          "template_id"?: string | null;
+          "template_variables"?: Json | null;
           "updated_at"?: string;
           "workspace_id"?: string;
         };
         Relationships: [
+          {
+            foreignKeyName: "messages_reminder_fkey";
+            columns: ["workspace_id", "reminder_id"];
+            isOneToOne: false;
+            referencedRelation: "appointment_reminders";
+            referencedColumns: ["workspace_id", "id"];
+          },
+          {
+            foreignKeyName: "messages_template_fkey";
+            columns: ["workspace_id", "template_id", "channel"];
+            isOneToOne: false;
+            referencedRelation: "message_templates";
+            referencedColumns: ["workspace_id", "id", "channel"];
+          },
           {
             foreignKeyName: "messages_workspace_id_appointment_id_fkey";
             columns: ["workspace_id", "appointment_id"];
@@ -935,6 +1067,7 @@ export type Database = {
           "id": string;
           "position": number;
           "sequence_id": string;
+          "template_id": string | null;
           "workspace_id": string;
         };
         ComputedFields: never;
@@ -945,6 +1078,7 @@ export type Database = {
           "id"?: string;
           "position": number;
           "sequence_id": string;
+          "template_id"?: string | null;
           "workspace_id": string;
         };
         Update: {
@@ -954,9 +1088,17 @@ export type Database = {
           "id"?: string;
           "position"?: number;
           "sequence_id"?: string;
+          "template_id"?: string | null;
           "workspace_id"?: string;
         };
         Relationships: [
+          {
+            foreignKeyName: "sequence_steps_template_fkey";
+            columns: ["workspace_id", "template_id", "channel"];
+            isOneToOne: false;
+            referencedRelation: "message_templates";
+            referencedColumns: ["workspace_id", "id", "channel"];
+          },
           {
             foreignKeyName: "sequence_steps_workspace_id_sequence_id_fkey";
             columns: ["workspace_id", "sequence_id"];
@@ -1191,6 +1333,37 @@ export type Database = {
           },
         ];
       };
+      "provider_errors": {
+        Row: {
+          "action": string;
+          "class": string;
+          "code": number;
+          "doc_url": string;
+          "message": string;
+          "stage": string;
+          "title": string;
+        };
+        ComputedFields: never;
+        Insert: {
+          "action"?: string | null;
+          "class"?: string | null;
+          "code"?: number | null;
+          "doc_url"?: string | null;
+          "message"?: string | null;
+          "stage"?: string | null;
+          "title"?: string | null;
+        };
+        Update: {
+          "action"?: string | null;
+          "class"?: string | null;
+          "code"?: number | null;
+          "doc_url"?: string | null;
+          "message"?: string | null;
+          "stage"?: string | null;
+          "title"?: string | null;
+        };
+        Relationships: [];
+      };
       "queue_metrics": {
         Row: {
           "cancelled": number | null;
@@ -1202,6 +1375,7 @@ export type Database = {
           "failed": number | null;
           "median_delay_seconds": number | null;
           "scheduled": number | null;
+          "segments_sent": number | null;
           "sent": number | null;
           "workspace_id": string | null;
         };
@@ -1284,6 +1458,7 @@ export type Database = {
         | "sender_deleted"
         | "campaign_deleted"
         | "user_cancelled"
+        | "expired"
         | "no_consent";
       "channel": "sms" | "whatsapp";
       "consent_source": "keyword" | "api" | "form" | "import" | "provider";
@@ -1474,6 +1649,7 @@ export const Constants = {
         "sender_deleted",
         "campaign_deleted",
         "user_cancelled",
+        "expired",
         "no_consent",
       ],
       "channel": ["sms", "whatsapp"],

@@ -36,8 +36,8 @@ select is_empty($$
 $$, 'its generated function checks every current constraint (herald.explain_checks_on was re-run after each change)');
 
 select set_eq($$ select tgfoid::regproc::text from pg_trigger where tgname = 'zz_explain_check_violations' $$,
-  array['herald.explain_appointments_checks', 'herald.explain_campaigns_checks', 'herald.explain_contact_tags_checks',
-        'herald.explain_contact_variables_checks', 'herald.explain_contacts_checks', 'herald.explain_queue_settings_checks',
+  array['herald.explain_appointment_reminders_checks', 'herald.explain_appointments_checks', 'herald.explain_campaigns_checks', 'herald.explain_contact_tags_checks',
+        'herald.explain_contact_variables_checks', 'herald.explain_contacts_checks', 'herald.explain_message_templates_checks', 'herald.explain_queue_settings_checks',
         'herald.explain_senders_checks', 'herald.explain_sequence_steps_checks', 'herald.explain_sequences_checks',
         'herald.explain_workspace_members_checks', 'herald.explain_workspaces_checks'],
   'each table clients write has its own generated function (herald.explain_checks_on)');

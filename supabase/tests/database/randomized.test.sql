@@ -3,7 +3,8 @@
 -- marking messages sent, cancelling, queueing), checking after EACH one that
 --   no scheduled or queued message belongs to a deleted, opted-out or human-controlled contact,
 --   no active enrollment does, no pending message hangs on a stopped enrollment or on an
---   appointment that is no longer scheduled, no active enrollment is in an archived sequence,
+--   appointment that is no longer scheduled, no pending reminder is past its deadline or expires
+--   other than at its appointment's start, no active enrollment is in an archived sequence,
 --   and no row is orphaned (every foreign key, generically from pg_constraint);
 -- and that every RPC accepts or refuses exactly as its contract says for the state at hand.
 --
@@ -69,6 +70,10 @@ begin
     (select format('pending reminder %s of %s appointment %s', m.id, a.status, a.id)
      from public.messages m join public.appointments a on a.workspace_id = m.workspace_id and a.id = m.appointment_id
      where m.status in ('scheduled', 'queued') and a.status <> 'scheduled' limit 1),
+    (select format('pending reminder %s past its deadline %s, or not expiring at its appointment''s start %s', m.id, m.expires_at, a.starts_at)
+     from public.messages m join public.appointments a on a.workspace_id = m.workspace_id and a.id = m.appointment_id
+     where m.status in ('scheduled', 'queued') and m.expires_at is not null
+       and (m.expires_at <= now() or m.expires_at <> a.starts_at) limit 1),
     (select format('active enrollment %s in %s sequence %s', e.id, s.status, s.id)
      from public.sequence_enrollments e join public.sequences s on s.workspace_id = e.workspace_id and s.id = e.sequence_id
      where e.status = 'active' and s.status <> 'active' limit 1),
@@ -460,7 +465,9 @@ select is_empty($$ select k from unnest(array['create_contact', 'schedule', 'enr
 select is_empty($$ select k from unnest(array['schedule', 'enroll', 'soft_delete', 'restore']) k
                    where not exists (select 1 from rnd_stats s where s.kind = k and s.refused > 0) $$,
   'and the RPCs were also seen refusing');
-select cmp_ok((select count(*)::int from rnd_sent), '>=', 60, 'at least 60 messages went out along the way');
+-- An appointment moved into the past expires its pending reminders, so fewer are left to send
+-- than the operations schedule; 50 still proves sending was exercised throughout.
+select cmp_ok((select count(*)::int from rnd_sent), '>=', 50, 'at least 50 messages went out along the way');
 -- checked once at the end, being heavier: the suppression list, and the ledger against the messages
 select is_empty($$ select m.id from messages m join contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
                    where m.status in ('scheduled', 'queued') and herald.is_suppressed(c.workspace_id, c.phone) $$,
