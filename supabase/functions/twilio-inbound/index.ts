@@ -19,10 +19,11 @@ const Inbound = z.object({
 const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>';
 
 Deno.serve(handle(async (req) => {
-  const { params, idempotencyToken } = await verifiedTwilioWebhook(req, "twilio-inbound");
+  // The idempotency header is not signed: the database keys an inbound message by its MessageSid.
+  const { params } = await verifiedTwilioWebhook(req, "twilio-inbound");
   const parsed = Inbound.safeParse(params);
   if (!parsed.success) throw new HttpError(400, "invalid_inbound", parsed.error.issues[0].message);
   const { MessageSid, From, To, Body } = parsed.data;
-  await db()`select herald.apply_inbound(${From}, ${To}, ${Body}, ${MessageSid}, ${db().json(params)}, ${idempotencyToken})`;
+  await db()`select herald.apply_inbound(${From}, ${To}, ${Body}, ${MessageSid}, ${db().json(params)})`;
   return new Response(EMPTY_TWIML, { headers: { "content-type": "text/xml" } });
 }));
