@@ -25,20 +25,22 @@ async function exportWorkspace() {
   const reader = res.body!.getReader();
   const first = await reader.read();
   assert.ok(!first.done && first.value.byteLength > 0);
-  return { sql, reader };
+  return { sql, reader, firstLines: first.value.filter((b) => b === 10).length };
 }
 
-/** Reads the rest; the error if reading failed, else the bytes read. */
-async function drain(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ error: unknown; bytes: number }> {
+/** Reads the rest; the error if reading failed, else the bytes and line ends read. */
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ error: unknown; bytes: number; lines: number }> {
   let bytes = 0;
+  let lines = 0;
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) return { error: null, bytes };
+      if (done) return { error: null, bytes, lines };
       bytes += value.byteLength;
+      for (const b of value) if (b === 10) lines++;
     }
   } catch (error) {
-    return { error, bytes };
+    return { error, bytes, lines };
   }
 }
 
@@ -46,7 +48,7 @@ Deno.test({
   name: "export-queue: no transaction stays open while a slow client reads",
   sanitizeResources: false,
   fn: async () => {
-    const { sql, reader } = await exportWorkspace();
+    const { sql, reader, firstLines } = await exportWorkspace();
     try {
       await new Promise((r) => setTimeout(r, 5000)); // the client pauses
       // A page takes well under a second; a transaction open for most of the pause waits on the client.
@@ -56,6 +58,7 @@ Deno.test({
       assert.deepEqual(open.map((r) => ({ ...r })), [], "the export held a transaction open while its client paused");
       const rest = await drain(reader);
       assert.equal(rest.error, null);
+      assert.equal(firstLines + rest.lines, ROWS + 1, "every row once, after the header");
     } finally {
       await reader.cancel().catch(() => {});
       await sql.end();
@@ -77,7 +80,7 @@ Deno.test({
         const result = await drain(reader);
         return result;
       });
-      const result = await holding.catch((err) => ({ error: `could not lock contacts: ${err.message}`, bytes: -1 }));
+      const result = await holding.catch((err) => ({ error: `could not lock contacts: ${err.message}`, bytes: -1, lines: 0 }));
       assert.notEqual(result.bytes, -1, String(result.error));
       assert.ok(result.error, `the client read ${result.bytes} more bytes and a clean end of the CSV`);
     } finally {
