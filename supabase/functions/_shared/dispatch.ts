@@ -12,6 +12,8 @@ export interface DispatchOptions {
   leaseSeconds: number;
   /** Provider calls in flight at once. */
   concurrency: number;
+  /** The provider client's timeout: a lease covers a message's slot plus this. */
+  callTimeoutSeconds: number;
 }
 
 export interface DispatchSummary {
@@ -20,9 +22,11 @@ export interface DispatchSummary {
   retried: number;
   failed: number;
   deferred: number;
-  /** Back from a lost lease, never sent, and its contact now off limits. */
+  /** Not sent: the contact became off limits after the claim (or after a lost lease). */
   cancelled: number;
   reconciled: number;
+  /** Not sent by this call: the lease was lost or another attempt holds the message. */
+  skipped: number;
 }
 
 interface ClaimedMessage {
@@ -39,7 +43,7 @@ interface ClaimedMessage {
   blocked_reason: string | null;
 }
 
-type Outcome = "sent" | "permanent" | "transient" | "not_sent";
+type Outcome = "sent" | "permanent" | "transient" | "not_sent" | Verdict["verdict"];
 
 function address(channel: ClaimedMessage["channel"], phone: string): string {
   return channel === "whatsapp" ? `whatsapp:${phone}` : phone;
@@ -55,6 +59,23 @@ async function findAtProvider(client: TwilioClient, m: ClaimedMessage) {
   // newest first, so the lost attempt is among the first page.
   const candidates = await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 });
   return candidates.find((c) => c.body === m.body && c.dateCreated >= since && c.direction !== "inbound");
+}
+
+interface Verdict {
+  verdict: "send" | "skip" | "cancelled" | "deferred";
+  reason: string | null;
+}
+
+/**
+ * Right before the provider call: is the message still this attempt's under a live lease, may its
+ * contact be messaged, is the window open? Anything but "send" has been applied by the database
+ * already (cancelled or deferred with the reason; a lost lease is the reaper's).
+ */
+async function confirmSend(sql: Sql, m: ClaimedMessage, opts: DispatchOptions): Promise<Verdict> {
+  const [v] = await sql<Verdict[]>`
+    select verdict, reason from herald.confirm_send(${[m.message_id]}::uuid[], ${[m.attempt_no]}::integer[],
+                                                    make_interval(secs => ${opts.callTimeoutSeconds}))`;
+  return v;
 }
 
 async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: DispatchOptions) {
@@ -78,6 +99,9 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
       outcome = "not_sent";
       message = `not sent: ${m.blocked_reason}`;
     } else {
+      // The slot wait may have been long: ask the database once more, right before the call.
+      const verdict = await confirmSend(sql, m, opts);
+      if (verdict.verdict !== "send") return { status: null, reconciled, outcome: verdict.verdict };
       const created = await client.messages.create({
         to: address(m.channel, m.to_phone),
         from: address(m.channel, m.from_phone),
@@ -111,6 +135,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     deferred: 0,
     cancelled: 0,
     reconciled: 0,
+    skipped: 0,
   };
 
   let next = 0;
@@ -120,8 +145,9 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       try {
         const r = await sendOne(sql, client, m, opts);
         if (r.reconciled) summary.reconciled++;
-        if (r.status === "cancelled") summary.cancelled++;
-        else if (r.outcome === "not_sent") summary.deferred++;
+        if (r.outcome === "cancelled" || r.status === "cancelled") summary.cancelled++;
+        else if (r.outcome === "deferred" || r.outcome === "not_sent") summary.deferred++;
+        else if (r.outcome === "skip") summary.skipped++;
         else if (r.status === "scheduled") summary.retried++;
         else if (r.status === "failed" || r.status === "undelivered") summary.failed++;
         else if (r.status !== null) summary.sent++;
