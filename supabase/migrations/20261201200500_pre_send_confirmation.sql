@@ -29,13 +29,12 @@ comment on column public.message_attempts.confirmed_at is 'When the dispatcher c
 /** Section - sends in flight when their contact is hard-deleted */
 create table herald.inflight_deletions (
   message_id uuid primary key,
-  workspace_id uuid not null,
-  deletion_id bigint references public.deletion_log (id) on delete set null,
+  deletion_id bigint not null references public.deletion_log (id) on delete cascade,
   at timestamptz not null default now()
 );
 comment on table herald.inflight_deletions is 'Messages that were at the provider (sending) when their contact was hard-deleted: the sid the provider returns for one goes to the erasure outbox. Ids only, no personal data.';
 comment on column herald.inflight_deletions.message_id is 'No foreign key: the message is gone with its contact.';
-comment on column herald.inflight_deletions.workspace_id is 'No foreign key: erasure at the provider must still happen after the workspace is gone.';
+comment on column herald.inflight_deletions.deletion_id is 'The contact''s deletion, whose log row (it outlives the workspace) names the workspace for the erasure.';
 create index inflight_deletions_deletion_idx on herald.inflight_deletions (deletion_id);
 alter table herald.inflight_deletions enable row level security;
 
@@ -47,10 +46,15 @@ security definer
 set search_path = ''
 as $$
 begin
-  insert into herald.inflight_deletions (message_id, workspace_id, deletion_id)
-  select m.id, m.workspace_id,
-         (select l.id from public.deletion_log l where l.entity = 'contact' and l.entity_id = old.id order by l.id desc limit 1)
+  -- Inside a workspace delete, the workspace's own log and erasure cover its contacts.
+  if not exists (select 1 from public.workspaces w where w.id = old.workspace_id) then
+    return old;
+  end if;
+  insert into herald.inflight_deletions (message_id, deletion_id)
+  select m.id, l.id
   from public.messages m
+  cross join lateral (select l.id from public.deletion_log l where l.entity = 'contact' and l.entity_id = old.id
+                      order by l.id desc limit 1) l
   where m.workspace_id = old.workspace_id and m.contact_id = old.id and m.status = 'sending'
   on conflict (message_id) do nothing;
   return old;
@@ -220,7 +224,9 @@ begin
     -- is erased too, and callbacks that beat this answer (they carry the number) go.
     if p_sid is not null then
       insert into herald.provider_erasures (deletion_id, workspace_id, provider_sid)
-      select d.deletion_id, d.workspace_id, p_sid from herald.inflight_deletions d where d.message_id = p_message_id
+      select d.deletion_id, l.workspace_id, p_sid
+      from herald.inflight_deletions d join public.deletion_log l on l.id = d.deletion_id
+      where d.message_id = p_message_id
       on conflict (provider_sid) do nothing;
       delete from public.provider_events e where e.provider_sid = p_sid and e.message_id is null;
     end if;
