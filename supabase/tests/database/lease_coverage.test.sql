@@ -9,7 +9,8 @@ insert into workspaces (name, quiet_hours_start, quiet_hours_end) values ('Slow 
 insert into senders (workspace_id, channel, phone_number, status, mps, is_default) values (:'ws', 'sms', '+15557776001', 'connected', 0.2, true);
 insert into contacts (workspace_id, phone) select :'ws', '+1415777600' || i from generate_series(1, 4) i;
 insert into messages (workspace_id, contact_id, body, send_at, status)
-select workspace_id, id, 'slow ' || phone, now() - interval '1 minute', 'queued' from contacts where workspace_id = :'ws';
+select workspace_id, id, 'slow ' || phone, now() - interval '1 minute' + right(phone, 1)::integer * interval '1 second', 'queued'
+from contacts where workspace_id = :'ws';
 
 -- One message every 5 s, a 10 s lease, a 15 s provider timeout.
 create temp table c1 as select * from herald.claim_messages(100, interval '10 seconds', interval '15 seconds');
