@@ -51,14 +51,23 @@ function address(channel: ClaimedMessage["channel"], phone: string): string {
 
 /**
  * After a lease expired with Twilio's answer unknown: did Twilio take the message? Looks for a
- * message to the same number with the same body, created since the lost attempt was requested.
+ * message to the same number with the same body, created since the lost attempt was requested,
+ * that is not already another message's (or attempt's) at Herald: an earlier message with the
+ * same text to the same number is not this one.
  */
-async function findAtProvider(client: TwilioClient, m: ClaimedMessage) {
+async function findAtProvider(sql: Sql, client: TwilioClient, m: ClaimedMessage) {
   const since = new Date((m.previous_attempt_requested_at ?? m.send_not_before).getTime() - 60_000);
   // No DateSent filter: a message Twilio has only queued has no date_sent yet. The list is
   // newest first, so the lost attempt is among the first page.
-  const candidates = await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 });
-  return candidates.find((c) => c.body === m.body && c.dateCreated >= since && c.direction !== "inbound");
+  const candidates = (await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 }))
+    .filter((c) => c.body === m.body && c.dateCreated >= since && c.direction !== "inbound");
+  if (candidates.length === 0) return undefined;
+  const sids = candidates.map((c) => c.sid);
+  const held = await sql<{ sid: string }[]>`
+    select provider_sid as sid from public.message_attempts where provider_sid = any (${sids}::text[])
+    union select provider_sid from public.messages where provider_sid = any (${sids}::text[])`;
+  const heldSids = new Set(held.map((h) => h.sid));
+  return candidates.find((c) => !heldSids.has(c.sid));
 }
 
 interface Verdict {
@@ -89,7 +98,7 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   let message: string | null = null;
   let reconciled = false;
   try {
-    const found = m.provider_check_required ? await findAtProvider(client, m) : undefined;
+    const found = m.provider_check_required ? await findAtProvider(sql, client, m) : undefined;
     if (found) {
       reconciled = true;
       sid = found.sid;
@@ -126,7 +135,8 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
 
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
   const claimed = await sql<ClaimedMessage[]>`
-    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}))`;
+    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}),
+                                        make_interval(secs => ${opts.callTimeoutSeconds}))`;
   const summary: DispatchSummary = {
     claimed: claimed.length,
     sent: 0,
