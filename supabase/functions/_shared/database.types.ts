@@ -321,6 +321,7 @@ export type Database = {
       "message_attempts": {
         Row: {
           "attempt_no": number;
+          "confirmed_at": string | null;
           "error_code": number | null;
           "error_message": string | null;
           "id": string;
@@ -335,6 +336,7 @@ export type Database = {
         ComputedFields: never;
         Insert: {
           "attempt_no": number;
+          "confirmed_at"?: string | null;
           "error_code"?: number | null;
           "error_message"?: string | null;
           "id"?: string;
@@ -348,6 +350,7 @@ export type Database = {
         };
         Update: {
           "attempt_no"?: number;
+          "confirmed_at"?: string | null;
           "error_code"?: number | null;
           "error_message"?: string | null;
           "id"?: string;
