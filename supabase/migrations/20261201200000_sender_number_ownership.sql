@@ -93,7 +93,10 @@ begin
   v_stop := v_keyword in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT', 'REVOKE');
   v_start := v_keyword in ('START', 'YES', 'UNSTOP');
 
-  select s.workspace_id into v_ws from public.senders s where s.channel = v_channel and s.phone_number = p_to;
+  -- The sender of the message's channel; a line with only the other channel's sender (an SMS
+  -- number that also receives WhatsApp) is that sender's. Never more than one workspace.
+  select s.workspace_id into v_ws from public.senders s
+  where s.phone_number = p_to order by s.channel = v_channel desc limit 1;
   if v_ws is null then
     update public.provider_events set outcome = 'unrouted' where id = v_event;
     return 'unrouted';

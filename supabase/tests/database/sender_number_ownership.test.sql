@@ -2,7 +2,7 @@
 -- all workspaces, inbound messages to it reach that workspace alone, and a provider event never
 -- moves from one workspace to another.
 begin;
-select plan(9);
+select plan(10);
 
 select tests.create_user('num_owner_a'), tests.create_user('num_owner_b');
 select tests.authenticate_as('num_owner_a');
@@ -44,6 +44,12 @@ select results_eq(
   'in the workspace holding the SMS number only');
 select is((select workspace_id from provider_events where provider_sid = 'SM' || repeat('b', 32)), :'wa'::uuid,
   'and its provider event is that workspace''s');
+
+select is(herald.apply_inbound('+14155558801', '+15557770001', 'Hello', 'SM' || repeat('9', 32),
+                               '{"From": "whatsapp:+14155558801", "To": "whatsapp:+15557770001"}')
+          || ' in ' || (select name from workspaces w join provider_events e on e.workspace_id = w.id
+                         where e.provider_sid = 'SM' || repeat('9', 32)),
+  'replied in Number B', 'a WhatsApp message to the same number goes to the workspace holding its WhatsApp sender');
 
 -- 3. a provider event's workspace is never rewritten
 select tests.authenticate_as_service_role();
