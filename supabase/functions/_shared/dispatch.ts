@@ -97,20 +97,33 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   let code: number | null = null;
   let message: string | null = null;
   let reconciled = false;
+  const failed = (err: unknown) => {
+    const failure = classifyProviderError(err);
+    code = failure.code;
+    message = failure.message;
+    // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
+    outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
+  };
+  let found: Awaited<ReturnType<typeof findAtProvider>>;
   try {
-    const found = m.provider_check_required ? await findAtProvider(sql, client, m) : undefined;
-    if (found) {
-      reconciled = true;
-      sid = found.sid;
-      providerStatus = found.status;
-    } else if (m.blocked_reason) {
-      // Twilio never got it and the contact is now off limits: the database cancels it.
-      outcome = "not_sent";
-      message = `not sent: ${m.blocked_reason}`;
-    } else {
-      // The slot wait may have been long: ask the database once more, right before the call.
-      const verdict = await confirmSend(sql, m, opts);
-      if (verdict.verdict !== "send") return { status: null, reconciled, outcome: verdict.verdict };
+    found = m.provider_check_required ? await findAtProvider(sql, client, m) : undefined;
+  } catch (err) {
+    failed(err);
+  }
+  if (found) {
+    reconciled = true;
+    sid = found.sid;
+    providerStatus = found.status;
+  } else if (m.blocked_reason && outcome === "sent") {
+    // Twilio never got it and the contact is now off limits: the database cancels it.
+    outcome = "not_sent";
+    message = `not sent: ${m.blocked_reason}`;
+  } else if (outcome === "sent") {
+    // The slot wait may have been long: ask the database once more, right before the call. (A
+    // database error here is not the provider's: it leaves the message to its lease.)
+    const verdict = await confirmSend(sql, m, opts);
+    if (verdict.verdict !== "send") return { status: null, reconciled, outcome: verdict.verdict };
+    try {
       const created = await client.messages.create({
         to: address(m.channel, m.to_phone),
         from: address(m.channel, m.from_phone),
@@ -119,13 +132,9 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
       });
       sid = created.sid;
       providerStatus = created.status;
+    } catch (err) {
+      failed(err);
     }
-  } catch (err) {
-    const failure = classifyProviderError(err);
-    code = failure.code;
-    message = failure.message;
-    // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
-    outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
   }
   const [row] = await sql`
     select herald.record_send_result(${m.message_id}::uuid, ${m.attempt_no}, ${outcome}, ${sid}, ${providerStatus},
