@@ -480,3 +480,67 @@ export const deletionSuite: Suite = {
     return lines;
   },
 };
+
+// ---- purge of soft-deleted contacts ------------------------------------------------------------
+
+const PURGE_CONTACTS = 100_000;
+const PURGE_WS = "00000000-0000-4000-8000-00000000be0d";
+/** A call is one transaction: its locks are held this long at most (its time budget is 20 s). */
+const TARGET_PURGE_CALL_MS = 20_000;
+
+/**
+ * 100,000 contacts soft-deleted past retention, each with a delivered message and its ledger, purged
+ * the way pg_cron does it: herald.purge_deleted_contacts() called until it finds nothing, each call
+ * a bounded batch (at most 2,000 contacts, or 20 s) in a transaction of its own.
+ */
+export const purgeSuite: Suite = {
+  name: "purge",
+  title: "Purge of soft-deleted contacts (issue 10): bounded, resumable calls over 100,000 contacts",
+  async run({ cluster, log }: SuiteContext): Promise<Line[]> {
+    const sql = cluster.sql;
+    log(`purge: loading ${PURGE_CONTACTS.toLocaleString("en")} soft-deleted contacts with a delivered message each`);
+    const loader = postgres(cluster.url, { max: 1, onnotice: () => {}, connection: { enable_nestloop: "off" } });
+    try {
+      await loader`insert into public.workspaces (id, name) values (${PURGE_WS}, 'bench: purge') on conflict (id) do nothing`;
+      await loader`insert into public.contacts (workspace_id, phone, deleted_at)
+                   select ${PURGE_WS}, '+1717' || lpad(g::text, 7, '0'), now() - interval '40 days'
+                   from generate_series(1, ${PURGE_CONTACTS}::int) g`;
+      await loader`insert into public.messages (workspace_id, contact_id, body, send_at, status, sent_at, delivered_at)
+                   select workspace_id, id, 'delivered long ago', now() - interval '41 days', 'delivered',
+                          now() - interval '41 days', now() - interval '41 days'
+                   from public.contacts where workspace_id = ${PURGE_WS}`;
+      await loader.unsafe("vacuum analyze public.contacts, public.messages, public.message_events");
+    } finally {
+      await loader.end({ timeout: 1 });
+    }
+
+    log("purge: calling purge_deleted_contacts() until nothing is left");
+    const calls: number[] = [];
+    let purged = 0;
+    const started = performance.now();
+    for (;;) {
+      const t0 = performance.now();
+      const [{ n }] = await sql`select herald.purge_deleted_contacts() as n`;
+      calls.push(performance.now() - t0);
+      purged += n;
+      if (n === 0) break;
+    }
+    const totalMs = performance.now() - started;
+    const [{ left }] = await sql`select count(*)::int as left from public.contacts where workspace_id = ${PURGE_WS}`;
+    if (purged !== PURGE_CONTACTS || left !== 0) throw new Error(`purged ${purged}, ${left} left`);
+    const perCall: TimingLine = {
+      kind: "timing",
+      label: `purge_deleted_contacts(): one call (≤ 2,000 contacts), ${calls.length} calls`,
+      samples: calls.slice(0, -1),
+      targetMs: TARGET_PURGE_CALL_MS,
+    };
+    return [
+      perCall,
+      {
+        kind: "figure",
+        label: `${PURGE_CONTACTS.toLocaleString("en")} soft-deleted contacts purged, in all`,
+        value: `${(totalMs / 1000).toFixed(1)} s (${Math.round(PURGE_CONTACTS / (totalMs / 1000))} contacts/s)`,
+      },
+    ];
+  },
+};

@@ -74,8 +74,10 @@ async function newWorkspace(tx: Sql | postgres.TransactionSql, label: string): P
   const [{ id }] = await tx`insert into public.workspaces (name) values (${"bench: " + label}) returning id::text`;
   await tx`insert into public.workspace_members (workspace_id, user_id, role)
            values (${id}, ${ADMIN.userId}, 'admin'), (${id}, ${AGENT.userId}, 'agent')`;
+  // A number of its own (a number belongs to one workspace), from the workspace id.
+  const number = `+1555${parseInt(id.replaceAll("-", "").slice(0, 7), 16) % 10_000_000}`.padEnd(12, "0");
   await tx`insert into public.senders (workspace_id, channel, phone_number, status, mps, is_default)
-           values (${id}, 'sms', '+15005550006', 'connected', 10, true)`;
+           values (${id}, 'sms', ${number}, 'connected', 10, true)`;
   return id;
 }
 

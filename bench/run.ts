@@ -14,13 +14,13 @@
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
 import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts";
-import { deletionSuite } from "./deletion.ts";
+import { deletionSuite, purgeSuite } from "./deletion.ts";
 import { sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
 
 export const BENCH_PORT = 54362;
 
-export const SUITES: Suite[] = [deletionSuite, sendingSuite, queueSuite];
+export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite];
 
 interface Options {
   filters: string[];

@@ -392,13 +392,13 @@ CREATE FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid 
     AS $$
 declare
   v_keyword text := upper(btrim(coalesce(p_body, '')));
+  v_channel public.channel := case when coalesce(p_payload ->> 'To', '') like 'whatsapp:%' then 'whatsapp' else 'sms' end;
   v_stop boolean;
   v_start boolean;
   v_ws uuid;
   c public.contacts;
-  v_outcome text := 'unrouted';
+  v_outcome text;
   v_event bigint;
-  v_prev text;
 begin
   perform set_config('herald.actor', 'provider', true);
   insert into public.provider_events (kind, provider_sid, outcome, payload, idempotency_token)
@@ -413,57 +413,63 @@ begin
   v_stop := v_keyword in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT', 'REVOKE');
   v_start := v_keyword in ('START', 'YES', 'UNSTOP');
 
-  -- The number written to names the workspace (through its sender).
-  for v_ws in select distinct s.workspace_id from public.senders s where s.phone_number = p_to loop
-    select * into c from public.contacts
-    where workspace_id = v_ws and phone = p_from and deleted_at is null for update;
-    if not found then
-      if v_stop then
-        insert into public.suppressions (workspace_id, phone_hash, reason)
-        values (v_ws, herald.phone_hash(v_ws, p_from), 'opted_out') on conflict do nothing;
-        v_outcome := 'opted_out';
-      elsif v_start then
-        delete from public.suppressions where workspace_id = v_ws and phone_hash = herald.phone_hash(v_ws, p_from);
-        v_outcome := 'opted_in';
-      else
-        v_outcome := 'unknown_contact';
-      end if;
-      continue;
-    end if;
+  -- The sender of the message's channel; a line with only the other channel's sender (an SMS
+  -- number that also receives WhatsApp) is that sender's. Never more than one workspace.
+  select s.workspace_id into v_ws from public.senders s
+  where s.phone_number = p_to order by s.channel = v_channel desc limit 1;
+  if v_ws is null then
+    update public.provider_events set outcome = 'unrouted' where id = v_event;
+    return 'unrouted';
+  end if;
 
-    perform set_config('herald.opt_in', case when v_start then 'on' else '' end, true);
-    update public.contacts
-    set last_inbound_at = now(),
-        opted_out_at = case when v_stop then coalesce(opted_out_at, now()) when v_start then null else opted_out_at end
-    where id = c.id;
-    perform set_config('herald.opt_in', '', true);
-    insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
-    values (v_ws, c.id, 'replied', jsonb_build_object('provider_sid', p_sid, 'keyword',
-            case when v_stop then 'stop' when v_start then 'start' end), 'provider');
-
-    if not v_stop then
-      -- Any other reply ends the sequences that asked to stop on a reply.
-      update public.messages m
-      set status = 'cancelled', cancel_reason = 'replied', cancelled_at = now()
-      from public.sequence_enrollments e
-      join public.sequences s on s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
-      where e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active'
-        and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
-      update public.sequence_enrollments e
-      set status = 'cancelled', stopped_reason = 'replied', completed_at = now()
-      from public.sequences s
-      where s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
-        and e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active';
+  select * into c from public.contacts
+  where workspace_id = v_ws and phone = p_from and deleted_at is null for update;
+  if not found then
+    if v_stop then
+      insert into public.suppressions (workspace_id, phone_hash, reason)
+      values (v_ws, herald.phone_hash(v_ws, p_from), 'opted_out') on conflict do nothing;
+      v_outcome := 'opted_out';
+    elsif v_start then
+      delete from public.suppressions where workspace_id = v_ws and phone_hash = herald.phone_hash(v_ws, p_from);
+      v_outcome := 'opted_in';
+    else
+      v_outcome := 'unknown_contact';
     end if;
-    v_outcome := case when v_stop then 'opted_out' when v_start then 'opted_in' else 'replied' end;
-    update public.provider_events set workspace_id = v_ws, contact_id = c.id where id = v_event;
-  end loop;
-  update public.provider_events set outcome = v_outcome where id = v_event;
+    update public.provider_events set workspace_id = v_ws, outcome = v_outcome where id = v_event;
+    return v_outcome;
+  end if;
+
+  perform set_config('herald.opt_in', case when v_start then 'on' else '' end, true);
+  update public.contacts
+  set last_inbound_at = now(),
+      opted_out_at = case when v_stop then coalesce(opted_out_at, now()) when v_start then null else opted_out_at end
+  where id = c.id;
+  perform set_config('herald.opt_in', '', true);
+  insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
+  values (v_ws, c.id, 'replied', jsonb_build_object('provider_sid', p_sid, 'keyword',
+          case when v_stop then 'stop' when v_start then 'start' end), 'provider');
+
+  if not v_stop then
+    -- Any other reply ends the sequences that asked to stop on a reply.
+    update public.messages m
+    set status = 'cancelled', cancel_reason = 'replied', cancelled_at = now()
+    from public.sequence_enrollments e
+    join public.sequences s on s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
+    where e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active'
+      and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+    update public.sequence_enrollments e
+    set status = 'cancelled', stopped_reason = 'replied', completed_at = now()
+    from public.sequences s
+    where s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
+      and e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active';
+  end if;
+  v_outcome := case when v_stop then 'opted_out' when v_start then 'opted_in' else 'replied' end;
+  update public.provider_events set workspace_id = v_ws, contact_id = c.id, outcome = v_outcome where id = v_event;
   return v_outcome;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) IS 'Applies one inbound message: STOP-family keywords opt out (cancelling everything pending), START-family opt back in, any other reply stops stop_on_reply sequences.';
+COMMENT ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) IS 'Applies one inbound message in the one workspace holding the number written to: STOP-family keywords opt out (cancelling everything pending), START-family opt back in, any other reply stops stop_on_reply sequences.';
 
 CREATE FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -478,6 +484,11 @@ begin
   -- Also with a redelivery of the same callback (same sid): the second one, after the lock,
   -- sees the first's event and is a duplicate.
   perform pg_advisory_xact_lock(hashtextextended(p_sid, 0));
+  -- A message whose contact was hard-deleted: its record is being erased at the provider, and
+  -- nothing of it (the callback carries the number) is stored here.
+  if exists (select 1 from herald.provider_erasures e where e.provider_sid = p_sid) then
+    return 'erased';
+  end if;
   if p_idempotency_token is not null
      and exists (select 1 from public.provider_events e where e.idempotency_token = p_idempotency_token) then
     return 'duplicate';
@@ -492,7 +503,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) IS 'Applies one Twilio status callback: stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing.';
+COMMENT ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) IS 'Applies one Twilio status callback: stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing. A sid being erased (hard delete) stores nothing.';
 
 CREATE FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) RETURNS record
     LANGUAGE plpgsql
@@ -749,16 +760,51 @@ $$;
 
 COMMENT ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) IS 'The message (the constraint''s comment) and detail (the columns it reads, with their values) of a broken check constraint.';
 
-CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
+CREATE FUNCTION herald.child_take_workspace() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  -- tg_argv: the parent table, its name in messages, and the child's column naming it.
+  v_parent_id uuid := (to_jsonb(new) ->> tg_argv[2])::uuid;
+  v_workspace uuid;
+begin
+  -- The server's own bulk writes name the workspace: the composite foreign key checks it.
+  if new.workspace_id is not null and current_setting('role', true) is distinct from 'authenticated' then
+    return new;
+  end if;
+  execute format('select workspace_id from %s where id = $1', tg_argv[0]::regclass) into v_workspace using v_parent_id;
+  -- Security definer, so the lookup sees every workspace: the caller's own reach is checked here.
+  if v_workspace is null
+     or (current_setting('role', true) = 'authenticated' and not herald.has_role(v_workspace))
+     or (new.workspace_id is not null and new.workspace_id <> v_workspace) then
+    raise exception '% % not found', tg_argv[1], v_parent_id using errcode = 'P0002',
+      hint = format('workspace_id may be left out: it is taken from the %s.', tg_argv[1]);
+  end if;
+  new.workspace_id := v_workspace;
+  return new;
+end;
+$_$;
+
+COMMENT ON FUNCTION herald.child_take_workspace() IS 'A child row takes workspace_id from its parent (and must agree when given); a parent in another workspace is not found (P0002).';
+
+CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   v_ids uuid[] := '{}';
   v_batch uuid[];
-  v_blocked uuid[];
+  v_skip uuid[];
+  v_senders uuid[] := '{}';
+  v_caps integer[] := '{}';
+  v_takes integer[] := '{}';
+  v_left integer := p_limit;
+  v_open integer;
+  v_step integer;
+  v_take integer;
   v_free timestamptz;
-  v_room integer;
+  v_prev text;
   s record;
 begin
   if p_limit is null or p_limit < 1 or p_limit > 5000 then
@@ -767,69 +813,140 @@ begin
   if p_lease is null or p_lease < interval '10 seconds' then
     raise exception 'lease must be at least 10 seconds' using errcode = '22023';
   end if;
+  if p_call_timeout is null or p_call_timeout < interval '0' then
+    raise exception 'the provider call timeout must not be negative' using errcode = '22023';
+  end if;
   perform set_config('herald.actor', 'dispatcher', true);
 
-  -- Claimers share the work sender by sender, as graphile-worker's named queues do: a claimer
-  -- takes the senders whose oldest due message is oldest, skipping any sender another claimer
-  -- holds, and holds that sender's slot row while it claims the sender's messages. Claims of
-  -- different senders run side by side; a sender's mps holds across any number of dispatchers.
+  -- 1. The senders to claim from, interleaved across workspaces, each held (its slot row locked,
+  -- skipping any another claimer holds) with what it can take: its due messages, and no more than
+  -- it can send within half the lease at its rate.
   for s in
-    select se.id, se.mps
+    select se.id, se.mps, due.n
     from public.senders se
     join public.workspaces w on w.id = se.workspace_id
     cross join lateral (
-      select min(m.send_at) as oldest from public.messages m
-      where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
+      select count(*)::integer as n, min(d.send_at) as oldest from (
+        select m.send_at from public.messages m
+        where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
+        order by m.send_at limit p_limit
+      ) d
     ) due
-    where w.automation_enabled and se.phone_number is not null and due.oldest is not null
-    order by due.oldest
+    where w.automation_enabled and se.phone_number is not null and due.n > 0
+    order by row_number() over (partition by se.workspace_id order by due.oldest), due.oldest
   loop
+    exit when cardinality(v_senders) >= p_limit;
     select greatest(sl.next_slot_at, now()) into v_free
     from herald.sender_slots sl where sl.sender_id = s.id
     for update skip locked;
     continue when not found;
-    -- Only what this sender can send within half the lease; the rest stays queued for later.
-    v_room := least(p_limit - cardinality(v_ids),
-                    floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps)::integer + 1);
-    continue when v_room < 1;
+    v_take := least(s.n, floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps)::integer + 1);
+    continue when v_take < 1;
+    v_senders := v_senders || s.id;
+    v_caps := v_caps || v_take;
+    v_takes := v_takes || 0;
+  end loop;
+
+  -- 2. The batch shared round by round: each round gives every sender that can take more an
+  -- equal part of what is left (at least one), in the interleaved order.
+  loop
+    v_open := (select count(*) from generate_subscripts(v_senders, 1) i where v_takes[i] < v_caps[i]);
+    exit when v_open = 0 or v_left = 0;
+    v_step := greatest(1, v_left / v_open);
+    for i in 1 .. cardinality(v_senders) loop
+      exit when v_left = 0;
+      v_take := least(v_step, v_caps[i] - v_takes[i], v_left);
+      if v_take > 0 then
+        v_takes[i] := v_takes[i] + v_take;
+        v_left := v_left - v_take;
+      end if;
+    end loop;
+  end loop;
+
+  for i in 1 .. coalesce(cardinality(v_senders), 0) loop
+    continue when v_takes[i] = 0;
     select array_agg(m.id) into v_batch
     from (
       select m.id from public.messages m
-      where m.sender_id = s.id and m.status = 'queued' and m.send_at <= now()
+      where m.sender_id = v_senders[i] and m.status = 'queued' and m.send_at <= now()
       order by m.send_at
-      limit v_room
+      limit v_takes[i]
       for update of m skip locked
     ) m;
     v_ids := v_ids || coalesce(v_batch, '{}');
-    exit when cardinality(v_ids) >= p_limit;
   end loop;
   if cardinality(v_ids) = 0 then
     return;
   end if;
 
-  -- Eligibility is re-checked for the locked rows, in the claiming transaction: a contact
-  -- deleted, opted out or taken over has had its messages cancelled in that same transaction,
-  -- so a row still queued under our lock belongs to a contact Herald may message. Should one
-  -- not, it is cancelled here with the reason, never sent. A message back from a lost lease is
-  -- claimed whatever its contact's state: the dispatcher must first ask Twilio whether it went
-  -- out, and otherwise it is cancelled, not sent. (Looked for first: an update of no rows would
-  -- still fire the ledger's statement triggers.)
-  select array_agg(m.id) into v_blocked
+  -- 3. Eligibility, re-checked for the locked rows in the claiming transaction (see the comment
+  -- of the first version): a blocked contact's message is cancelled with the reason. A message
+  -- back from a lost lease is claimed whatever its contact's state: the dispatcher asks the
+  -- provider first, and confirm_send cancels it if it was never sent.
+  select array_agg(m.id) into v_skip
   from public.messages m
   join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
   where m.id = any (v_ids) and not m.provider_check_required and herald.contact_block_reason(c) is not null;
-  if v_blocked is not null then
+  if v_skip is not null then
     update public.messages m
     set status = 'cancelled', cancel_reason = herald.contact_block_reason(c), cancelled_at = now()
     from public.contacts c
-    where m.id = any (v_blocked) and c.workspace_id = m.workspace_id and c.id = m.contact_id;
-    v_ids := array(select i from unnest(v_ids) i where i <> all (v_blocked));
-    if cardinality(v_ids) = 0 then
-      return;
-    end if;
+    where m.id = any (v_skip) and c.workspace_id = m.workspace_id and c.id = m.contact_id;
+    v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
   end if;
 
-  -- Slots 1/mps apart from each sender's next free one (its row is locked by this claim).
+  -- 4. The send window: quiet hours in the recipient's zone (materialized: once per message),
+  -- then the daily limit of each workspace that has one. Deferred as queueing defers.
+  v_prev := herald.set_reason('quiet_hours');
+  with q as materialized (
+    select m.id, herald.quiet_until(now(), coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
+           least(interval '30 minutes',
+                 case when w.quiet_hours_start > w.quiet_hours_end then w.quiet_hours_start - w.quiet_hours_end
+                      else interval '24 hours' - (w.quiet_hours_end - w.quiet_hours_start) end / 4) as span
+    from public.messages m
+    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    join public.workspaces w on w.id = m.workspace_id
+    where m.id = any (v_ids) and w.quiet_hours_start <> w.quiet_hours_end
+  ), deferred as (
+    update public.messages m set status = 'scheduled', send_at = q.until + herald.spread(m.id, q.span)
+    from q where m.id = q.id and q.until is not null
+    returning m.id
+  ) select array_agg(d.id) into v_skip from deferred d;
+  if v_skip is not null then
+    v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
+  end if;
+
+  if exists (select 1 from public.workspaces w
+             where w.daily_limit is not null and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids))) then
+    perform herald.set_reason('daily_limit');
+    with ws as (
+      select w.id, w.daily_limit, w.timezone, herald.local_day_start(now(), w.timezone) as day_start
+      from public.workspaces w
+      where w.daily_limit is not null and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids))
+    ), ranked as (
+      select m.id, ws.daily_limit - herald.day_use(ws.id, ws.day_start) as room, ws.timezone, ws.day_start,
+             row_number() over (partition by m.workspace_id order by m.send_at, m.id) as n
+      from public.messages m join ws on ws.id = m.workspace_id
+      where m.id = any (v_ids)
+    ), deferred as (
+      update public.messages m
+      set status = 'scheduled',
+          send_at = ((r.day_start at time zone r.timezone) + interval '1 day') at time zone r.timezone
+                    + herald.spread(m.id, interval '30 minutes')
+      from ranked r where m.id = r.id and r.n > greatest(r.room, 0)
+      returning m.id
+    ) select array_agg(d.id) into v_skip from deferred d;
+    if v_skip is not null then
+      v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
+    end if;
+  end if;
+  perform herald.set_reason(v_prev);
+  if cardinality(v_ids) = 0 then
+    return;
+  end if;
+
+  -- 5. Slots 1/mps apart from each sender's next free one (its row is locked by this claim), and
+  -- a lease that covers the slot and the provider call.
   return query
   with slotted as (
     select m.id, m.sender_id, se.mps, se.phone_number,
@@ -847,7 +964,7 @@ begin
     returning 1
   ), claimed as (
     update public.messages m
-    set status = 'sending', lease_expires_at = now() + p_lease, attempts = m.attempts + 1
+    set status = 'sending', lease_expires_at = greatest(now() + p_lease, t.slot + p_call_timeout), attempts = m.attempts + 1
     from slotted t
     where m.id = t.id
     returning m.id, m.workspace_id, m.contact_id, m.attempts, m.body, m.channel, m.provider_check_required,
@@ -868,7 +985,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) IS 'Claims due queued messages for sending (for update skip locked) with one attempt row each and the time each may go out, so every sender''s mps holds across dispatchers.';
+COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) IS 'Claims due queued messages for sending (for update skip locked), shared fairly across workspaces and their senders, deferring what falls in quiet hours or over a daily limit, with one attempt row each, the time each may go out (every sender''s mps holds across dispatchers) and a lease covering that slot plus the provider call.';
 
 CREATE FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) RETURNS text
     LANGUAGE sql STABLE
@@ -883,6 +1000,74 @@ CREATE FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) RETURN
 $$;
 
 COMMENT ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) IS 'What an inbound body means when it is only a keyword: opt_out, opt_in or help (standard sets plus the workspace''s), ignoring case, surrounding whitespace and punctuation; null for anything else.';
+
+CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  m public.messages;
+  c public.contacts;
+  w public.workspaces;
+  v_block public.cancel_reason;
+  v_until timestamptz;
+  v_day timestamptz;
+begin
+  if p_message_ids is null or p_attempt_nos is null or cardinality(p_message_ids) <> cardinality(p_attempt_nos) then
+    raise exception 'message ids and attempt numbers must pair up' using errcode = '22023';
+  end if;
+  if p_call_timeout is null or p_call_timeout <= interval '0' then
+    raise exception 'the provider call timeout must be positive' using errcode = '22023';
+  end if;
+  perform set_config('herald.actor', 'dispatcher', true);
+  for i in 1 .. cardinality(p_message_ids) loop
+    message_id := p_message_ids[i];
+    verdict := 'skip';
+    reason := null;
+    select * into m from public.messages x where x.id = p_message_ids[i] for update;
+    if not found then
+      reason := 'gone';
+    elsif m.status <> 'sending' or m.attempts <> p_attempt_nos[i] then
+      reason := 'not_ours'; -- recorded meanwhile, or reaped and claimed again by another attempt
+    elsif m.lease_expires_at <= now() then
+      reason := 'lease_expired'; -- the reaper takes it back; sending now could send it twice
+    else
+      select * into c from public.contacts x where x.workspace_id = m.workspace_id and x.id = m.contact_id;
+      select * into w from public.workspaces x where x.id = m.workspace_id;
+      v_block := herald.contact_block_reason(c);
+      v_until := herald.quiet_until(now(), coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end);
+      if v_block is not null then
+        update public.messages
+        set status = 'cancelled', cancel_reason = v_block, cancelled_at = now(), lease_expires_at = null,
+            attempts = attempts - 1
+        where id = m.id;
+        delete from public.message_attempts a where a.message_id = m.id and a.attempt_no = m.attempts;
+        verdict := 'cancelled';
+        reason := v_block::text;
+      elsif v_until is not null then
+        perform herald.defer_sending(m.id, m.attempts, v_until + herald.spread(m.id, interval '30 minutes'), 'quiet_hours');
+        verdict := 'deferred';
+        reason := 'quiet_hours';
+      elsif w.daily_limit is not null
+            and herald.day_use(w.id, herald.local_day_start(now(), w.timezone)) > w.daily_limit then
+        v_day := herald.local_day_start(now(), w.timezone);
+        perform herald.defer_sending(m.id, m.attempts,
+          ((v_day at time zone w.timezone) + interval '1 day') at time zone w.timezone + herald.spread(m.id, interval '30 minutes'),
+          'daily_limit');
+        verdict := 'deferred';
+        reason := 'daily_limit';
+      else
+        update public.messages set lease_expires_at = greatest(lease_expires_at, now() + p_call_timeout) where id = m.id;
+        update public.message_attempts a set confirmed_at = now() where a.message_id = m.id and a.attempt_no = m.attempts;
+        verdict := 'send';
+      end if;
+    end if;
+    return next;
+  end loop;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged) or deferred (quiet hours, daily limit), per message.';
 
 CREATE FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) RETURNS public.cancel_reason
     LANGUAGE sql STABLE
@@ -1189,6 +1374,82 @@ $$;
 
 COMMENT ON FUNCTION herald.contacts_guard_opt_in() IS 'Only the contact can lift an opt-out (a START reply); any other update clearing opted_out_at fails 42501.';
 
+CREATE FUNCTION herald.contacts_guard_roles() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_user uuid := (select auth.uid());
+begin
+  if current_user <> 'authenticated' then
+    return new;
+  end if;
+
+  -- A soft delete happens now, whatever time the client wrote.
+  if new.deleted_at is not null and (tg_op = 'INSERT' or old.deleted_at is null) then
+    new.deleted_at := now();
+  elsif tg_op = 'UPDATE' and new.deleted_at is not null and new.deleted_at is distinct from old.deleted_at then
+    new.deleted_at := old.deleted_at;
+  end if;
+
+  if tg_op = 'INSERT' then
+    -- Added human-controlled, it is unassigned (anyone picks it up with take_lead) or the caller's.
+    if new.assigned_to is not null and (new.controlled_by <> 'human' or new.assigned_to <> v_user) then
+      raise exception 'a new contact can be assigned only to yourself, and only when a human handles it'
+        using errcode = '42501', hint = 'take_lead() assigns a lead to the member who calls it.';
+    end if;
+    return new;
+  end if;
+
+  if old.controlled_by = 'automation' and new.controlled_by = 'human' then
+    -- Taking the lead, as take_lead() does: it becomes the caller's.
+    if new.assigned_to is distinct from old.assigned_to and new.assigned_to is distinct from v_user then
+      raise exception 'contact % can be taken only by the member who takes it', old.id using errcode = '42501',
+        hint = 'take_lead() assigns the lead to its caller.';
+    end if;
+    new.assigned_to := v_user;
+  elsif old.controlled_by = 'human' and new.controlled_by = 'automation' then
+    -- Releasing, as release_lead() does: the assigned agent or an admin.
+    if old.assigned_to is distinct from v_user and not herald.has_role(old.workspace_id, 'admin') then
+      raise exception 'only the assigned agent or an admin can release contact %', old.id using errcode = '42501',
+        hint = 'release_lead() hands a contact back to automation.';
+    end if;
+    new.assigned_to := null;
+  elsif new.assigned_to is distinct from old.assigned_to then
+    -- Picking up a human-controlled lead nobody holds (as take_lead() does) is the only reassignment.
+    if not (new.controlled_by = 'human' and old.assigned_to is null and new.assigned_to = v_user) then
+      raise exception 'assigned_to of contact % changes only through take_lead() and release_lead()', old.id
+        using errcode = '42501', hint = 'The assigned agent or an admin releases the lead first.';
+    end if;
+  end if;
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.contacts_guard_roles() IS 'A member''s own writes: deleted_at takes the server''s time (no backdating); controlled_by / assigned_to move only as take_lead / release_lead would move them (42501 otherwise).';
+
+CREATE FUNCTION herald.contacts_keep_inflight() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  -- Inside a workspace delete, the workspace's own log and erasure cover its contacts.
+  if not exists (select 1 from public.workspaces w where w.id = old.workspace_id) then
+    return old;
+  end if;
+  insert into herald.inflight_deletions (message_id, deletion_id)
+  select m.id, l.id
+  from public.messages m
+  cross join lateral (select l.id from public.deletion_log l where l.entity = 'contact' and l.entity_id = old.id
+                      order by l.id desc limit 1) l
+  where m.workspace_id = old.workspace_id and m.contact_id = old.id and m.status = 'sending'
+  on conflict (message_id) do nothing;
+  return old;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.contacts_keep_inflight() IS 'Hard delete: notes the contact''s messages at the provider right now, so the sid returned for each is erased there too.';
+
 CREATE FUNCTION herald.content_body_valid(p_body text, p_variables integer) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -1221,6 +1482,33 @@ CREATE FUNCTION herald.current_actor() RETURNS text
     nullif((select auth.role()), ''),
     current_user
   )
+$$;
+
+CREATE FUNCTION herald.day_use(p_workspace_id uuid, p_day_start timestamp with time zone) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select (select count(*) from public.messages m
+          where m.workspace_id = p_workspace_id and m.sent_at >= p_day_start)
+       + (select count(*) from public.messages m
+          where m.workspace_id = p_workspace_id and m.status = 'sending' and m.sent_at is null)
+$$;
+
+COMMENT ON FUNCTION herald.day_use(p_workspace_id uuid, p_day_start timestamp with time zone) IS 'What counts against a workspace''s daily limit once messages are claimed: sent since the local day began, and in flight.';
+
+CREATE FUNCTION herald.defer_sending(p_message_id uuid, p_attempt_no integer, p_until timestamp with time zone, p_reason text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_prev text := herald.set_reason(p_reason);
+begin
+  update public.messages
+  set status = 'scheduled', send_at = p_until, lease_expires_at = null, attempts = attempts - 1
+  where id = p_message_id;
+  delete from public.message_attempts where message_id = p_message_id and attempt_no = p_attempt_no;
+  perform herald.set_reason(v_prev);
+end;
 $$;
 
 CREATE FUNCTION herald.deferral_reasons() RETURNS text[]
@@ -2092,6 +2380,15 @@ $$;
 
 COMMENT ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) IS 'The contact''s latest consent status on a channel, or null if none was ever recorded. Security invoker: a member sees only their workspace''s.';
 
+CREATE FUNCTION herald.local_day_start(p_at timestamp with time zone, p_tz text) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select (date_trunc('day', p_at at time zone p_tz)) at time zone p_tz
+$$;
+
+COMMENT ON FUNCTION herald.local_day_start(p_at timestamp with time zone, p_tz text) IS 'Midnight (local, in p_tz) of the day containing p_at.';
+
 CREATE FUNCTION herald.log_deletion(p_entity text, p_table regclass, p_workspace_id uuid, p_id uuid, p_extra jsonb DEFAULT '{}'::jsonb) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -2400,11 +2697,17 @@ begin
   new.sender_id := (select s.id from public.senders s
                     where s.workspace_id = new.workspace_id and s.channel = new.channel
                       and s.is_default and s.phone_number is not null);
+  if new.sender_id is null and tg_op = 'UPDATE' and old.status = 'sending' then
+    -- Its sender was deleted during the call and no default takes over: nothing can send it.
+    new.status := 'cancelled';
+    new.cancel_reason := 'sender_deleted';
+    new.cancelled_at := now();
+  end if;
   return new;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.messages_bind_sender() IS 'A message queued without a sender is bound to the workspace''s default sender of its channel; with none it is refused (23514, messages_queued_has_sender).';
+COMMENT ON FUNCTION herald.messages_bind_sender() IS 'A message queued without a sender is bound to the workspace''s default sender of its channel; with none it is refused (23514, messages_queued_has_sender), or, back from a provider call whose sender was deleted, cancelled (sender_deleted).';
 
 CREATE FUNCTION herald.messages_deadline_on_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2740,6 +3043,36 @@ $$;
 
 COMMENT ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) IS 'How Herald treats a provider error: the row of herald.provider_error_classes for a known code (whatever its HTTP status), else one classed by HTTP status (429 retry_free; 5xx or no answer transient; other 4xx, or an unknown delivery error, permanent).';
 
+CREATE FUNCTION herald.provider_events_inbound_key() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if new.provider_sid is null then
+    raise exception 'an inbound provider event needs its MessageSid' using errcode = '23502';
+  end if;
+  new.idempotency_token := 'inbound:' || new.provider_sid;
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.provider_events_inbound_key() IS 'An inbound event is keyed by its signed MessageSid, never by the unsigned idempotency header: a sid is applied once.';
+
+CREATE FUNCTION herald.provider_events_keep_workspace() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if old.workspace_id is not null and new.workspace_id is distinct from old.workspace_id then
+    raise exception 'provider event % belongs to workspace % and cannot move', old.id, old.workspace_id
+      using errcode = '42501', hint = 'A webhook is routed once, to the workspace that holds the number or the message.';
+  end if;
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.provider_events_keep_workspace() IS 'A provider event routed to a workspace is never rewritten to another (an unrouted one may be routed once).';
+
 CREATE FUNCTION herald.provider_events_note_whatsapp() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2755,24 +3088,43 @@ $$;
 
 COMMENT ON FUNCTION herald.provider_events_note_whatsapp() IS 'An inbound WhatsApp message routed to a contact opens its 24-hour window (contacts.last_whatsapp_inbound_at).';
 
-CREATE FUNCTION herald.purge_deleted_contacts(p_retention interval DEFAULT '30 days'::interval) RETURNS integer
+CREATE FUNCTION herald.purge_deleted_contacts(p_retention interval DEFAULT '30 days'::interval, p_limit integer DEFAULT 2000, p_time_budget interval DEFAULT '00:00:20'::interval) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
-  v_count integer;
+  c_batch constant integer := 100;
+  v_started timestamptz := clock_timestamp();
+  v_batch integer;
+  v_count integer := 0;
   v_actor text := coalesce(current_setting('herald.actor', true), '');
 begin
+  if p_retention is null or p_retention < interval '0' then
+    raise exception 'retention must be a positive interval' using errcode = '22023';
+  end if;
+  if p_limit is null or p_limit < 1 then
+    raise exception 'limit must be at least 1' using errcode = '22023';
+  end if;
   perform set_config('herald.actor', 'cron', true);
-  with gone as (
-    delete from public.contacts where deleted_at < now() - p_retention returning 1
-  ) select count(*) into v_count from gone;
+  loop
+    with gone as (
+      delete from public.contacts c
+      where c.id in (select x.id from public.contacts x
+                     where x.deleted_at < now() - p_retention
+                     order by x.deleted_at
+                     limit least(c_batch, p_limit - v_count)
+                     for update skip locked)
+      returning 1
+    ) select count(*) into v_batch from gone;
+    v_count := v_count + v_batch;
+    exit when v_batch = 0 or v_count >= p_limit or clock_timestamp() - v_started >= coalesce(p_time_budget, interval '0');
+  end loop;
   perform set_config('herald.actor', v_actor, true);
   return v_count;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.purge_deleted_contacts(p_retention interval) IS 'Hard-deletes contacts soft-deleted longer ago than the retention period (pg_cron, daily).';
+COMMENT ON FUNCTION herald.purge_deleted_contacts(p_retention interval, p_limit integer, p_time_budget interval) IS 'Hard-deletes contacts soft-deleted longer ago than the retention period, at most p_limit per call, in batches of 100 until the time budget is spent; the next call carries on (pg_cron, every ten minutes).';
 
 CREATE FUNCTION herald.queue_due_messages(p_limit integer DEFAULT 20000, p_now timestamp with time zone DEFAULT now()) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2925,25 +3277,68 @@ CREATE FUNCTION herald.reap_expired_leases() RETURNS integer
     SET search_path TO ''
     AS $$
 declare
-  v_count integer;
-  v_prev text := herald.set_reason('lease_expired');
+  v_ids uuid[];
+  v_id uuid;
+  v_failed integer;
+  v_count integer := 0;
+  v_prev text := herald.set_reason('sender_deleted');
 begin
   perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
-  -- Whether Twilio got the message is unknown: queue it again, but flagged so the dispatcher
-  -- looks it up at Twilio before sending anything (never lost, never sent twice).
-  with reaped as (
+  select array_agg(id) into v_ids from (
+    select m.id from public.messages m where m.status = 'sending' and m.lease_expires_at < now()
+    order by m.lease_expires_at limit 10000
+    for update skip locked
+  ) expired;
+  if v_ids is null then
+    perform herald.set_reason(v_prev);
+    return 0;
+  end if;
+
+  -- Confirmed for sending, so perhaps at the provider, and no sender left to look it up and
+  -- resend from: failed, with what is known.
+  with done as (
     update public.messages m
-    set status = 'queued', lease_expires_at = null, provider_check_required = true
-    where m.id in (select id from public.messages where status = 'sending' and lease_expires_at < now()
-                   for update skip locked)
+    set status = 'failed', failed_at = now(), lease_expires_at = null,
+        last_error = 'the sender was deleted while this message was being sent; whether the provider took it is unknown'
+    where m.id = any (v_ids) and m.sender_id is null
+      and not exists (select 1 from public.senders s
+                      where s.workspace_id = m.workspace_id and s.channel = m.channel and s.is_default and s.phone_number is not null)
+      and exists (select 1 from public.message_attempts a
+                  where a.message_id = m.id and a.attempt_no = m.attempts and a.confirmed_at is not null)
     returning 1
-  ) select count(*) into v_count from reaped;
+  ) select count(*) into v_failed from done;
+
+  -- Whether the provider got the others is unknown: queue them again, flagged so the dispatcher
+  -- looks them up at the provider before sending anything (never lost, never sent twice).
+  perform herald.set_reason('lease_expired');
+  begin
+    with reaped as (
+      update public.messages m
+      set status = 'queued', lease_expires_at = null, provider_check_required = true
+      where m.id = any (v_ids) and m.status = 'sending'
+      returning 1
+    ) select count(*) into v_count from reaped;
+  exception when others then
+    v_count := 0;
+    foreach v_id in array v_ids loop
+      begin
+        update public.messages m
+        set status = 'queued', lease_expires_at = null, provider_check_required = true
+        where m.id = v_id and m.status = 'sending';
+        if found then
+          v_count := v_count + 1;
+        end if;
+      exception when others then
+        raise warning 'herald: the expired lease of message % could not be reaped: % (%)', v_id, sqlerrm, sqlstate;
+      end;
+    end loop;
+  end;
   perform herald.set_reason(v_prev);
-  return v_count;
+  return v_count + v_failed;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.reap_expired_leases() IS 'pg_cron, every minute: messages whose dispatcher lease expired go back to queued, flagged for a provider look-up before any resend.';
+COMMENT ON FUNCTION herald.reap_expired_leases() IS 'pg_cron, every minute: messages whose dispatcher lease expired go back to queued, flagged for a provider look-up before any resend; one that lost its sender is cancelled (never sent) or failed (maybe sent). A row that cannot be reaped is skipped with a warning, never stopping the rest.';
 
 CREATE FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2994,7 +3389,18 @@ begin
 
   select * into m from public.messages where id = p_message_id for update;
   if not found then
-    return null; -- erased meanwhile (hard delete): nothing left to record
+    -- Erased meanwhile (hard delete): nothing left to record. If the provider took it, its copy
+    -- is erased too, and callbacks that beat this answer (they carry the number) go.
+    if p_sid is not null then
+      insert into herald.provider_erasures (deletion_id, workspace_id, provider_sid)
+      select d.deletion_id, l.workspace_id, p_sid
+      from herald.inflight_deletions d join public.deletion_log l on l.id = d.deletion_id
+      where d.message_id = p_message_id
+      on conflict (provider_sid) do nothing;
+      delete from public.provider_events e where e.provider_sid = p_sid and e.message_id is null;
+    end if;
+    delete from herald.inflight_deletions d where d.message_id = p_message_id;
+    return null;
   end if;
 
   if p_outcome = 'sent' then
@@ -3073,7 +3479,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent.';
+COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent. For a message erased meanwhile, a returned sid goes to the provider-erasure outbox.';
 
 CREATE FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) RETURNS record
     LANGUAGE plpgsql STABLE
@@ -3339,6 +3745,42 @@ $$;
 
 COMMENT ON FUNCTION herald.senders_before_delete() IS 'Sender delete: re-binds pending messages to the default sender of the channel, else cancels them (sender_deleted); logs the impact.';
 
+CREATE FUNCTION herald.senders_number_free() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if new.phone_number is not null and exists (
+    select 1 from public.senders s
+    where s.channel = new.channel and s.phone_number = new.phone_number and s.id <> new.id
+  ) then
+    raise exception 'the % number % is already held by a sender', new.channel, new.phone_number
+      using errcode = '23505',
+            hint = 'A number belongs to one workspace. Remove it from the sender that holds it first.';
+  end if;
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.senders_number_free() IS 'A (channel, number) already held by a sender, in any workspace, is refused (23505 naming the number).';
+
+CREATE FUNCTION herald.senders_rebind_inflight() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_replacement uuid := herald.replacement_sender(old.workspace_id, old.id);
+begin
+  if v_replacement is not null then
+    update public.messages set sender_id = v_replacement
+    where workspace_id = old.workspace_id and sender_id = old.id and status = 'sending';
+  end if;
+  return old;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.senders_rebind_inflight() IS 'Sender delete: messages being sent from it are re-bound to the default sender of the channel, if any.';
+
 CREATE FUNCTION herald.sequences_after_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3448,6 +3890,22 @@ CREATE FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at time
 $$;
 
 COMMENT ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) IS 'True while the contact''s last WhatsApp message is less than 24 hours old at p_at: free-form WhatsApp is delivered only then.';
+
+CREATE FUNCTION herald.workspace_members_guard_owners() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if current_user = 'authenticated' and old.role = 'owner' and old.user_id is distinct from (select auth.uid())
+     and not herald.has_role(old.workspace_id, 'owner') then
+    raise exception 'only an owner can remove an owner' using errcode = '42501',
+      hint = 'Ask an owner of the workspace.';
+  end if;
+  return old;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.workspace_members_guard_owners() IS 'Only an owner removes an owner (an owner may leave, unless last: keep_an_owner).';
 
 CREATE FUNCTION herald.workspaces_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -4096,6 +4554,18 @@ CREATE TABLE herald.iana_time_zones (
 
 COMMENT ON TABLE herald.iana_time_zones IS 'IANA time zone names, copied from pg_timezone_names when the schema was built.';
 
+CREATE TABLE herald.inflight_deletions (
+    message_id uuid NOT NULL,
+    deletion_id bigint NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE herald.inflight_deletions IS 'Messages that were at the provider (sending) when their contact was hard-deleted: the sid the provider returns for one goes to the erasure outbox. Ids only, no personal data.';
+
+COMMENT ON COLUMN herald.inflight_deletions.message_id IS 'No foreign key: the message is gone with its contact.';
+
+COMMENT ON COLUMN herald.inflight_deletions.deletion_id IS 'The contact''s deletion, whose log row (it outlives the workspace) names the workspace for the erasure.';
+
 CREATE TABLE herald.nanp_area_codes (
     area_code text NOT NULL,
     regions text[] NOT NULL,
@@ -4495,6 +4965,7 @@ CREATE TABLE public.message_attempts (
     requested_at timestamp with time zone DEFAULT now() NOT NULL,
     responded_at timestamp with time zone,
     last_callback_at timestamp with time zone,
+    confirmed_at timestamp with time zone,
     CONSTRAINT message_attempts_attempt_no_positive CHECK ((attempt_no > 0))
 );
 
@@ -4521,6 +4992,8 @@ COMMENT ON COLUMN public.message_attempts.requested_at IS 'When the dispatcher c
 COMMENT ON COLUMN public.message_attempts.responded_at IS 'When the provider answered the API call.';
 
 COMMENT ON COLUMN public.message_attempts.last_callback_at IS 'When the last status callback for this attempt arrived.';
+
+COMMENT ON COLUMN public.message_attempts.confirmed_at IS 'When the dispatcher confirmed, right before calling the provider, that it may send. Null: the provider was never called for this attempt.';
 
 CREATE TABLE public.message_events (
     id bigint NOT NULL,
@@ -5058,6 +5531,9 @@ COMMENT ON CONSTRAINT workspace_members_role_valid ON public.workspace_members I
 ALTER TABLE ONLY herald.iana_time_zones
     ADD CONSTRAINT iana_time_zones_pkey PRIMARY KEY (name);
 
+ALTER TABLE ONLY herald.inflight_deletions
+    ADD CONSTRAINT inflight_deletions_pkey PRIMARY KEY (message_id);
+
 ALTER TABLE ONLY herald.nanp_area_codes
     ADD CONSTRAINT nanp_area_codes_pkey PRIMARY KEY (area_code);
 
@@ -5213,6 +5689,8 @@ ALTER TABLE ONLY public.workspace_members
 ALTER TABLE ONLY public.workspaces
     ADD CONSTRAINT workspaces_pkey PRIMARY KEY (id);
 
+CREATE INDEX inflight_deletions_deletion_idx ON herald.inflight_deletions USING btree (deletion_id);
+
 CREATE INDEX provider_erasures_deletion_idx ON herald.provider_erasures USING btree (deletion_id);
 
 CREATE INDEX provider_erasures_pending_idx ON herald.provider_erasures USING btree (next_attempt_at) WHERE (erased_at IS NULL);
@@ -5309,6 +5787,10 @@ CREATE INDEX queue_settings_workspace_sequence_idx ON public.queue_settings USIN
 
 CREATE UNIQUE INDEX senders_one_default_per_channel ON public.senders USING btree (workspace_id, channel) WHERE is_default;
 
+CREATE UNIQUE INDEX senders_one_per_number ON public.senders USING btree (channel, phone_number) WHERE (phone_number IS NOT NULL);
+
+COMMENT ON INDEX public.senders_one_per_number IS 'A number belongs to one workspace: inbound messages are routed by it.';
+
 CREATE UNIQUE INDEX sequence_enrollments_one_active ON public.sequence_enrollments USING btree (sequence_id, contact_id) WHERE (status = 'active'::public.enrollment_status);
 
 CREATE INDEX sequence_enrollments_workspace_contact_idx ON public.sequence_enrollments USING btree (workspace_id, contact_id);
@@ -5341,6 +5823,10 @@ CREATE TRIGGER appointments_updated_at BEFORE UPDATE ON public.appointments FOR 
 
 COMMENT ON TRIGGER appointments_updated_at ON public.appointments IS 'Keeps updated_at current on every update (moddatetime).';
 
+CREATE TRIGGER campaign_groups_take_workspace BEFORE INSERT ON public.campaign_groups FOR EACH ROW EXECUTE FUNCTION herald.child_take_workspace('public.campaigns', 'campaign', 'campaign_id');
+
+COMMENT ON TRIGGER campaign_groups_take_workspace ON public.campaign_groups IS 'workspace_id from the campaign when omitted.';
+
 CREATE TRIGGER campaigns_before_delete BEFORE DELETE ON public.campaigns FOR EACH ROW EXECUTE FUNCTION herald.campaigns_before_delete();
 
 CREATE TRIGGER campaigns_updated_at BEFORE UPDATE ON public.campaigns FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
@@ -5355,6 +5841,14 @@ CREATE TRIGGER consents_no_truncate BEFORE TRUNCATE ON public.consents FOR EACH 
 
 COMMENT ON TRIGGER consents_no_truncate ON public.consents IS 'Refuses truncate (herald.consents_append_only).';
 
+CREATE TRIGGER contact_tags_take_workspace BEFORE INSERT ON public.contact_tags FOR EACH ROW EXECUTE FUNCTION herald.child_take_workspace('public.contacts', 'contact', 'contact_id');
+
+COMMENT ON TRIGGER contact_tags_take_workspace ON public.contact_tags IS 'workspace_id from the contact when omitted.';
+
+CREATE TRIGGER contact_variables_take_workspace BEFORE INSERT ON public.contact_variables FOR EACH ROW EXECUTE FUNCTION herald.child_take_workspace('public.contacts', 'contact', 'contact_id');
+
+COMMENT ON TRIGGER contact_variables_take_workspace ON public.contact_variables IS 'workspace_id from the contact when omitted.';
+
 CREATE TRIGGER contacts_after_update AFTER UPDATE ON public.contacts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION herald.contacts_after_update();
 
 CREATE TRIGGER contacts_before_delete BEFORE DELETE ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_before_delete();
@@ -5362,6 +5856,10 @@ CREATE TRIGGER contacts_before_delete BEFORE DELETE ON public.contacts FOR EACH 
 CREATE TRIGGER contacts_before_write BEFORE INSERT OR UPDATE OF phone, phone_hash ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_before_write();
 
 CREATE TRIGGER contacts_guard_opt_in BEFORE UPDATE OF opted_out_at ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_guard_opt_in();
+
+CREATE TRIGGER contacts_guard_roles BEFORE INSERT OR UPDATE OF deleted_at, controlled_by, assigned_to ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_guard_roles();
+
+CREATE TRIGGER contacts_keep_inflight BEFORE DELETE ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_keep_inflight();
 
 CREATE TRIGGER contacts_updated_at BEFORE UPDATE ON public.contacts FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
 
@@ -5397,6 +5895,10 @@ CREATE TRIGGER messages_updated_at BEFORE UPDATE ON public.messages FOR EACH ROW
 
 COMMENT ON TRIGGER messages_updated_at ON public.messages IS 'Keeps updated_at current on every update (moddatetime).';
 
+CREATE TRIGGER provider_events_inbound_key BEFORE INSERT ON public.provider_events FOR EACH ROW WHEN ((new.kind = 'inbound'::text)) EXECUTE FUNCTION herald.provider_events_inbound_key();
+
+CREATE TRIGGER provider_events_keep_workspace BEFORE UPDATE OF workspace_id ON public.provider_events FOR EACH ROW EXECUTE FUNCTION herald.provider_events_keep_workspace();
+
 CREATE TRIGGER provider_events_note_whatsapp AFTER INSERT OR UPDATE OF contact_id ON public.provider_events FOR EACH ROW WHEN (((new.kind = 'inbound'::text) AND (new.contact_id IS NOT NULL) AND ((new.payload ->> 'From'::text) ~~ 'whatsapp:%'::text))) EXECUTE FUNCTION herald.provider_events_note_whatsapp();
 
 CREATE TRIGGER queue_settings_updated_at BEFORE UPDATE ON public.queue_settings FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
@@ -5409,9 +5911,17 @@ COMMENT ON TRIGGER senders_after_insert ON public.senders IS 'New sender: gets i
 
 CREATE TRIGGER senders_before_delete BEFORE DELETE ON public.senders FOR EACH ROW EXECUTE FUNCTION herald.senders_before_delete();
 
+CREATE TRIGGER senders_number_free BEFORE INSERT OR UPDATE OF channel, phone_number ON public.senders FOR EACH ROW EXECUTE FUNCTION herald.senders_number_free();
+
+CREATE TRIGGER senders_rebind_inflight BEFORE DELETE ON public.senders FOR EACH ROW EXECUTE FUNCTION herald.senders_rebind_inflight();
+
 CREATE TRIGGER sequence_enrollments_updated_at BEFORE UPDATE ON public.sequence_enrollments FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
 
 COMMENT ON TRIGGER sequence_enrollments_updated_at ON public.sequence_enrollments IS 'Keeps updated_at current on every update (moddatetime).';
+
+CREATE TRIGGER sequence_steps_take_workspace BEFORE INSERT ON public.sequence_steps FOR EACH ROW EXECUTE FUNCTION herald.child_take_workspace('public.sequences', 'sequence', 'sequence_id');
+
+COMMENT ON TRIGGER sequence_steps_take_workspace ON public.sequence_steps IS 'workspace_id from the sequence when omitted.';
 
 CREATE TRIGGER sequences_after_update AFTER UPDATE OF status ON public.sequences FOR EACH ROW EXECUTE FUNCTION herald.sequences_after_update();
 
@@ -5422,6 +5932,8 @@ CREATE TRIGGER sequences_updated_at BEFORE UPDATE ON public.sequences FOR EACH R
 COMMENT ON TRIGGER sequences_updated_at ON public.sequences IS 'Keeps updated_at current on every update (moddatetime).';
 
 CREATE TRIGGER whatsapp_groups_before_delete BEFORE DELETE ON public.whatsapp_groups FOR EACH ROW EXECUTE FUNCTION herald.whatsapp_groups_before_delete();
+
+CREATE TRIGGER workspace_members_guard_owners BEFORE DELETE ON public.workspace_members FOR EACH ROW EXECUTE FUNCTION herald.workspace_members_guard_owners();
 
 CREATE TRIGGER workspace_members_keep_an_owner BEFORE DELETE OR UPDATE ON public.workspace_members FOR EACH ROW EXECUTE FUNCTION herald.keep_an_owner();
 
@@ -5484,6 +5996,9 @@ COMMENT ON TRIGGER zz_explain_check_violations ON public.workspace_members IS 'A
 CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF name, timezone, daily_limit, max_attempts, retry_base_seconds, help_reply, opt_out_keywords, opt_in_keywords, contact_daily_cap ON public.workspaces FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_workspaces_checks();
 
 COMMENT ON TRIGGER zz_explain_check_violations ON public.workspaces IS 'A write by the API that breaks a check constraint is refused with the constraint''s comment as the message.';
+
+ALTER TABLE ONLY herald.inflight_deletions
+    ADD CONSTRAINT inflight_deletions_deletion_id_fkey FOREIGN KEY (deletion_id) REFERENCES public.deletion_log(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY herald.provider_erasures
     ADD CONSTRAINT provider_erasures_deletion_id_fkey FOREIGN KEY (deletion_id) REFERENCES public.deletion_log(id) ON DELETE SET NULL;
@@ -5616,6 +6131,8 @@ ALTER TABLE ONLY public.workspace_members
 
 ALTER TABLE ONLY public.workspace_members
     ADD CONSTRAINT workspace_members_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
+
+ALTER TABLE herald.inflight_deletions ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE herald.nanp_area_codes ENABLE ROW LEVEL SECURITY;
 
@@ -5824,10 +6341,10 @@ GRANT USAGE ON SCHEMA public TO service_role;
 GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO authenticated;
 GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO service_role;
 
-GRANT ALL ON TABLE public.contacts TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.contacts TO authenticated;
 GRANT ALL ON TABLE public.contacts TO service_role;
 
-GRANT ALL ON TABLE public.workspaces TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.workspaces TO authenticated;
 GRANT ALL ON TABLE public.workspaces TO service_role;
 
 GRANT ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) TO authenticated;
@@ -5854,11 +6371,14 @@ GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO service_role;
 GRANT ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) TO authenticated;
 GRANT ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) TO service_role;
 
-REVOKE ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) TO service_role;
+REVOKE ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) TO service_role;
@@ -5885,7 +6405,7 @@ GRANT ALL ON FUNCTION herald.current_actor() TO service_role;
 GRANT ALL ON FUNCTION herald.deferral_reasons() TO authenticated;
 GRANT ALL ON FUNCTION herald.deferral_reasons() TO service_role;
 
-GRANT ALL ON TABLE public.sequences TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
 
 GRANT ALL ON FUNCTION herald.explain_appointment_reminders_checks() TO authenticated;
@@ -6007,7 +6527,7 @@ REVOKE ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status
 GRANT ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) TO authenticated;
 GRANT ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) TO service_role;
 
-REVOKE ALL ON FUNCTION herald.purge_deleted_contacts(p_retention interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION herald.purge_deleted_contacts(p_retention interval, p_limit integer, p_time_budget interval) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.queue_due_messages(p_limit integer, p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.queue_due_messages(p_limit integer, p_now timestamp with time zone) TO service_role;
@@ -6120,13 +6640,13 @@ GRANT SELECT ON TABLE herald.standard_keywords TO service_role;
 GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.appointment_reminders TO authenticated;
 GRANT ALL ON TABLE public.appointment_reminders TO service_role;
 
-GRANT ALL ON TABLE public.appointments TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.appointments TO authenticated;
 GRANT ALL ON TABLE public.appointments TO service_role;
 
-GRANT ALL ON TABLE public.campaign_groups TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.campaign_groups TO authenticated;
 GRANT ALL ON TABLE public.campaign_groups TO service_role;
 
-GRANT ALL ON TABLE public.campaigns TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.campaigns TO authenticated;
 GRANT ALL ON TABLE public.campaigns TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.consents TO authenticated;
@@ -6139,10 +6659,10 @@ GRANT ALL ON SEQUENCE public.contact_activities_id_seq TO anon;
 GRANT ALL ON SEQUENCE public.contact_activities_id_seq TO authenticated;
 GRANT ALL ON SEQUENCE public.contact_activities_id_seq TO service_role;
 
-GRANT ALL ON TABLE public.contact_tags TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.contact_tags TO authenticated;
 GRANT ALL ON TABLE public.contact_tags TO service_role;
 
-GRANT ALL ON TABLE public.contact_variables TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.contact_variables TO authenticated;
 GRANT ALL ON TABLE public.contact_variables TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.deletion_log TO authenticated;
@@ -6152,7 +6672,7 @@ GRANT ALL ON SEQUENCE public.deletion_log_id_seq TO anon;
 GRANT ALL ON SEQUENCE public.deletion_log_id_seq TO authenticated;
 GRANT ALL ON SEQUENCE public.deletion_log_id_seq TO service_role;
 
-GRANT ALL ON TABLE public.failed_messages TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.failed_messages TO authenticated;
 GRANT ALL ON TABLE public.failed_messages TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.message_attempts TO authenticated;
@@ -6168,7 +6688,7 @@ GRANT ALL ON SEQUENCE public.message_events_id_seq TO service_role;
 GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.message_templates TO authenticated;
 GRANT ALL ON TABLE public.message_templates TO service_role;
 
-GRANT ALL ON TABLE public.provider_errors TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.provider_errors TO authenticated;
 GRANT ALL ON TABLE public.provider_errors TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.provider_events TO authenticated;
@@ -6181,31 +6701,31 @@ GRANT ALL ON SEQUENCE public.provider_events_id_seq TO service_role;
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.queue_entries TO authenticated;
 GRANT ALL ON TABLE public.queue_entries TO service_role;
 
-GRANT ALL ON TABLE public.queue_metrics TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.queue_metrics TO authenticated;
 GRANT ALL ON TABLE public.queue_metrics TO service_role;
 
-GRANT ALL ON TABLE public.queue_settings TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.queue_settings TO authenticated;
 GRANT ALL ON TABLE public.queue_settings TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.quiet_hour_rules TO authenticated;
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.quiet_hour_rules TO service_role;
 
-GRANT ALL ON TABLE public.senders TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.senders TO authenticated;
 GRANT ALL ON TABLE public.senders TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.sequence_enrollments TO authenticated;
 GRANT ALL ON TABLE public.sequence_enrollments TO service_role;
 
-GRANT ALL ON TABLE public.sequence_steps TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.sequence_steps TO authenticated;
 GRANT ALL ON TABLE public.sequence_steps TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.suppressions TO authenticated;
 GRANT ALL ON TABLE public.suppressions TO service_role;
 
-GRANT ALL ON TABLE public.whatsapp_groups TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.whatsapp_groups TO authenticated;
 GRANT ALL ON TABLE public.whatsapp_groups TO service_role;
 
-GRANT ALL ON TABLE public.workspace_members TO authenticated;
+GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.workspace_members TO authenticated;
 GRANT ALL ON TABLE public.workspace_members TO service_role;
 
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON SEQUENCES  TO postgres;
@@ -6218,14 +6738,14 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON FUNCTIO
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON FUNCTIONS  TO service_role;
 
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES  TO postgres;
-ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES  TO anon;
-ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES  TO authenticated;
+ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLES  TO anon;
+ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLES  TO authenticated;
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES  TO service_role;
 
 -- pg_cron jobs (cron.job)
 
 SELECT cron.schedule('herald-cancel-expired-messages', '* * * * *', 'select herald.cancel_expired_messages()');
 SELECT cron.schedule('herald-cleanup-stale-senders', '7 * * * *', 'select public.cleanup_stale_senders()');
-SELECT cron.schedule('herald-purge-deleted-contacts', '17 3 * * *', 'select herald.purge_deleted_contacts()');
+SELECT cron.schedule('herald-purge-deleted-contacts', '*/10 * * * *', 'select herald.purge_deleted_contacts()');
 SELECT cron.schedule('herald-queue-due-messages', '* * * * *', 'select herald.queue_due_messages()');
 SELECT cron.schedule('herald-reap-expired-leases', '* * * * *', 'select herald.reap_expired_leases()');

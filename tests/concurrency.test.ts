@@ -3,6 +3,9 @@ import { connect, dispatchOnce, sandboxRecord, sendingWorkspace } from "./suppor
 
 // Four dispatchers at once over 5,000 due messages: each message reaches Twilio exactly once.
 // The sandbox's own count of create requests per number is the witness, not Herald's tables.
+// Meanwhile leases expire mid-batch: a stall loop cuts the lease of claimed messages whose send
+// was not yet confirmed (as if their dispatcher had fallen behind them) and runs the reaper, as
+// pg_cron does. Those are claimed again, looked up at Twilio first, and still sent once.
 
 const MESSAGES = 5_000;
 const DISPATCHERS = 4;
@@ -49,6 +52,31 @@ Deno.test({
                                   and status in ('scheduled', 'queued', 'sending')`;
         return n as number;
       };
+      let stalled = 0;
+      let dispatching = true;
+      const staller = (async () => {
+        const s = connect(1);
+        try {
+          while (dispatching) {
+            await s.begin(async (tx) => {
+              // Locked first (skipping a message being confirmed right now), then looked at afresh.
+              const ids = (await tx`select id from messages where workspace_id = ${workspaceId} and status = 'sending'
+                                    and random() < 0.05 for update skip locked`).map((r) => r.id);
+              if (ids.length === 0) return;
+              const cut = await tx`update messages m set lease_expires_at = now() - interval '1 second'
+                                   from message_attempts a
+                                   where m.id = any (${ids}::uuid[]) and a.message_id = m.id and a.attempt_no = m.attempts
+                                     and a.confirmed_at is null
+                                   returning m.id`;
+              stalled += cut.length;
+            });
+            await s`select herald.reap_expired_leases()`;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        } finally {
+          await s.end();
+        }
+      })();
       const claims: number[][] = Array.from({ length: DISPATCHERS }, () => []);
       let slowest = 0;
       const dispatcher = async (k: number) => {
@@ -63,6 +91,9 @@ Deno.test({
         throw new Error(`dispatcher ${k} gave up with ${await remaining()} messages left`);
       };
       await Promise.all(Array.from({ length: DISPATCHERS }, (_, k) => dispatcher(k)));
+      dispatching = false;
+      await staller;
+      assert.ok(stalled > 0, "some leases expired mid-batch");
       const elapsed = (Date.now() - started) / 1000;
 
       const record = await sandboxRecord();
@@ -74,16 +105,20 @@ Deno.test({
       const rows = await sql`select status, count(*)::int as n from messages where workspace_id = ${workspaceId} group by status`;
       const byStatus = Object.fromEntries(rows.map((r) => [r.status, r.n]));
       assert.equal((byStatus.sent ?? 0) + (byStatus.delivered ?? 0), MESSAGES, JSON.stringify(byStatus));
-      const [a] = await sql`select count(*)::int as attempts, count(distinct message_id)::int as messages,
-                                   count(provider_sid)::int as sids
+      const [a] = await sql`select count(distinct message_id)::int as messages, count(provider_sid)::int as sids,
+                                   count(distinct message_id) filter (where provider_sid is not null)::int as sent_messages,
+                                   count(*) filter (where confirmed_at is null and provider_sid is null)::int as stalled
                             from message_attempts where workspace_id = ${workspaceId}`;
-      assert.deepEqual({ ...a }, { attempts: MESSAGES, messages: MESSAGES, sids: MESSAGES }, "one attempt per message, each with its sid");
+      assert.deepEqual({ messages: a.messages, sids: a.sids, sent_messages: a.sent_messages },
+        { messages: MESSAGES, sids: MESSAGES, sent_messages: MESSAGES }, "one sid per message");
+      assert.equal(a.stalled, stalled, "each stalled attempt stayed unsent (never confirmed, never at Twilio)");
 
       // Every dispatcher took part, and no claim was larger than its batch.
       const perDispatcher = claims.map((c) => c.reduce((s, n) => s + n, 0));
       assert.ok(perDispatcher.every((n) => n > 0), `claims per dispatcher: ${perDispatcher}`);
       assert.ok(claims.flat().every((n) => n <= BATCH));
-      console.log(`concurrency: ${MESSAGES} messages queued in ${queueSeconds.toFixed(1)} s, sent by ${DISPATCHERS} dispatchers; ${elapsed.toFixed(1)} s in all ` +
+      console.log(`concurrency: ${MESSAGES} messages queued in ${queueSeconds.toFixed(1)} s, sent by ${DISPATCHERS} dispatchers ` +
+        `(${stalled} leases cut mid-batch); ${elapsed.toFixed(1)} s in all ` +
         `(claimed per dispatcher: ${perDispatcher.join(", ")}; slowest dispatch call ${(slowest / 1000).toFixed(1)} s)`);
     } finally {
       await sql.end();

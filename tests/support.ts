@@ -127,10 +127,12 @@ export async function sendingWorkspace(sql: postgres.Sql, opts: { mps?: number; 
   // Quiet hours off (start = end) so tests send whatever the wall clock says.
   await sql`update workspaces set quiet_hours_start = '00:00', quiet_hours_end = '00:00',
             retry_base_seconds = ${opts.retryBaseSeconds ?? 60} where id = ${workspaceId}`;
+  // A number of its own: a number belongs to one workspace.
+  const senderNumber = senderPhone();
   const [{ id: senderId }] = await sql`
     insert into senders (workspace_id, channel, phone_number, status, mps, is_default)
-    values (${workspaceId}, 'sms', '+15005550006', 'connected', ${opts.mps ?? 100}, true) returning id::text`;
-  return { owner, workspaceId, senderId };
+    values (${workspaceId}, 'sms', ${senderNumber}, 'connected', ${opts.mps ?? 100}, true) returning id::text`;
+  return { owner, workspaceId, senderId, senderNumber };
 }
 
 export async function dispatchOnce(limit = 200) {

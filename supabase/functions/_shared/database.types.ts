@@ -418,6 +418,7 @@ export type Database = {
       "message_attempts": {
         Row: {
           "attempt_no": number;
+          "confirmed_at": string | null;
           "error_code": number | null;
           "error_message": string | null;
           "id": string;
@@ -432,6 +433,7 @@ export type Database = {
         ComputedFields: never;
         Insert: {
           "attempt_no": number;
+          "confirmed_at"?: string | null;
           "error_code"?: number | null;
           "error_message"?: string | null;
           "id"?: string;
@@ -445,6 +447,7 @@ export type Database = {
         };
         Update: {
           "attempt_no"?: number;
+          "confirmed_at"?: string | null;
           "error_code"?: number | null;
           "error_message"?: string | null;
           "id"?: string;

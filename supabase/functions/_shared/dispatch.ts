@@ -12,6 +12,8 @@ export interface DispatchOptions {
   leaseSeconds: number;
   /** Provider calls in flight at once. */
   concurrency: number;
+  /** The provider client's timeout: a lease covers a message's slot plus this. */
+  callTimeoutSeconds: number;
 }
 
 export interface DispatchSummary {
@@ -20,9 +22,11 @@ export interface DispatchSummary {
   retried: number;
   failed: number;
   deferred: number;
-  /** Back from a lost lease, never sent, and its contact now off limits. */
+  /** Not sent: the contact became off limits after the claim (or after a lost lease). */
   cancelled: number;
   reconciled: number;
+  /** Not sent by this call: the lease was lost or another attempt holds the message. */
+  skipped: number;
 }
 
 interface ClaimedMessage {
@@ -39,7 +43,7 @@ interface ClaimedMessage {
   blocked_reason: string | null;
 }
 
-type Outcome = "sent" | "permanent" | "transient" | "not_sent";
+type Outcome = "sent" | "permanent" | "transient" | "not_sent" | Verdict["verdict"];
 
 function address(channel: ClaimedMessage["channel"], phone: string): string {
   return channel === "whatsapp" ? `whatsapp:${phone}` : phone;
@@ -47,14 +51,40 @@ function address(channel: ClaimedMessage["channel"], phone: string): string {
 
 /**
  * After a lease expired with Twilio's answer unknown: did Twilio take the message? Looks for a
- * message to the same number with the same body, created since the lost attempt was requested.
+ * message to the same number with the same body, created since the lost attempt was requested,
+ * that is not already another message's (or attempt's) at Herald: an earlier message with the
+ * same text to the same number is not this one.
  */
-async function findAtProvider(client: TwilioClient, m: ClaimedMessage) {
+async function findAtProvider(sql: Sql, client: TwilioClient, m: ClaimedMessage) {
   const since = new Date((m.previous_attempt_requested_at ?? m.send_not_before).getTime() - 60_000);
   // No DateSent filter: a message Twilio has only queued has no date_sent yet. The list is
   // newest first, so the lost attempt is among the first page.
-  const candidates = await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 });
-  return candidates.find((c) => c.body === m.body && c.dateCreated >= since && c.direction !== "inbound");
+  const candidates = (await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 }))
+    .filter((c) => c.body === m.body && c.dateCreated >= since && c.direction !== "inbound");
+  if (candidates.length === 0) return undefined;
+  const sids = candidates.map((c) => c.sid);
+  const held = await sql<{ sid: string }[]>`
+    select provider_sid as sid from public.message_attempts where provider_sid = any (${sids}::text[])
+    union select provider_sid from public.messages where provider_sid = any (${sids}::text[])`;
+  const heldSids = new Set(held.map((h) => h.sid));
+  return candidates.find((c) => !heldSids.has(c.sid));
+}
+
+interface Verdict {
+  verdict: "send" | "skip" | "cancelled" | "deferred";
+  reason: string | null;
+}
+
+/**
+ * Right before the provider call: is the message still this attempt's under a live lease, may its
+ * contact be messaged, is the window open? Anything but "send" has been applied by the database
+ * already (cancelled or deferred with the reason; a lost lease is the reaper's).
+ */
+async function confirmSend(sql: Sql, m: ClaimedMessage, opts: DispatchOptions): Promise<Verdict> {
+  const [v] = await sql<Verdict[]>`
+    select verdict, reason from herald.confirm_send(${[m.message_id]}::uuid[], ${[m.attempt_no]}::integer[],
+                                                    make_interval(secs => ${opts.callTimeoutSeconds}))`;
+  return v;
 }
 
 async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: DispatchOptions) {
@@ -67,17 +97,33 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   let code: number | null = null;
   let message: string | null = null;
   let reconciled = false;
+  const failed = (err: unknown) => {
+    const failure = classifyProviderError(err);
+    code = failure.code;
+    message = failure.message;
+    // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
+    outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
+  };
+  let found: Awaited<ReturnType<typeof findAtProvider>>;
   try {
-    const found = m.provider_check_required ? await findAtProvider(client, m) : undefined;
-    if (found) {
-      reconciled = true;
-      sid = found.sid;
-      providerStatus = found.status;
-    } else if (m.blocked_reason) {
-      // Twilio never got it and the contact is now off limits: the database cancels it.
-      outcome = "not_sent";
-      message = `not sent: ${m.blocked_reason}`;
-    } else {
+    found = m.provider_check_required ? await findAtProvider(sql, client, m) : undefined;
+  } catch (err) {
+    failed(err);
+  }
+  if (found) {
+    reconciled = true;
+    sid = found.sid;
+    providerStatus = found.status;
+  } else if (m.blocked_reason && outcome === "sent") {
+    // Twilio never got it and the contact is now off limits: the database cancels it.
+    outcome = "not_sent";
+    message = `not sent: ${m.blocked_reason}`;
+  } else if (outcome === "sent") {
+    // The slot wait may have been long: ask the database once more, right before the call. (A
+    // database error here is not the provider's: it leaves the message to its lease.)
+    const verdict = await confirmSend(sql, m, opts);
+    if (verdict.verdict !== "send") return { status: null, reconciled, outcome: verdict.verdict };
+    try {
       const created = await client.messages.create({
         to: address(m.channel, m.to_phone),
         from: address(m.channel, m.from_phone),
@@ -86,13 +132,9 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
       });
       sid = created.sid;
       providerStatus = created.status;
+    } catch (err) {
+      failed(err);
     }
-  } catch (err) {
-    const failure = classifyProviderError(err);
-    code = failure.code;
-    message = failure.message;
-    // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
-    outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
   }
   const [row] = await sql`
     select herald.record_send_result(${m.message_id}::uuid, ${m.attempt_no}, ${outcome}, ${sid}, ${providerStatus},
@@ -102,7 +144,8 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
 
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
   const claimed = await sql<ClaimedMessage[]>`
-    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}))`;
+    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}),
+                                        make_interval(secs => ${opts.callTimeoutSeconds}))`;
   const summary: DispatchSummary = {
     claimed: claimed.length,
     sent: 0,
@@ -111,6 +154,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     deferred: 0,
     cancelled: 0,
     reconciled: 0,
+    skipped: 0,
   };
 
   let next = 0;
@@ -120,8 +164,9 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       try {
         const r = await sendOne(sql, client, m, opts);
         if (r.reconciled) summary.reconciled++;
-        if (r.status === "cancelled") summary.cancelled++;
-        else if (r.outcome === "not_sent") summary.deferred++;
+        if (r.outcome === "cancelled" || r.status === "cancelled") summary.cancelled++;
+        else if (r.outcome === "deferred" || r.outcome === "not_sent") summary.deferred++;
+        else if (r.outcome === "skip") summary.skipped++;
         else if (r.status === "scheduled") summary.retried++;
         else if (r.status === "failed" || r.status === "undelivered") summary.failed++;
         else if (r.status !== null) summary.sent++;

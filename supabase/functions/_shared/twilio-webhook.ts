@@ -24,6 +24,37 @@ export interface TwilioWebhook<T> {
   idempotencyToken: string | null;
 }
 
+/** Twilio's webhooks are a few kilobytes; anything past this is refused before it is read. */
+export const MAX_WEBHOOK_BYTES = 64 * 1024;
+
+/** The body as text, or 413 as soon as it is known to exceed the limit (declared or streamed). */
+async function readBounded(req: Request, limit: number): Promise<string> {
+  const tooLarge = () => new HttpError(413, "payload_too_large", `the body exceeds ${limit} bytes`);
+  const declared = Number(req.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
 /**
  * The webhook's form, once its signature holds (403 otherwise), validated by `schema`: a field
  * that fails is a 400 `invalidCode` that names it.
@@ -40,7 +71,7 @@ export async function verifiedTwilioWebhook<S extends z.ZodType>(
     throw new HttpError(400, "invalid_body", "expected an application/x-www-form-urlencoded body");
   }
   const params: Record<string, string> = {};
-  for (const [k, v] of new URLSearchParams(await req.text())) params[k] = v;
+  for (const [k, v] of new URLSearchParams(await readBounded(req, MAX_WEBHOOK_BYTES))) params[k] = v;
 
   const url = `${publicFunctionsUrl()}/${functionName}${new URL(req.url).search}`;
   if (!signatureValid(required("TWILIO_AUTH_TOKEN"), req.headers.get("x-twilio-signature"), url, params)) {

@@ -7,7 +7,7 @@ import { db } from "../_shared/db.ts";
 import { requireServiceKey } from "../_shared/caller.ts";
 import { handle, json, readJsonBody, requireMethod } from "../_shared/http.ts";
 import { dispatchBatch } from "../_shared/dispatch.ts";
-import { provider } from "../_shared/provider.ts";
+import { provider, PROVIDER_TIMEOUT_MS } from "../_shared/provider.ts";
 import { publicFunctionsUrl } from "../_shared/twilio-webhook.ts";
 
 const Body = z.object({ limit: z.number().int().min(1).max(5000).optional() }).strict();
@@ -21,6 +21,7 @@ Deno.serve(handle(async (req) => {
     statusCallbackUrl: `${publicFunctionsUrl()}/twilio-status`,
     leaseSeconds: 60,
     concurrency: 32,
+    callTimeoutSeconds: PROVIDER_TIMEOUT_MS / 1000,
   });
   return json(summary);
 }));

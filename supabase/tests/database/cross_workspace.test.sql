@@ -116,12 +116,13 @@ select throws_ok(format($$ insert into workspace_members (workspace_id, user_id,
   '42501', null, 'nor join B');
 select throws_ok(format($$ insert into appointments (workspace_id, contact_id, title, starts_at) values (%L, %L, 'x', now()) $$, :'wa', :'cb'),
   '23503', null, 'a row of A cannot point at B''s contact (composite keys)');
+-- A child row's parent in another workspace is "not found", as in the RPCs.
 select throws_ok(format($$ insert into contact_tags (workspace_id, contact_id, tag) values (%L, %L, 'x') $$, :'wa', :'cb'),
-  '23503', null, 'nor tag it');
+  'P0002', null, 'nor tag it');
 select throws_ok(format($$ insert into campaign_groups (workspace_id, campaign_id, group_id) values (%L, %L, %L) $$, :'wa', :'ka', :'gb'),
   '23503', null, 'nor link B''s group to A''s campaign');
 select throws_ok(format($$ insert into contact_tags (workspace_id, contact_id, tag) values (%L, %L, 'x') $$, :'wb', :'cb'),
-  '42501', null, 'nor tag B''s contact in B');
+  'P0002', null, 'nor tag B''s contact in B');
 select is(cleanup_stale_senders('1 day'), 0, 'amy''s cleanup_stale_senders leaves B''s stale sender alone');
 
 /** Herald's internals answer for any workspace: members cannot call them */

@@ -304,7 +304,7 @@ select tests.authenticate_as('ivy');
 select create_workspace('Preview Co') as ws \gset
 insert into workspace_members (workspace_id, user_id, role) values (:'ws', :'jay', 'agent');
 insert into senders (workspace_id, channel, phone_number, status, is_default)
-values (:'ws', 'sms', '+15005550006', 'connected', true) returning id as s_default \gset
+values (:'ws', 'sms', '+15550009801', 'connected', true) returning id as s_default \gset
 insert into senders (workspace_id, channel, status) values (:'ws', 'sms', 'disconnected') returning id as s_sms \gset
 insert into senders (workspace_id, channel, status) values (:'ws', 'whatsapp', 'connecting') returning id as s_wa \gset
 insert into whatsapp_groups (workspace_id, sender_id, external_id) values (:'ws', :'s_wa', 'g1@g.us') returning id as g1 \gset

@@ -68,6 +68,9 @@ select schedule_message(:'p_old', 'never sent', now() + interval '40 days') as p
 update contacts set deleted_at = now() - interval '31 days' where id = :'p_old';
 update contacts set deleted_at = now() - interval '5 days' where id = :'p_recent';
 select tests.clear_authentication();
+-- A member's soft delete takes the server's time; the retention period then passes.
+update contacts set deleted_at = deleted_at - interval '31 days' where id = :'p_old';
+update contacts set deleted_at = deleted_at - interval '5 days' where id = :'p_recent';
 select is(herald.purge_deleted_contacts(), 1, 'the purge hard-deletes one contact');
 select results_eq(format($$ select id from contacts where id in (%L, %L, %L) order by id $$, :'p_old', :'p_recent', :'p_live'),
   format($$ select unnest(array[%L::uuid, %L::uuid]) order by 1 $$, :'p_recent', :'p_live'),
@@ -84,6 +87,7 @@ select tests.authenticate_as('erin');
 insert into contacts (workspace_id, phone) values (:'ws', '+14155550404') returning id as p_week \gset
 update contacts set deleted_at = now() - interval '7 days' where id = :'p_week';
 select tests.clear_authentication();
+update contacts set deleted_at = deleted_at - interval '7 days' where id = :'p_week';
 select is(herald.purge_deleted_contacts('4 days'), 2, 'a shorter retention purges what is older than it (the 7- and 5-day-old ones)');
 select tests.authenticate_as_service_role();
 select throws_ok($$ select herald.purge_deleted_contacts() $$, '42501', null,
