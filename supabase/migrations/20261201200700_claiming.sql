@@ -67,9 +67,10 @@ begin
 
   -- 1. The senders to claim from, interleaved across workspaces, each held (its slot row locked,
   -- skipping any another claimer holds) with what it can take: its due messages, and no more than
-  -- it can send within half the lease at its rate.
+  -- it can send within half the lease at its rate. Each workspace's first sender, then more until
+  -- the batch can be filled.
   for s in
-    select se.id, se.mps, due.n
+    select se.id, se.mps, due.n, row_number() over (partition by se.workspace_id order by due.oldest) as ws_rank
     from public.senders se
     join public.workspaces w on w.id = se.workspace_id
     cross join lateral (
@@ -82,7 +83,10 @@ begin
     where w.automation_enabled and se.phone_number is not null and due.n > 0
     order by row_number() over (partition by se.workspace_id order by due.oldest), due.oldest
   loop
-    exit when cardinality(v_senders) >= p_limit;
+    -- Every workspace's first sender is taken; past those, no more senders than the batch needs,
+    -- so other claimers find senders free and claim side by side.
+    exit when cardinality(v_senders) >= p_limit
+      or (s.ws_rank > 1 and (select coalesce(sum(c), 0) from unnest(v_caps) c) >= p_limit);
     select greatest(sl.next_slot_at, now()) into v_free
     from herald.sender_slots sl where sl.sender_id = s.id
     for update skip locked;
