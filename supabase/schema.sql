@@ -108,7 +108,7 @@ begin
   -- pass over the new rows tells, before planning the statements below.
   execute $sql$
     select coalesce(bool_or(n.enrollment_id is not null and n.retry_of is null
-                            and n.status in ('sent', 'delivered', 'read', 'cancelled', 'failed', 'undelivered')), false)
+                            and n.status = any (herald.final_statuses())), false)
     from new_rows n
   $sql$ into v_relevant;
   if not v_relevant then
@@ -121,7 +121,7 @@ begin
     select n.workspace_id, n.enrollment_id, n.step_id, coalesce(n.sent_at, now()) as sent_at
     from old_rows o join new_rows n on n.id = o.id
     where n.enrollment_id is not null and n.step_id is not null and n.retry_of is null
-      and o.status not in ('sent', 'delivered', 'read') and n.status in ('sent', 'delivered', 'read')
+      and not o.status = any (herald.sent_statuses()) and n.status = any (herald.sent_statuses())
   ), cur as (
     select d.*, e.sequence_id, e.contact_id, s.position
     from done d
@@ -168,7 +168,7 @@ begin
       completed_at = now()
   from old_rows o join new_rows n on n.id = o.id
   where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
-    and n.status in ('cancelled', 'failed', 'undelivered')
+    and (n.status = 'cancelled' or n.status = any (herald.failed_statuses()))
     and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
   $sql$;
   return null;
@@ -239,7 +239,7 @@ begin
       from public.sequence_enrollments e
       join public.sequences s on s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
       where e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active'
-        and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+        and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status = any (herald.pending_statuses());
       update public.sequence_enrollments e
       set status = 'cancelled', stopped_reason = 'replied', completed_at = now()
       from public.sequences s
@@ -335,10 +335,10 @@ begin
         provider_sid = coalesce(provider_sid, p_sid),
         lease_expires_at = null,
         sent_at = coalesce(sent_at, now()),
-        delivered_at = case when v_target in ('delivered', 'read') then coalesce(delivered_at, now()) else delivered_at end,
-        failed_at = case when v_target in ('failed', 'undelivered') then now() else failed_at end,
-        last_error_code = case when v_target in ('failed', 'undelivered') then p_error_code else last_error_code end,
-        last_error = case when v_target in ('failed', 'undelivered') then 'provider reported ' || lower(p_status)
+        delivered_at = case when v_target = any (herald.delivered_statuses()) then coalesce(delivered_at, now()) else delivered_at end,
+        failed_at = case when v_target = any (herald.failed_statuses()) then now() else failed_at end,
+        last_error_code = case when v_target = any (herald.failed_statuses()) then p_error_code else last_error_code end,
+        last_error = case when v_target = any (herald.failed_statuses()) then 'provider reported ' || lower(p_status)
                           || coalesce(' with error ' || p_error_code, '') else last_error end
     where id = m.id;
     perform herald.set_reason(v_prev);
@@ -365,7 +365,7 @@ begin
     set status = 'cancelled', cancelled_at = now(),
         cancel_reason = case new.status when 'cancelled' then 'appointment_cancelled'
                                         else 'appointment_completed' end::public.cancel_reason
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
   elsif new.starts_at <> old.starts_at and new.status = 'scheduled' then
     v_prev := herald.set_reason('appointment_moved');
     update public.messages
@@ -373,7 +373,7 @@ begin
         -- a queued reminder moved into the future waits to be queued again
         status = case when send_at + (new.starts_at - old.starts_at) > now() then 'scheduled'::public.message_status
                       else status end
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
     perform herald.set_reason(v_prev);
   end if;
   return null;
@@ -394,7 +394,7 @@ begin
   perform herald.log_deletion('appointment', 'public.appointments', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'appointment_cancelled', cancelled_at = now()
-  where workspace_id = old.workspace_id and appointment_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and appointment_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -412,7 +412,7 @@ begin
   perform herald.log_deletion('campaign', 'public.campaigns', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'campaign_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and campaign_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and campaign_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -661,7 +661,7 @@ begin
     update public.messages m
     set status = 'cancelled', cancel_reason = s.reason, cancelled_at = now()
     from stopping s
-    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status in ('scheduled', 'queued')
+    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status = any (herald.pending_statuses())
     returning m.contact_id
   ), stopped as (
     update public.sequence_enrollments e
@@ -762,7 +762,7 @@ begin
   ) select count(*) into v_stopped from e;
   with c as (
     update public.messages set status = 'cancelled', cancel_reason = 'contact_deleted', cancelled_at = now()
-    where workspace_id = old.workspace_id and contact_id = old.id and status in ('scheduled', 'queued')
+    where workspace_id = old.workspace_id and contact_id = old.id and status = any (herald.pending_statuses())
     returning 1
   ) select count(*) into v_cancelled from c;
   update public.deletion_log
@@ -1034,7 +1034,7 @@ begin
                   v_cte ->> (fk ->> 'parent'), herald.delete_impact_join(fk)) end;
   end loop;
   if cardinality(v_affected) > 0 then
-    v_ctes := v_ctes || format('pending as (select * from (%s) m where m.status in (''scheduled'', ''queued''))',
+    v_ctes := v_ctes || format('pending as (select * from (%s) m where m.status = any (herald.pending_statuses()))',
                                array_to_string(v_affected, ' union '));
     v_values := v_values || '(''cancel'', ''messages'', (select count(*) from pending))'::text;
   else
@@ -1135,6 +1135,13 @@ CREATE FUNCTION herald.delete_impact_within(r jsonb, e jsonb, p_not_null jsonb) 
                      where not (r -> 'eq' ? x or r -> 'nn' ? x or p_not_null ? x))
 $$;
 
+CREATE FUNCTION herald.delivered_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{delivered,read}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.delivered_statuses() IS 'Delivered: the message reached the recipient (delivered, read).';
+
 CREATE TABLE public.sequences (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     workspace_id uuid NOT NULL,
@@ -1187,6 +1194,20 @@ begin
 end;
 $$;
 
+CREATE FUNCTION herald.failed_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{undelivered,failed}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.failed_statuses() IS 'Failed: the message will not reach the recipient (undelivered, failed). retry_message() may send it again as a new message; a failed sequence step stops its enrollment.';
+
+CREATE FUNCTION herald.final_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{sent,delivered,read,undelivered,failed,cancelled}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.final_statuses() IS 'Final: Herald will never send the message (again). It went out (sent, delivered, read) or it never will (undelivered, failed, cancelled); the provider''s callbacks may still move a sent message on, but only to another final status.';
+
 CREATE FUNCTION herald.from_provider_status(p_status text) RETURNS public.message_status
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
@@ -1208,6 +1229,13 @@ CREATE FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text DEFAULT 'ag
       and herald.role_rank(m.role) >= herald.role_rank(p_min_role)
   )
 $$;
+
+CREATE FUNCTION herald.in_flight_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{sending}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.in_flight_statuses() IS 'In flight: sending. A dispatcher holds the message under a lease; whether the provider has it is known only when the dispatcher records its answer (or the lease is reaped).';
 
 CREATE FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -1467,7 +1495,7 @@ begin
            select n.workspace_id, n.id, o.status, n.status,
                   case
                     when n.status = ''cancelled'' then n.cancel_reason::text
-                    when n.status in (''failed'', ''undelivered'') and n.last_error_code is not null
+                    when n.status = any (herald.failed_statuses()) and n.last_error_code is not null
                       then coalesce($1, ''provider_error_'' || n.last_error_code)
                     else $1
                   end,
@@ -1494,6 +1522,13 @@ CREATE FUNCTION herald.my_workspace_ids(p_min_role text DEFAULT 'agent'::text) R
 $$;
 
 COMMENT ON FUNCTION herald.my_workspace_ids(p_min_role text) IS 'The workspaces the calling user belongs to with at least the given role. Policies use it as `workspace_id in (select herald.my_workspace_ids())` so it runs once per statement.';
+
+CREATE FUNCTION herald.pending_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{scheduled,queued}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.pending_statuses() IS 'Pending: scheduled and queued. No dispatcher holds the message yet, so Herald may still cancel, defer or re-bind it; cancelling "every future execution" cancels these.';
 
 CREATE FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1628,7 +1663,7 @@ begin
     select ws.id, ws.daily_limit, ws.timezone, ws.day_start,
            (select count(*) from public.messages m
             where m.workspace_id = ws.id
-              and (m.status in ('queued', 'sending') or (m.sent_at >= ws.day_start))) as used
+              and (m.status = 'queued' or m.status = any (herald.in_flight_statuses()) or m.sent_at >= ws.day_start)) as used
     from ws
   ), ranked as (
     select m.id, u.daily_limit - u.used as room, u.timezone, u.day_start,
@@ -1738,7 +1773,7 @@ begin
   end if;
 
   if p_outcome = 'sent' then
-    if m.status in ('queued', 'scheduled') then
+    if m.status = any (herald.pending_statuses()) then
       -- Our lease was reaped while Twilio accepted the message: it is sent all the same.
       v_prev := herald.set_reason('late_provider_answer');
       update public.messages set status = 'sending', lease_expires_at = now() where id = m.id and status = 'queued';
@@ -1748,7 +1783,7 @@ begin
     set status = case when herald.message_rank(status) < herald.message_rank('sent') then 'sent' else status end,
         provider_sid = coalesce(provider_sid, p_sid), sent_at = coalesce(sent_at, now()),
         lease_expires_at = null, provider_check_required = false, last_error_code = null, last_error = null
-    where id = m.id and status in ('sending', 'sent', 'delivered', 'read')
+    where id = m.id and status = any (herald.in_flight_statuses() || herald.sent_statuses())
     returning status into v_target;
     -- Callbacks that arrived before the sid was known were kept as unknown_sid (Twilio is
     -- answered 200 and does not send them again): they are applied now, in arrival order.
@@ -1943,7 +1978,7 @@ begin
   if v_replacement is not null then
     with r as (
       update public.messages set sender_id = v_replacement
-      where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued')
+      where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses())
       returning 1
     ) select count(*) into v_rebound from r;
   end if;
@@ -1952,12 +1987,19 @@ begin
                               jsonb_build_object('rebound', jsonb_build_object('messages', v_rebound)));
   update public.messages
   set status = 'cancelled', cancel_reason = 'sender_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
 
 COMMENT ON FUNCTION herald.senders_before_delete() IS 'Sender delete: re-binds pending messages to the default sender of the channel, else cancels them (sender_deleted); logs the impact.';
+
+CREATE FUNCTION herald.sent_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{sent,delivered,read}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.sent_statuses() IS 'Sent: the provider accepted the message (sent, delivered, read). A sequence step in one of these schedules the next step.';
 
 CREATE FUNCTION herald.sequences_after_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2017,7 +2059,7 @@ CREATE FUNCTION herald.stop_sequence(p_workspace_id uuid, p_sequence_id uuid) RE
   set status = 'cancelled', cancel_reason = 'sequence_stopped', cancelled_at = now()
   from public.sequence_enrollments e
   where e.workspace_id = p_workspace_id and e.sequence_id = p_sequence_id and e.status = 'active'
-    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status = any (herald.pending_statuses());
   update public.sequence_enrollments
   set status = 'cancelled', stopped_reason = 'sequence_stopped', completed_at = now()
   where workspace_id = p_workspace_id and sequence_id = p_sequence_id and status = 'active';
@@ -2074,7 +2116,7 @@ CREATE FUNCTION public.cancel_message(message_id uuid) RETURNS boolean
 declare
   v public.messages := herald.member_message(cancel_message.message_id);
 begin
-  if v.status not in ('scheduled', 'queued') then
+  if not v.status = any (herald.pending_statuses()) then
     return false;
   end if;
   update public.messages set status = 'cancelled', cancel_reason = 'user_cancelled', cancelled_at = now()
@@ -2414,7 +2456,7 @@ declare
   m public.messages := herald.member_message(retry_message.message_id);
   v_id uuid;
 begin
-  if m.status not in ('failed', 'undelivered') then
+  if not m.status = any (herald.failed_statuses()) then
     raise exception 'message % is %: only failed or undelivered messages can be retried', m.id, m.status
       using errcode = '55000';
   end if;
@@ -2423,7 +2465,7 @@ begin
   -- Retrying twice while the first retry is still on its way returns that retry.
   select x.id into v_id from public.messages x
   where x.workspace_id = m.workspace_id and x.retry_of = m.id
-    and x.status in ('scheduled', 'queued', 'sending', 'sent', 'delivered', 'read');
+    and x.status = any (herald.pending_statuses() || herald.in_flight_statuses() || herald.sent_statuses());
   if found then
     return v_id;
   end if;
@@ -2544,7 +2586,7 @@ begin
   select m.workspace_id, m.id, m.status, m.status,
          case when enabled then 'automation_resumed' else 'automation_paused' end, herald.current_actor()
   from public.messages m
-  where m.workspace_id = v_ws.id and m.status in ('scheduled', 'queued');
+  where m.workspace_id = v_ws.id and m.status = any (herald.pending_statuses());
 end;
 $$;
 
@@ -2769,7 +2811,7 @@ CREATE VIEW public.failed_messages WITH (security_invoker='true') AS
           WHERE ((r.workspace_id = m.workspace_id) AND (r.retry_of = m.id)))) AS retried
    FROM (public.messages m
      JOIN public.contacts c ON (((c.workspace_id = m.workspace_id) AND (c.id = m.contact_id))))
-  WHERE (m.status = ANY (ARRAY['failed'::public.message_status, 'undelivered'::public.message_status]));
+  WHERE (m.status = ANY (herald.failed_statuses()));
 
 COMMENT ON VIEW public.failed_messages IS 'Failed and undelivered messages with their last error code and message; retry_message() sends one again.';
 
@@ -2920,10 +2962,10 @@ CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
         ), totals AS (
          SELECT per_message.workspace_id,
             per_message.day,
-            count(*) FILTER (WHERE (per_message.status = ANY (ARRAY['scheduled'::public.message_status, 'queued'::public.message_status, 'sending'::public.message_status]))) AS scheduled,
+            count(*) FILTER (WHERE (per_message.status = ANY ((herald.pending_statuses() || herald.in_flight_statuses())))) AS scheduled,
             count(*) FILTER (WHERE (per_message.sent_at IS NOT NULL)) AS sent,
-            count(*) FILTER (WHERE (per_message.status = ANY (ARRAY['delivered'::public.message_status, 'read'::public.message_status]))) AS delivered,
-            count(*) FILTER (WHERE (per_message.status = ANY (ARRAY['failed'::public.message_status, 'undelivered'::public.message_status]))) AS failed,
+            count(*) FILTER (WHERE (per_message.status = ANY (herald.delivered_statuses()))) AS delivered,
+            count(*) FILTER (WHERE (per_message.status = ANY (herald.failed_statuses()))) AS failed,
             count(*) FILTER (WHERE (per_message.status = 'cancelled'::public.message_status)) AS cancelled,
             percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY ((EXTRACT(epoch FROM (per_message.sent_at - per_message.send_at)))::double precision)) FILTER (WHERE (per_message.sent_at IS NOT NULL)) AS median_delay_seconds
            FROM per_message

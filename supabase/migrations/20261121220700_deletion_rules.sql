@@ -140,7 +140,7 @@ begin
     update public.messages m
     set status = 'cancelled', cancel_reason = s.reason, cancelled_at = now()
     from stopping s
-    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status in ('scheduled', 'queued')
+    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status = any (herald.pending_statuses())
     returning m.contact_id
   ), stopped as (
     update public.sequence_enrollments e
@@ -244,7 +244,7 @@ begin
   ) select count(*) into v_stopped from e;
   with c as (
     update public.messages set status = 'cancelled', cancel_reason = 'contact_deleted', cancelled_at = now()
-    where workspace_id = old.workspace_id and contact_id = old.id and status in ('scheduled', 'queued')
+    where workspace_id = old.workspace_id and contact_id = old.id and status = any (herald.pending_statuses())
     returning 1
   ) select count(*) into v_cancelled from c;
   update public.deletion_log
@@ -281,7 +281,7 @@ as $$
   set status = 'cancelled', cancel_reason = 'sequence_stopped', cancelled_at = now()
   from public.sequence_enrollments e
   where e.workspace_id = p_workspace_id and e.sequence_id = p_sequence_id and e.status = 'active'
-    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status = any (herald.pending_statuses());
   update public.sequence_enrollments
   set status = 'cancelled', stopped_reason = 'sequence_stopped', completed_at = now()
   where workspace_id = p_workspace_id and sequence_id = p_sequence_id and status = 'active';
@@ -348,7 +348,7 @@ begin
   if v_replacement is not null then
     with r as (
       update public.messages set sender_id = v_replacement
-      where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued')
+      where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses())
       returning 1
     ) select count(*) into v_rebound from r;
   end if;
@@ -357,7 +357,7 @@ begin
                               jsonb_build_object('rebound', jsonb_build_object('messages', v_rebound)));
   update public.messages
   set status = 'cancelled', cancel_reason = 'sender_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -396,7 +396,7 @@ begin
     set status = 'cancelled', cancelled_at = now(),
         cancel_reason = case new.status when 'cancelled' then 'appointment_cancelled'
                                         else 'appointment_completed' end::public.cancel_reason
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
   elsif new.starts_at <> old.starts_at and new.status = 'scheduled' then
     v_prev := herald.set_reason('appointment_moved');
     update public.messages
@@ -404,7 +404,7 @@ begin
         -- a queued reminder moved into the future waits to be queued again
         status = case when send_at + (new.starts_at - old.starts_at) > now() then 'scheduled'::public.message_status
                       else status end
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
     perform herald.set_reason(v_prev);
   end if;
   return null;
@@ -427,7 +427,7 @@ begin
   perform herald.log_deletion('appointment', 'public.appointments', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'appointment_cancelled', cancelled_at = now()
-  where workspace_id = old.workspace_id and appointment_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and appointment_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -448,7 +448,7 @@ begin
   perform herald.log_deletion('campaign', 'public.campaigns', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'campaign_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and campaign_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and campaign_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;

@@ -190,7 +190,7 @@ as $$
 declare
   v public.messages := herald.member_message(cancel_message.message_id);
 begin
-  if v.status not in ('scheduled', 'queued') then
+  if not v.status = any (herald.pending_statuses()) then
     return false;
   end if;
   update public.messages set status = 'cancelled', cancel_reason = 'user_cancelled', cancelled_at = now()

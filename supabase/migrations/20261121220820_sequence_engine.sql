@@ -69,7 +69,7 @@ begin
   -- pass over the new rows tells, before planning the statements below.
   execute $sql$
     select coalesce(bool_or(n.enrollment_id is not null and n.retry_of is null
-                            and n.status in ('sent', 'delivered', 'read', 'cancelled', 'failed', 'undelivered')), false)
+                            and n.status = any (herald.final_statuses())), false)
     from new_rows n
   $sql$ into v_relevant;
   if not v_relevant then
@@ -82,7 +82,7 @@ begin
     select n.workspace_id, n.enrollment_id, n.step_id, coalesce(n.sent_at, now()) as sent_at
     from old_rows o join new_rows n on n.id = o.id
     where n.enrollment_id is not null and n.step_id is not null and n.retry_of is null
-      and o.status not in ('sent', 'delivered', 'read') and n.status in ('sent', 'delivered', 'read')
+      and not o.status = any (herald.sent_statuses()) and n.status = any (herald.sent_statuses())
   ), cur as (
     select d.*, e.sequence_id, e.contact_id, s.position
     from done d
@@ -129,7 +129,7 @@ begin
       completed_at = now()
   from old_rows o join new_rows n on n.id = o.id
   where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
-    and n.status in ('cancelled', 'failed', 'undelivered')
+    and (n.status = 'cancelled' or n.status = any (herald.failed_statuses()))
     and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
   $sql$;
   return null;

@@ -183,7 +183,7 @@ begin
   select m.workspace_id, m.id, m.status, m.status,
          case when enabled then 'automation_resumed' else 'automation_paused' end, herald.current_actor()
   from public.messages m
-  where m.workspace_id = v_ws.id and m.status in ('scheduled', 'queued');
+  where m.workspace_id = v_ws.id and m.status = any (herald.pending_statuses());
 end;
 $$;
 comment on function public.set_automation(uuid, boolean) is 'Pauses or resumes sending for a workspace. Paused messages are held, never cancelled, and go out when automation resumes.';
@@ -268,7 +268,7 @@ declare
   m public.messages := herald.member_message(retry_message.message_id);
   v_id uuid;
 begin
-  if m.status not in ('failed', 'undelivered') then
+  if not m.status = any (herald.failed_statuses()) then
     raise exception 'message % is %: only failed or undelivered messages can be retried', m.id, m.status
       using errcode = '55000';
   end if;
@@ -277,7 +277,7 @@ begin
   -- Retrying twice while the first retry is still on its way returns that retry.
   select x.id into v_id from public.messages x
   where x.workspace_id = m.workspace_id and x.retry_of = m.id
-    and x.status in ('scheduled', 'queued', 'sending', 'sent', 'delivered', 'read');
+    and x.status = any (herald.pending_statuses() || herald.in_flight_statuses() || herald.sent_statuses());
   if found then
     return v_id;
   end if;
@@ -308,7 +308,7 @@ select m.id, m.workspace_id, m.contact_id, c.phone, c.first_name, c.last_name, m
        exists (select 1 from public.messages r where r.workspace_id = m.workspace_id and r.retry_of = m.id) as retried
 from public.messages m
 join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-where m.status in ('failed', 'undelivered');
+where m.status = any (herald.failed_statuses());
 comment on view public.failed_messages is 'Failed and undelivered messages with their last error code and message; retry_message() sends one again.';
 
 create view public.queue_metrics with (security_invoker = true) as
@@ -323,10 +323,10 @@ with per_message as (
   group by 1, 2, 3
 ), totals as (
   select workspace_id, day,
-         count(*) filter (where status in ('scheduled', 'queued', 'sending')) as scheduled,
+         count(*) filter (where status = any (herald.pending_statuses() || herald.in_flight_statuses())) as scheduled,
          count(*) filter (where sent_at is not null) as sent,
-         count(*) filter (where status in ('delivered', 'read')) as delivered,
-         count(*) filter (where status in ('failed', 'undelivered')) as failed,
+         count(*) filter (where status = any (herald.delivered_statuses())) as delivered,
+         count(*) filter (where status = any (herald.failed_statuses())) as failed,
          count(*) filter (where status = 'cancelled') as cancelled,
          percentile_cont(0.5) within group (order by extract(epoch from sent_at - send_at))
            filter (where sent_at is not null) as median_delay_seconds
