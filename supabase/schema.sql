@@ -1135,6 +1135,32 @@ CREATE FUNCTION herald.delete_impact_within(r jsonb, e jsonb, p_not_null jsonb) 
                      where not (r -> 'eq' ? x or r -> 'nn' ? x or p_not_null ? x))
 $$;
 
+CREATE FUNCTION herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[] DEFAULT NULL::uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+begin
+  if p_older_than is null or p_older_than < interval '0' then
+    raise exception 'older_than must be a positive interval' using errcode = '22023';
+  end if;
+  if (select auth.uid()) is null then
+    perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
+  end if;
+  with gone as (
+    delete from public.senders s
+    where s.status <> 'connected' and s.phone_number is null
+      and coalesce(s.last_seen_at, s.created_at) < now() - p_older_than
+      and (p_workspace_ids is null or s.workspace_id = any (p_workspace_ids))
+    returning 1
+  ) select count(*) into v_count from gone;
+  return v_count;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[]) IS 'Deletes the senders of the given workspaces (null: all) that are not connected, have no number and were not seen for p_older_than (pg_cron, hourly; cleanup_stale_senders()).';
+
 CREATE FUNCTION herald.delivered_statuses() RETURNS public.message_status[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -1298,17 +1324,17 @@ CREATE FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text DEFAULT
 declare
   v public.contacts;
 begin
+  perform herald.require_user();
   if p_contact_id is null then
     raise exception 'contact_id is required' using errcode = '22023';
   end if;
   select * into v from public.contacts where id = p_contact_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'contact % not found', p_contact_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id, p_min_role);
+  perform herald.require_member(v.workspace_id, p_min_role, 'contact', p_contact_id);
   return v;
 end;
 $$;
+
+COMMENT ON FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text) IS 'The contact, locked, for a caller with at least p_min_role in its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
 
 CREATE TABLE public.messages (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -1370,17 +1396,90 @@ CREATE FUNCTION herald.member_message(p_message_id uuid) RETURNS public.messages
 declare
   v public.messages;
 begin
+  perform herald.require_user();
   if p_message_id is null then
     raise exception 'message_id is required' using errcode = '22023';
   end if;
   select * into v from public.messages where id = p_message_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'message % not found', p_message_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id);
+  perform herald.require_member(v.workspace_id, 'agent', 'message', p_message_id);
   return v;
 end;
 $$;
+
+COMMENT ON FUNCTION herald.member_message(p_message_id uuid) IS 'The message, locked, for a member of its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
+
+CREATE FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.sequences
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v public.sequences;
+begin
+  perform herald.require_user();
+  if p_sequence_id is null then
+    raise exception 'sequence_id is required' using errcode = '22023';
+  end if;
+  select * into v from public.sequences where id = p_sequence_id for share;
+  perform herald.require_member(v.workspace_id, p_min_role, 'sequence', p_sequence_id);
+  return v;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role text) IS 'The sequence, share-locked, for a caller with at least p_min_role in its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
+
+CREATE TABLE public.workspaces (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    quiet_hours_start time without time zone DEFAULT '21:00:00'::time without time zone NOT NULL,
+    quiet_hours_end time without time zone DEFAULT '08:00:00'::time without time zone NOT NULL,
+    daily_limit integer,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    retry_base_seconds integer DEFAULT 60 NOT NULL,
+    automation_enabled boolean DEFAULT true NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workspaces_daily_limit_positive CHECK (((daily_limit IS NULL) OR (daily_limit > 0))),
+    CONSTRAINT workspaces_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 20))),
+    CONSTRAINT workspaces_name_present CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
+    CONSTRAINT workspaces_retry_base_range CHECK (((retry_base_seconds >= 1) AND (retry_base_seconds <= 86400))),
+    CONSTRAINT workspaces_timezone_iana CHECK (herald.is_iana_time_zone(timezone))
+);
+
+COMMENT ON TABLE public.workspaces IS 'A tenant: every contact, sender, sequence and message belongs to exactly one workspace.';
+
+COMMENT ON COLUMN public.workspaces.timezone IS 'IANA time zone used for contacts that have none of their own.';
+
+COMMENT ON COLUMN public.workspaces.quiet_hours_start IS 'Local time at which sending stops (in the recipient''s time zone). A window may cross midnight.';
+
+COMMENT ON COLUMN public.workspaces.quiet_hours_end IS 'Local time at which sending resumes.';
+
+COMMENT ON COLUMN public.workspaces.daily_limit IS 'Most messages sent per local day across the workspace; null means no limit.';
+
+COMMENT ON COLUMN public.workspaces.max_attempts IS 'Default provider attempts per message before it fails.';
+
+COMMENT ON COLUMN public.workspaces.retry_base_seconds IS 'Base of the exponential retry backoff after a transient provider error.';
+
+COMMENT ON COLUMN public.workspaces.automation_enabled IS 'When false, due messages are held (not cancelled) until automation resumes.';
+
+CREATE FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.workspaces
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v public.workspaces;
+begin
+  perform herald.require_user();
+  if p_workspace_id is null then
+    raise exception 'workspace_id is required' using errcode = '22023';
+  end if;
+  select * into v from public.workspaces where id = p_workspace_id;
+  perform herald.require_member(v.id, p_min_role, 'workspace', p_workspace_id);
+  return v;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text) IS 'The workspace, for a caller with at least p_min_role in it; 42501 without a user (or with too low a role), 22023 without an id, P0002 when unknown or not hers.';
 
 CREATE FUNCTION herald.message_events_append_only() RETURNS trigger
     LANGUAGE plpgsql
@@ -1895,14 +1994,26 @@ $$;
 
 COMMENT ON FUNCTION herald.replacement_sender(p_workspace_id uuid, p_sender_id uuid) IS 'The default sender of the same channel that takes over a deleted sender''s pending messages, if any.';
 
+CREATE FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if p_workspace_id is null or not herald.has_role(p_workspace_id) then
+    raise exception '% % not found', p_entity, p_id using errcode = 'P0002';
+  end if;
+  perform herald.require_role(p_workspace_id, p_min_role);
+end;
+$$;
+
+COMMENT ON FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) IS 'Raises P0002 "<entity> <id> not found" unless the caller belongs to the workspace, 42501 if her role is below p_min_role.';
+
 CREATE FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
 begin
-  if (select auth.uid()) is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call this with a user''s JWT.';
-  end if;
+  perform herald.require_user();
   if p_workspace_id is null or not herald.has_role(p_workspace_id, p_min_role) then
     raise exception 'not a member of this workspace with role % or higher', p_min_role using errcode = '42501';
   end if;
@@ -1910,6 +2021,23 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) IS 'Raises 42501 unless the calling user has at least the given role in the workspace.';
+
+CREATE FUNCTION herald.require_user() RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_user uuid := (select auth.uid());
+begin
+  if v_user is null then
+    raise exception 'not signed in' using errcode = '42501',
+      hint = 'Call this with a user''s JWT: the authenticated role with a sub claim.';
+  end if;
+  return v_user;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.require_user() IS 'The calling user''s id (auth.uid()); raises 42501 "not signed in" when the request carries none.';
 
 CREATE FUNCTION herald.retry_delay(p_attempts integer, p_base_seconds integer) RETURNS interval
     LANGUAGE sql
@@ -2131,28 +2259,14 @@ CREATE FUNCTION public.cleanup_stale_senders(older_than interval DEFAULT '1 day'
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
-declare
-  v_count integer;
-  v_user uuid := (select auth.uid());
 begin
-  if older_than is null or older_than < interval '0' then
-    raise exception 'older_than must be a positive interval' using errcode = '22023';
+  -- A user cleans up the workspaces she administers; the service role (a trusted back end)
+  -- cleans up all of them. Anyone else is not signed in.
+  if (select auth.role()) is distinct from 'service_role' then
+    perform herald.require_user();
+    return herald.delete_stale_senders(older_than, array(select herald.my_workspace_ids('admin')));
   end if;
-  if v_user is null and coalesce((select auth.role()), '') not in ('', 'service_role') then
-    raise exception 'not signed in' using errcode = '42501';
-  end if;
-  if v_user is null then
-    perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
-  end if;
-  -- A user cleans up the workspaces they administer; cron and the service role clean up all.
-  with gone as (
-    delete from public.senders s
-    where s.status <> 'connected' and s.phone_number is null
-      and coalesce(s.last_seen_at, s.created_at) < now() - older_than
-      and (v_user is null or s.workspace_id in (select herald.my_workspace_ids('admin')))
-    returning 1
-  ) select count(*) into v_count from gone;
-  return v_count;
+  return herald.delete_stale_senders(older_than);
 end;
 $$;
 
@@ -2163,12 +2277,9 @@ CREATE FUNCTION public.create_workspace(name text, timezone text DEFAULT 'UTC'::
     SET search_path TO ''
     AS $$
 declare
-  v_user uuid := (select auth.uid());
+  v_user uuid := herald.require_user();
   v_id uuid;
 begin
-  if v_user is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call create_workspace with a user''s JWT.';
-  end if;
   if name is null or length(btrim(name)) = 0 then
     raise exception 'workspace name must not be empty' using errcode = '22023';
   end if;
@@ -2183,7 +2294,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.create_workspace(name text, timezone text) IS 'Creates a workspace whose owner is the caller. Raises 22023 on an empty name or a time zone that is not an IANA name.';
+COMMENT ON FUNCTION public.create_workspace(name text, timezone text) IS 'Creates a workspace whose owner is the caller. Raises 42501 without a signed-in user, 22023 on an empty name or a time zone that is not an IANA name.';
 
 CREATE FUNCTION public.delete_contact(contact_id uuid, hard boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2224,19 +2335,9 @@ CREATE FUNCTION public.enroll_contact(sequence_id uuid, contact_id uuid) RETURNS
     SET search_path TO ''
     AS $$
 declare
-  v_seq public.sequences;
-  v_contact public.contacts;
-  v_step public.sequence_steps;
-  v_id uuid;
+  v_seq public.sequences := herald.member_sequence(enroll_contact.sequence_id);
+  v_contact public.contacts := herald.sendable_contact(enroll_contact.contact_id);
 begin
-  if enroll_contact.sequence_id is null then
-    raise exception 'sequence_id is required' using errcode = '22023';
-  end if;
-  select * into v_seq from public.sequences s where s.id = enroll_contact.sequence_id;
-  if not found or not herald.has_role(v_seq.workspace_id) then
-    raise exception 'sequence % not found', enroll_contact.sequence_id using errcode = 'P0002';
-  end if;
-  v_contact := herald.sendable_contact(enroll_contact.contact_id);
   if v_contact.workspace_id <> v_seq.workspace_id then
     raise exception 'contact % not found', enroll_contact.contact_id using errcode = 'P0002';
   end if;
@@ -2252,7 +2353,7 @@ CREATE FUNCTION public.prepare_queue(workspace_id uuid, for_date date DEFAULT NU
     AS $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(prepare_queue.workspace_id, 'admin');
   v_settings public.queue_settings;
   v_seq public.sequences;
   v_step public.sequence_steps;
@@ -2262,15 +2363,6 @@ declare
   v_window interval;
   v_actor text := herald.current_actor();
 begin
-  if prepare_queue.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
-  select * into v_ws from public.workspaces w where w.id = prepare_queue.workspace_id;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', prepare_queue.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-
   -- One preparation per workspace at a time: the lock makes capacity and "never twice" exact.
   select * into v_settings from public.queue_settings s where s.workspace_id = v_ws.id for update;
   if not found then
@@ -2368,6 +2460,7 @@ declare
   v_impact jsonb;
   v_replacement uuid;
 begin
+  perform herald.require_user();
   v_table := case preview_delete.entity
     when 'workspace' then 'public.workspaces' when 'contact' then 'public.contacts'
     when 'sequence' then 'public.sequences' when 'sender' then 'public.senders'
@@ -2383,10 +2476,7 @@ begin
   execute format('select %s from %s where id = $1',
                  case when preview_delete.entity = 'workspace' then 'id' else 'workspace_id' end, v_table)
     into v_workspace using preview_delete.id;
-  if v_workspace is null or not herald.has_role(v_workspace) then
-    raise exception '% % not found', preview_delete.entity, preview_delete.id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_workspace);
+  perform herald.require_member(v_workspace, 'agent', preview_delete.entity, preview_delete.id);
 
   v_impact := herald.delete_impact(v_table, preview_delete.id);
   if preview_delete.entity = 'sender' then
@@ -2499,6 +2589,7 @@ declare
   v_id uuid;
   v_existing public.messages;
 begin
+  perform herald.require_user();
   if body is null or length(btrim(body)) = 0 then
     raise exception 'message body must not be empty' using errcode = '22023';
   end if;
@@ -2564,23 +2655,17 @@ CREATE FUNCTION public.set_automation(workspace_id uuid, enabled boolean) RETURN
     AS $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(set_automation.workspace_id, 'admin');
 begin
-  if set_automation.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
   if enabled is null then
     raise exception 'enabled must be true or false' using errcode = '22023';
   end if;
-  select * into v_ws from public.workspaces w where w.id = set_automation.workspace_id for update;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', set_automation.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-  if v_ws.automation_enabled = enabled then
+  -- Conditional, so of two concurrent calls for the same switch only one changes it (the other
+  -- re-reads the row once the first commits, and finds nothing to do).
+  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id and w.automation_enabled <> enabled;
+  if not found then
     return;
   end if;
-  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id;
   -- Held, not cancelled: each pending message's history says when it was held and released.
   insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
   select m.workspace_id, m.id, m.status, m.status,
@@ -2904,41 +2989,6 @@ CREATE TABLE public.queue_entries (
 );
 
 COMMENT ON TABLE public.queue_entries IS 'Which lead prepare_queue() queued for which day, by whom. A lead is queued at most once: the primary key is the guarantee, even under concurrent calls.';
-
-CREATE TABLE public.workspaces (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    timezone text DEFAULT 'UTC'::text NOT NULL,
-    quiet_hours_start time without time zone DEFAULT '21:00:00'::time without time zone NOT NULL,
-    quiet_hours_end time without time zone DEFAULT '08:00:00'::time without time zone NOT NULL,
-    daily_limit integer,
-    max_attempts integer DEFAULT 3 NOT NULL,
-    retry_base_seconds integer DEFAULT 60 NOT NULL,
-    automation_enabled boolean DEFAULT true NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT workspaces_daily_limit_positive CHECK (((daily_limit IS NULL) OR (daily_limit > 0))),
-    CONSTRAINT workspaces_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 20))),
-    CONSTRAINT workspaces_name_present CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
-    CONSTRAINT workspaces_retry_base_range CHECK (((retry_base_seconds >= 1) AND (retry_base_seconds <= 86400))),
-    CONSTRAINT workspaces_timezone_iana CHECK (herald.is_iana_time_zone(timezone))
-);
-
-COMMENT ON TABLE public.workspaces IS 'A tenant: every contact, sender, sequence and message belongs to exactly one workspace.';
-
-COMMENT ON COLUMN public.workspaces.timezone IS 'IANA time zone used for contacts that have none of their own.';
-
-COMMENT ON COLUMN public.workspaces.quiet_hours_start IS 'Local time at which sending stops (in the recipient''s time zone). A window may cross midnight.';
-
-COMMENT ON COLUMN public.workspaces.quiet_hours_end IS 'Local time at which sending resumes.';
-
-COMMENT ON COLUMN public.workspaces.daily_limit IS 'Most messages sent per local day across the workspace; null means no limit.';
-
-COMMENT ON COLUMN public.workspaces.max_attempts IS 'Default provider attempts per message before it fails.';
-
-COMMENT ON COLUMN public.workspaces.retry_base_seconds IS 'Base of the exponential retry backoff after a transient provider error.';
-
-COMMENT ON COLUMN public.workspaces.automation_enabled IS 'When false, due messages are held (not cancelled) until automation resumes.';
 
 CREATE VIEW public.queue_metrics WITH (security_invoker='true') AS
  WITH per_message AS (
@@ -3696,6 +3746,8 @@ GRANT ALL ON TABLE public.contacts TO service_role;
 GRANT ALL ON FUNCTION herald.current_actor() TO authenticated;
 GRANT ALL ON FUNCTION herald.current_actor() TO service_role;
 
+REVOKE ALL ON FUNCTION herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[]) FROM PUBLIC;
+
 GRANT ALL ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
 
@@ -3707,6 +3759,9 @@ GRANT ALL ON FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) TO
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.messages TO authenticated;
 GRANT ALL ON TABLE public.messages TO service_role;
+
+GRANT ALL ON TABLE public.workspaces TO authenticated;
+GRANT ALL ON TABLE public.workspaces TO service_role;
 
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO service_role;
@@ -3837,9 +3892,6 @@ GRANT ALL ON SEQUENCE public.provider_events_id_seq TO service_role;
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.queue_entries TO authenticated;
 GRANT ALL ON TABLE public.queue_entries TO service_role;
 
-GRANT ALL ON TABLE public.workspaces TO authenticated;
-GRANT ALL ON TABLE public.workspaces TO service_role;
-
 GRANT ALL ON TABLE public.queue_metrics TO authenticated;
 GRANT ALL ON TABLE public.queue_metrics TO service_role;
 
@@ -3880,7 +3932,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 
 -- pg_cron jobs (cron.job)
 
-SELECT cron.schedule('herald-cleanup-stale-senders', '7 * * * *', 'select public.cleanup_stale_senders()');
+SELECT cron.schedule('herald-cleanup-stale-senders', '7 * * * *', 'select herald.delete_stale_senders(''1 day'')');
 SELECT cron.schedule('herald-purge-deleted-contacts', '17 3 * * *', 'select herald.purge_deleted_contacts()');
 SELECT cron.schedule('herald-queue-due-messages', '* * * * *', 'select herald.queue_due_messages()');
 SELECT cron.schedule('herald-reap-expired-leases', '* * * * *', 'select herald.reap_expired_leases()');

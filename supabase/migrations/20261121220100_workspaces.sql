@@ -88,17 +88,34 @@ as $$
 $$;
 grant execute on function herald.has_role(uuid, text) to authenticated, service_role;
 
--- Used by every RPC: the caller must be a member of the row's workspace. Unknown rows and rows
--- of another workspace raise the same error, so a probe learns nothing about other tenants.
+-- Who is calling: the user of the JWT. Every RPC asks this first, itself or through the
+-- herald.member_* lookups, before it reads anything: a call without a user gets the same 42501
+-- whatever its arguments, never a "not found" or a complaint about a parameter.
+create function herald.require_user() returns uuid
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_user uuid := (select auth.uid());
+begin
+  if v_user is null then
+    raise exception 'not signed in' using errcode = '42501',
+      hint = 'Call this with a user''s JWT: the authenticated role with a sub claim.';
+  end if;
+  return v_user;
+end;
+$$;
+comment on function herald.require_user() is 'The calling user''s id (auth.uid()); raises 42501 "not signed in" when the request carries none.';
+
+-- The caller must have at least the given role in the workspace.
 create function herald.require_role(p_workspace_id uuid, p_min_role text default 'agent') returns void
 language plpgsql
 stable
 set search_path = ''
 as $$
 begin
-  if (select auth.uid()) is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call this with a user''s JWT.';
-  end if;
+  perform herald.require_user();
   if p_workspace_id is null or not herald.has_role(p_workspace_id, p_min_role) then
     raise exception 'not a member of this workspace with role % or higher', p_min_role using errcode = '42501';
   end if;
@@ -168,12 +185,9 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_user uuid := (select auth.uid());
+  v_user uuid := herald.require_user();
   v_id uuid;
 begin
-  if v_user is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call create_workspace with a user''s JWT.';
-  end if;
   if name is null or length(btrim(name)) = 0 then
     raise exception 'workspace name must not be empty' using errcode = '22023';
   end if;
@@ -187,6 +201,6 @@ begin
   return v_id;
 end;
 $$;
-comment on function public.create_workspace(text, text) is 'Creates a workspace whose owner is the caller. Raises 22023 on an empty name or a time zone that is not an IANA name.';
+comment on function public.create_workspace(text, text) is 'Creates a workspace whose owner is the caller. Raises 42501 without a signed-in user, 22023 on an empty name or a time zone that is not an IANA name.';
 revoke execute on function public.create_workspace(text, text) from public, anon;
 grant execute on function public.create_workspace(text, text) to authenticated;

@@ -46,7 +46,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(prepare_queue.workspace_id, 'admin');
   v_settings public.queue_settings;
   v_seq public.sequences;
   v_step public.sequence_steps;
@@ -56,15 +56,6 @@ declare
   v_window interval;
   v_actor text := herald.current_actor();
 begin
-  if prepare_queue.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
-  select * into v_ws from public.workspaces w where w.id = prepare_queue.workspace_id;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', prepare_queue.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-
   -- One preparation per workspace at a time: the lock makes capacity and "never twice" exact.
   select * into v_settings from public.queue_settings s where s.workspace_id = v_ws.id for update;
   if not found then
@@ -161,23 +152,17 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(set_automation.workspace_id, 'admin');
 begin
-  if set_automation.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
   if enabled is null then
     raise exception 'enabled must be true or false' using errcode = '22023';
   end if;
-  select * into v_ws from public.workspaces w where w.id = set_automation.workspace_id for update;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', set_automation.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-  if v_ws.automation_enabled = enabled then
+  -- Conditional, so of two concurrent calls for the same switch only one changes it (the other
+  -- re-reads the row once the first commits, and finds nothing to do).
+  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id and w.automation_enabled <> enabled;
+  if not found then
     return;
   end if;
-  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id;
   -- Held, not cancelled: each pending message's history says when it was held and released.
   insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
   select m.workspace_id, m.id, m.status, m.status,
