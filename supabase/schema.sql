@@ -2193,18 +2193,6 @@ CREATE FUNCTION herald.stop_sequence(p_workspace_id uuid, p_sequence_id uuid) RE
   where workspace_id = p_workspace_id and sequence_id = p_sequence_id and status = 'active';
 $$;
 
-CREATE FUNCTION herald.touch_updated_at() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-begin
-  new.updated_at := now();
-  return new;
-end;
-$$;
-
-COMMENT ON FUNCTION herald.touch_updated_at() IS 'Trigger: keeps updated_at current on every update.';
-
 CREATE FUNCTION herald.whatsapp_groups_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3450,7 +3438,9 @@ CREATE TRIGGER workspace_members_keep_an_owner BEFORE DELETE OR UPDATE ON public
 
 CREATE TRIGGER workspaces_before_delete BEFORE DELETE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.workspaces_before_delete();
 
-CREATE TRIGGER workspaces_touch_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.touch_updated_at();
+CREATE TRIGGER workspaces_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
+
+COMMENT ON TRIGGER workspaces_updated_at ON public.workspaces IS 'Keeps updated_at current on every update (moddatetime).';
 
 ALTER TABLE ONLY herald.provider_erasures
     ADD CONSTRAINT provider_erasures_deletion_id_fkey FOREIGN KEY (deletion_id) REFERENCES public.deletion_log(id) ON DELETE SET NULL;

@@ -10,6 +10,10 @@
 /** Section - extensions */
 create extension if not exists pgcrypto with schema extensions;
 create extension if not exists pg_cron with schema pg_catalog;
+-- The one way every table keeps updated_at current: `before update … execute function
+-- extensions.moddatetime(updated_at)`, as Supabase documents it. A C trigger, so a bulk update
+-- of messages (cancelling 100,000 at once) pays about a third of what a PL/pgSQL trigger adds.
+create extension if not exists moddatetime with schema extensions;
 
 /** Section - private schema */
 create schema if not exists herald;
@@ -23,17 +27,6 @@ alter default privileges in schema public revoke execute on functions from publi
 alter default privileges in schema public revoke execute on functions from anon;
 
 /** Section - helpers */
-create function herald.touch_updated_at() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  new.updated_at := now();
-  return new;
-end;
-$$;
-comment on function herald.touch_updated_at() is 'Trigger: keeps updated_at current on every update.';
-
 -- The IANA names known to this server's tz database, cached: pg_timezone_names reads hundreds of
 -- files on every call, far too slow for a check constraint on bulk inserts.
 create table herald.iana_time_zones (name text primary key);

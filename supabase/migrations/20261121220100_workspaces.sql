@@ -34,8 +34,9 @@ comment on column public.workspaces.max_attempts is 'Default provider attempts p
 comment on column public.workspaces.retry_base_seconds is 'Base of the exponential retry backoff after a transient provider error.';
 comment on column public.workspaces.automation_enabled is 'When false, due messages are held (not cancelled) until automation resumes.';
 
-create trigger workspaces_touch_updated_at before update on public.workspaces
-for each row execute function herald.touch_updated_at();
+create trigger workspaces_updated_at before update on public.workspaces
+for each row execute function extensions.moddatetime(updated_at);
+comment on trigger workspaces_updated_at on public.workspaces is 'Keeps updated_at current on every update (moddatetime).';
 
 create table public.workspace_members (
   workspace_id uuid not null references public.workspaces (id) on delete cascade,

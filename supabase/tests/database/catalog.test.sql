@@ -1,7 +1,7 @@
 -- Catalog-wide rules that no single feature test would catch: they hold for every table and
 -- every RPC, including those added after this test was written.
 begin;
-select plan(8);
+select plan(10);
 
 select is_empty($$
   select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -50,6 +50,23 @@ select is_empty($$
         and (i.indkey::int2[])[0:array_length(k.conkey, 1) - 1] <@ k.conkey
     )
 $$, 'every foreign key has an index starting with its columns');
+
+-- One updated_at mechanism: a table with the column keeps it current with exactly one
+-- moddatetime(updated_at) trigger before each row update (herald_setup says why moddatetime).
+select is_empty($$
+  select c.oid::regclass::text
+  from pg_class c
+  join pg_namespace n on n.oid = c.relnamespace
+  join pg_attribute a on a.attrelid = c.oid and a.attname = 'updated_at' and not a.attisdropped
+  where n.nspname in ('public', 'herald') and c.relkind in ('r', 'p')
+    and (select count(*) from pg_trigger t
+         where t.tgrelid = c.oid and not t.tgisinternal and t.tgfoid = 'extensions.moddatetime'::regproc
+           and t.tgtype & (1 | 2 | 16) = (1 | 2 | 16) and t.tgargs = 'updated_at\000'::bytea) <> 1
+$$, 'every table with updated_at keeps it current the one way: a moddatetime(updated_at) trigger before each row update');
+select cmp_ok((select count(*)::int from pg_attribute a join pg_class c on c.oid = a.attrelid
+           where c.relnamespace in ('public'::regnamespace, 'herald'::regnamespace) and c.relkind = 'r'
+             and a.attname = 'updated_at' and not a.attisdropped), '>=', 8,
+  'which covers at least Herald''s eight tables with updated_at');
 
 /** Section - no RPC answers a caller without a user */
 -- Every function in public is an RPC (the API exposes them all). Each one the catalog lists, so

@@ -1,6 +1,6 @@
 -- Herald's setup (…_herald_setup.sql): the private herald schema that anon cannot reach into,
--- the extensions, and the helpers later migrations use: IANA time zone names
--- (herald.is_iana_time_zone, herald.check_time_zone) and herald.touch_updated_at.
+-- the extensions (moddatetime keeps every updated_at current), and the helpers later migrations
+-- use: IANA time zone names (herald.is_iana_time_zone, herald.check_time_zone).
 begin;
 select plan(8);
 
@@ -11,9 +11,9 @@ select results_eq(
   'anon cannot even look into herald; members may, for the helpers policies call');
 select results_eq(
   $$ select e.extname::text collate "default", n.nspname::text collate "default" from pg_extension e join pg_namespace n on n.oid = e.extnamespace
-     where e.extname in ('pgcrypto', 'pg_cron') order by 1 $$,
-  $$ values ('pg_cron', 'pg_catalog'), ('pgcrypto', 'extensions') $$,
-  'pgcrypto lives in extensions and pg_cron in pg_catalog, as on Supabase');
+     where e.extname in ('pgcrypto', 'pg_cron', 'moddatetime') order by 1 $$,
+  $$ values ('moddatetime', 'extensions'), ('pg_cron', 'pg_catalog'), ('pgcrypto', 'extensions') $$,
+  'pgcrypto and moddatetime live in extensions and pg_cron in pg_catalog, as on Supabase');
 
 /** Section - time zone names */
 select results_eq(
@@ -37,7 +37,7 @@ insert into workspace_members (workspace_id, user_id, role) values (:'ws', tests
 select tests.authenticate_as('tom');
 update workspaces set name = 'Touched Co, renamed' where id = :'ws';
 select tests.clear_authentication();
-select is((select updated_at from workspaces where id = :'ws'), now(), 'herald.touch_updated_at sets updated_at when an owner renames the workspace');
+select is((select updated_at from workspaces where id = :'ws'), now(), 'moddatetime sets updated_at when an owner renames the workspace');
 
 select * from finish();
 rollback;
