@@ -839,6 +839,8 @@ CREATE FUNCTION herald.current_actor() RETURNS text
   )
 $$;
 
+COMMENT ON FUNCTION herald.current_actor() IS 'Who is acting, for the ledger and the logs: the JWT''s user, else the declared herald.actor, else the JWT''s role, else the database role.';
+
 CREATE FUNCTION herald.delete_impact(p_table regclass, p_id uuid) RETURNS jsonb
     LANGUAGE plpgsql
     SET work_mem TO '64MB'
@@ -1255,6 +1257,8 @@ CREATE FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text DEFAULT 'ag
       and herald.role_rank(m.role) >= herald.role_rank(p_min_role)
   )
 $$;
+
+COMMENT ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) IS 'True if the calling user has at least the given role in the workspace.';
 
 CREATE FUNCTION herald.in_flight_statuses() RETURNS public.message_status[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -2054,6 +2058,8 @@ CREATE FUNCTION herald.role_rank(p_role text) RETURNS integer
     AS $$
   select case p_role when 'owner' then 3 when 'admin' then 2 when 'agent' then 1 else 0 end
 $$;
+
+COMMENT ON FUNCTION herald.role_rank(p_role text) IS 'owner 3 > admin 2 > agent 1; anything else 0.';
 
 CREATE FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.contacts
     LANGUAGE plpgsql
@@ -3713,6 +3719,8 @@ GRANT USAGE ON SCHEMA public TO anon;
 GRANT USAGE ON SCHEMA public TO authenticated;
 GRANT USAGE ON SCHEMA public TO service_role;
 
+REVOKE ALL ON FUNCTION herald.advance_enrollments() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) TO service_role;
 
@@ -3721,40 +3729,117 @@ GRANT ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_
 
 REVOKE ALL ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) FROM PUBLIC;
 
-GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO authenticated;
-GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO service_role;
+REVOKE ALL ON FUNCTION herald.appointments_after_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.appointments_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.campaigns_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.check_time_zone(p_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.is_iana_time_zone(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO authenticated;
 GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO service_role;
 
 GRANT ALL ON TABLE public.contacts TO authenticated;
 GRANT ALL ON TABLE public.contacts TO service_role;
 
-GRANT ALL ON FUNCTION herald.current_actor() TO authenticated;
-GRANT ALL ON FUNCTION herald.current_actor() TO service_role;
+REVOKE ALL ON FUNCTION herald.contact_block_reason(c public.contacts) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_after_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_before_write() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_guard_opt_in() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.current_actor() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact(p_table regclass, p_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_join(p_fk jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_pred(p jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_reach(p_fk jsonb, p_parent jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_within(r jsonb, e jsonb, p_not_null jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delivered_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.delivered_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.delivered_statuses() TO service_role;
 
 GRANT ALL ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
 
+REVOKE ALL ON FUNCTION herald.enroll(p_seq public.sequences, p_contact_id uuid, p_start timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.failed_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.failed_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.failed_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.final_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.final_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.final_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.from_provider_status(p_status text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.in_flight_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.in_flight_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.in_flight_statuses() TO service_role;
 
 REVOKE ALL ON FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.keep_an_owner() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.log_deletion(p_entity text, p_table regclass, p_workspace_id uuid, p_id uuid, p_extra jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
+
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.messages TO authenticated;
 GRANT ALL ON TABLE public.messages TO service_role;
+
+REVOKE ALL ON FUNCTION herald.member_message(p_message_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role text) FROM PUBLIC;
 
 GRANT ALL ON TABLE public.workspaces TO authenticated;
 GRANT ALL ON TABLE public.workspaces TO service_role;
 
+REVOKE ALL ON FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_events_append_only() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_rank(p_status public.message_status) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_transition_ok(p_from public.message_status, p_to public.message_status) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_bind_sender() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_delete_only_by_cascade() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_ledger_insert() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_ledger_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.pending_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.pending_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.pending_statuses() TO service_role;
 
 REVOKE ALL ON FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) FROM PUBLIC;
 
@@ -3763,17 +3848,53 @@ REVOKE ALL ON FUNCTION herald.purge_deleted_contacts(p_retention interval) FROM 
 REVOKE ALL ON FUNCTION herald.queue_due_messages(p_limit integer, p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.queue_due_messages(p_limit integer, p_now timestamp with time zone) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.quiet_until(p_at timestamp with time zone, p_tz text, p_start time without time zone, p_end time without time zone) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.reap_expired_leases() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.reap_expired_leases() TO service_role;
 
 REVOKE ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) TO service_role;
 
-GRANT ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) TO authenticated;
-GRANT ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) TO service_role;
+REVOKE ALL ON FUNCTION herald.render_bodies(p_workspace_id uuid, p_body text, p_contact_ids uuid[]) FROM PUBLIC;
 
-GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO authenticated;
-GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO service_role;
+REVOKE ALL ON FUNCTION herald.render_template(p_body text, p_workspace_id uuid, p_contact_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.replacement_sender(p_workspace_id uuid, p_sender_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.require_user() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.retry_delay(p_attempts integer, p_base_seconds integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.role_rank(p_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.senders_after_insert() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.senders_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.sent_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.sent_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.sent_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.sequences_after_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.sequences_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.set_reason(p_reason text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.spread(p_id uuid, p_span interval) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.stop_sequence(p_workspace_id uuid, p_sequence_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.whatsapp_groups_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.workspaces_before_delete() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.cancel_message(message_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.cancel_message(message_id uuid) TO authenticated;

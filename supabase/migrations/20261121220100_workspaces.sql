@@ -57,7 +57,7 @@ set search_path = ''
 as $$
   select case p_role when 'owner' then 3 when 'admin' then 2 when 'agent' then 1 else 0 end
 $$;
-grant execute on function herald.role_rank(text) to authenticated, service_role;
+comment on function herald.role_rank(text) is 'owner 3 > admin 2 > agent 1; anything else 0.';
 
 -- Security definer: workspace_members is itself protected by policies that call these helpers.
 create function herald.my_workspace_ids(p_min_role text default 'agent') returns setof uuid
@@ -72,6 +72,7 @@ as $$
     and herald.role_rank(m.role) >= herald.role_rank(p_min_role)
 $$;
 comment on function herald.my_workspace_ids(text) is 'The workspaces the calling user belongs to with at least the given role. Policies use it as `workspace_id in (select herald.my_workspace_ids())` so it runs once per statement.';
+-- Policies run as the member whose statement they filter.
 grant execute on function herald.my_workspace_ids(text) to authenticated, service_role;
 
 create function herald.has_role(p_workspace_id uuid, p_min_role text default 'agent') returns boolean
@@ -87,6 +88,9 @@ as $$
       and herald.role_rank(m.role) >= herald.role_rank(p_min_role)
   )
 $$;
+comment on function herald.has_role(uuid, text) is 'True if the calling user has at least the given role in the workspace.';
+-- Asked in a member's own context too (a rule on a table she writes), and it answers only
+-- about her.
 grant execute on function herald.has_role(uuid, text) to authenticated, service_role;
 
 -- Who is calling: the user of the JWT. Every RPC asks this first, itself or through the
@@ -123,7 +127,6 @@ begin
 end;
 $$;
 comment on function herald.require_role(uuid, text) is 'Raises 42501 unless the calling user has at least the given role in the workspace.';
-grant execute on function herald.require_role(uuid, text) to authenticated, service_role;
 
 /** Section - row level security */
 alter table public.workspaces enable row level security;

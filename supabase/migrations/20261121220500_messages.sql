@@ -75,6 +75,10 @@ parallel safe
 set search_path = ''
 as $$ select '{undelivered,failed}'::public.message_status[] $$;
 comment on function herald.failed_statuses() is 'Failed: the message will not reach the recipient (undelivered, failed). retry_message() may send it again as a new message; a failed sequence step stops its enrollment.';
+-- Constants, and the views members read (failed_messages, queue_metrics) run as the member, who
+-- needs to call them to plan those views.
+grant execute on function herald.pending_statuses(), herald.in_flight_statuses(), herald.final_statuses(),
+  herald.sent_statuses(), herald.delivered_statuses(), herald.failed_statuses() to authenticated, service_role;
 
 /** Section - messages */
 create table public.messages (
@@ -283,7 +287,7 @@ as $$
     current_user
   )
 $$;
-grant execute on function herald.current_actor() to authenticated, service_role;
+comment on function herald.current_actor() is 'Who is acting, for the ledger and the logs: the JWT''s user, else the declared herald.actor, else the JWT''s role, else the database role.';
 
 -- The ledger triggers read transition tables, which have no statistics: their statements run
 -- through EXECUTE so each firing is planned for the rows it really has (a plan cached from a

@@ -77,8 +77,6 @@ end;
 $$;
 comment on function herald.purge_deleted_contacts(interval) is 'Hard-deletes contacts soft-deleted longer ago than the retention period (pg_cron, daily).';
 -- Cron's alone: any other caller could erase every workspace's soft-deleted contacts early.
--- (`alter default privileges in schema herald` cannot take back the global default EXECUTE for
--- PUBLIC, so a security-definer function in herald is revoked by name.)
 revoke execute on function herald.purge_deleted_contacts(interval) from public;
 
 /** Section - schedules */

@@ -1,7 +1,7 @@
 -- Catalog-wide rules that no single feature test would catch: they hold for every table and
 -- every RPC, including those added after this test was written.
 begin;
-select plan(10);
+select plan(13);
 
 select is_empty($$
   select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -67,6 +67,37 @@ select cmp_ok((select count(*)::int from pg_attribute a join pg_class c on c.oid
            where c.relnamespace in ('public'::regnamespace, 'herald'::regnamespace) and c.relkind = 'r'
              and a.attname = 'updated_at' and not a.attisdropped), '>=', 8,
   'which covers at least Herald''s eight tables with updated_at');
+
+/** Section - who may call what */
+-- A client calls a function in herald only where it runs in her own context: the policies
+-- (my_workspace_ids), the check constraints (is_iana_time_zone), membership questions about
+-- herself (has_role), and the status groups the views she reads are built from. Everything else
+-- there runs as its owner, from Herald's RPCs, triggers and jobs, or as the service role. In
+-- public, anon calls nothing (none is listed). Extensions' functions are not Herald's and are
+-- left out.
+create temp table member_callable (proname name primary key);
+insert into member_callable values ('my_workspace_ids'), ('is_iana_time_zone'), ('has_role'), ('pending_statuses'),
+  ('in_flight_statuses'), ('final_statuses'), ('sent_statuses'), ('delivered_statuses'), ('failed_statuses');
+select is_empty($$
+  select p.oid::regprocedure::text, r.role
+  from pg_proc p
+  cross join (values ('anon'), ('authenticated')) r(role)
+  where p.pronamespace = 'herald'::regnamespace and has_function_privilege(r.role, p.oid, 'execute')
+    and not (r.role = 'authenticated' and p.proname in (select proname from member_callable))
+    and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+$$, 'no function in herald is executable by anon, nor by authenticated unless it is listed as one members need');
+select is_empty($$
+  select p.oid::regprocedure::text
+  from pg_proc p
+  where p.pronamespace = 'public'::regnamespace and has_function_privilege('anon', p.oid, 'execute')
+    and p.proname <> all ('{}'::name[])
+    and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+$$, 'no function in public is executable by anon');
+select is_empty($$
+  select m.proname from member_callable m
+  where not exists (select 1 from pg_proc p where p.pronamespace = 'herald'::regnamespace and p.proname = m.proname
+                    and has_function_privilege('authenticated', p.oid, 'execute'))
+$$, 'and those listed are, or members could not read or write anything');
 
 /** Section - no RPC answers a caller without a user */
 -- Every function in public is an RPC (the API exposes them all). Each one the catalog lists, so

@@ -56,9 +56,10 @@ select is((select reason from message_events where message_id = :'m_later' and t
   'a failure with a provider error code and no declared reason is recorded as that error');
 
 /** Section - who the actor is */
-select tests.authenticate_as('mia');
+-- As the ledger triggers and RPCs call it: as their owner, with the caller's JWT claims.
+select set_config('request.jwt.claims', json_build_object('sub', :'mia', 'role', 'authenticated')::text, true);
 select is(herald.current_actor(), :'mia', 'herald.current_actor: a user with a JWT is herself');
-select tests.authenticate_as_service_role();
+select set_config('request.jwt.claims', '{"role": "service_role"}', true);
 select is(herald.current_actor(), 'service_role', 'the service role without a declared actor is its role');
 select set_config('herald.actor', 'dispatcher', true);
 select is(herald.current_actor(), 'dispatcher', 'what the caller declares comes before the role');
