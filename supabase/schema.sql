@@ -103,6 +103,8 @@ CREATE FUNCTION herald.advance_enrollments() RETURNS trigger
     AS $_$
 declare
   v_relevant boolean;
+  v_stopped_workspaces uuid[];
+  v_stopped uuid[];
 begin
   -- Most updates of messages (claims, leases, callbacks before sent) move no enrollment: one
   -- pass over the new rows tells, before planning the statements below.
@@ -160,22 +162,36 @@ begin
   where e.workspace_id = n.workspace_id and e.id = n.enrollment_id
   $sql$;
   execute $sql$
+  with stopped as (
+    update public.sequence_enrollments e
+    set status = case when n.status = 'cancelled' then 'cancelled' else 'failed' end::public.enrollment_status,
+        stopped_reason = case when n.status = 'cancelled' then n.cancel_reason::text
+                              else 'step_' || n.status || coalesce('_' || n.last_error_code, '') end,
+        completed_at = now()
+    from old_rows o join new_rows n on n.id = o.id
+    where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
+      and (n.status = 'cancelled' or n.status = any (herald.failed_statuses()))
+      and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
+    returning e.workspace_id, e.id
+  ) select array_agg(s.workspace_id), array_agg(s.id) from stopped s
+  $sql$ into v_stopped_workspaces, v_stopped;
 
-  update public.sequence_enrollments e
-  set status = case when n.status = 'cancelled' then 'cancelled' else 'failed' end::public.enrollment_status,
-      stopped_reason = case when n.status = 'cancelled' then n.cancel_reason::text
-                            else 'step_' || n.status || coalesce('_' || n.last_error_code, '') end,
-      completed_at = now()
-  from old_rows o join new_rows n on n.id = o.id
-  where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
-    and (n.status = 'cancelled' or n.status = any (herald.failed_statuses()))
-    and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
-  $sql$;
+  -- A stopped enrollment keeps nothing pending. A step that was sent has already scheduled the
+  -- next one when the provider reports it undelivered or failed: that next step is cancelled
+  -- here, in the statement that stopped its enrollment, not left scheduled until queueing
+  -- would find it.
+  if v_stopped is not null then
+    update public.messages m
+    set status = 'cancelled', cancel_reason = 'sequence_stopped', cancelled_at = now()
+    from unnest(v_stopped_workspaces, v_stopped) s(workspace_id, enrollment_id)
+    where m.workspace_id = s.workspace_id and m.enrollment_id = s.enrollment_id
+      and m.status = any (herald.pending_statuses());
+  end if;
   return null;
 end;
 $_$;
 
-COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it.';
+COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it and cancels what it still has pending (sequence_stopped).';
 
 CREATE FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER

@@ -1,6 +1,7 @@
 -- Randomized: 2,000 random operations on two workspaces (create, schedule, enroll, soft delete,
 -- restore, hard delete, opt out and in, take over and release, senders, sequences, appointments,
--- marking messages sent, cancelling, queueing), checking after EACH one that
+-- marking messages sent, the provider reporting them delivered, undelivered or failed,
+-- cancelling, queueing), checking after EACH one that
 --   no scheduled or queued message belongs to a deleted, opted-out or human-controlled contact,
 --   no active enrollment does, no pending message hangs on a stopped enrollment or on an
 --   appointment that is no longer scheduled, no active enrollment is in an archived sequence,
@@ -98,8 +99,8 @@ declare
     'create_contact', 'schedule', 'enroll', 'soft_delete', 'restore', 'hard_delete', 'opt_out', 'opt_in',
     'take_over', 'release', 'create_sender', 'delete_sender', 'create_sequence', 'archive_sequence',
     'delete_sequence', 'create_appointment', 'move_appointment', 'end_appointment', 'delete_appointment',
-    'mark_sent', 'cancel_message', 'queue_message'];
-  v_weights constant integer[] := array[12, 16, 9, 5, 4, 3, 4, 2, 3, 2, 3, 2, 3, 1, 1, 5, 4, 2, 2, 12, 3, 4];
+    'mark_sent', 'cancel_message', 'queue_message', 'report_outcome'];
+  v_weights constant integer[] := array[12, 16, 9, 5, 4, 3, 4, 2, 3, 2, 3, 2, 3, 1, 1, 5, 4, 2, 2, 12, 3, 4, 4];
   v_total integer := (select sum(w) from unnest(v_weights) w);
   v_ws uuid[] := array[current_setting('herald.rnd_ws1')::uuid, current_setting('herald.rnd_ws2')::uuid];
   v_owner uuid[] := array[tests.get_user_id('rnd_owner_1'), tests.get_user_id('rnd_owner_2')];
@@ -423,6 +424,24 @@ begin
             update public.messages set status = 'delivered', delivered_at = now() where id = v_id;
           end if;
         end if;
+
+      when 'report_outcome' then
+        -- The provider's later word on a message that went out: delivered, or undelivered or
+        -- failed (a sequence step that already scheduled the next one stops its enrollment).
+        for v_k in 1 .. 10 loop
+          v_id := v_messages[1 + floor(random() * greatest(cardinality(v_messages), 1))::integer];
+          exit when exists (select 1 from public.messages m where m.id = v_id and m.status = 'sent');
+          v_id := null;
+        end loop;
+        if v_id is not null then
+          v_r := floor(random() * 4)::integer;
+          update public.messages
+          set status = (array['delivered', 'delivered', 'undelivered', 'failed'])[1 + v_r]::public.message_status,
+              delivered_at = case when v_r < 2 then now() end,
+              failed_at = case when v_r >= 2 then now() end,
+              last_error_code = (array[null, null, 30003, 30008])[1 + v_r]
+          where id = v_id;
+        end if;
       end case;
     exception when others then
       insert into rnd_failures values (v_i, v_kind, format('unexpected error %s: %s', sqlstate, sqlerrm));
@@ -454,7 +473,7 @@ select is_empty($$ select op, kind, detail from rnd_failures $$,
 select is((select count(*)::int from rnd_log), 2000, 'all 2,000 operations ran');
 select is_empty($$ select k from unnest(array['create_contact', 'schedule', 'enroll', 'soft_delete', 'restore', 'hard_delete',
                     'opt_out', 'take_over', 'delete_sender', 'archive_sequence', 'delete_sequence', 'move_appointment',
-                    'end_appointment', 'delete_appointment', 'mark_sent', 'cancel_message']) k
+                    'end_appointment', 'delete_appointment', 'mark_sent', 'cancel_message', 'report_outcome']) k
                    where not exists (select 1 from rnd_stats s where s.kind = k and s.done > 0) $$,
   'every kind of operation succeeded at least once');
 select is_empty($$ select k from unnest(array['schedule', 'enroll', 'soft_delete', 'restore']) k
