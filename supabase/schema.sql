@@ -640,6 +640,7 @@ declare
   v_actor text := herald.current_actor();
   v_relevant boolean;
   v_opted_out boolean;
+  v_opted_in boolean;
 begin
   -- Statements over the transition tables go through EXECUTE: planned for this firing's rows
   -- (a bulk update of 100,000 contacts must not reuse a plan made for one). An aggregate, not
@@ -651,9 +652,10 @@ begin
     select coalesce(bool_or(o.deleted_at is distinct from n.deleted_at
                             or o.opted_out_at is distinct from n.opted_out_at
                             or o.controlled_by is distinct from n.controlled_by), false),
-           coalesce(bool_or(o.opted_out_at is null and n.opted_out_at is not null), false)
+           coalesce(bool_or(o.opted_out_at is null and n.opted_out_at is not null), false),
+           coalesce(bool_or(o.opted_out_at is not null and n.opted_out_at is null), false)
     from old_rows o join new_rows n on n.id = o.id
-  $sql$ into v_relevant, v_opted_out;
+  $sql$ into v_relevant, v_opted_out, v_opted_in;
   if not v_relevant then
     return null;
   end if;
@@ -737,6 +739,19 @@ begin
     $sql$;
   end if;
 
+  -- And so is an opt-in (only the number gives one, by START: herald.opt_in is on for that
+  -- statement, and still on here). A twin left opted out, soft-deleted say, would otherwise put
+  -- the number back on the suppression list when it is erased, under the contact that said START.
+  if v_opted_in then
+    execute $sql$
+      update public.contacts c
+      set opted_out_at = null
+      from old_rows o join new_rows n on n.id = o.id
+      where o.opted_out_at is not null and n.opted_out_at is null
+        and c.workspace_id = n.workspace_id and c.phone = n.phone and c.id <> n.id and c.opted_out_at is not null
+    $sql$;
+  end if;
+
   execute $sql$
   delete from public.suppressions s
   using old_rows o join new_rows n on n.id = o.id
@@ -747,7 +762,7 @@ begin
 end;
 $_$;
 
-COMMENT ON FUNCTION herald.contacts_after_update() IS 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out to every row with the number, keeps suppressions in step.';
+COMMENT ON FUNCTION herald.contacts_after_update() IS 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out or an opt-in to every row with the number, keeps suppressions in step.';
 
 CREATE FUNCTION herald.contacts_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
