@@ -1360,9 +1360,6 @@ declare
   v public.contacts;
 begin
   perform herald.require_user();
-  if p_contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
   select * into v from public.contacts where id = p_contact_id for update;
   perform herald.require_member(v.workspace_id, p_min_role, 'contact', p_contact_id);
   return v;
@@ -1432,9 +1429,6 @@ declare
   v public.messages;
 begin
   perform herald.require_user();
-  if p_message_id is null then
-    raise exception 'message_id is required' using errcode = '22023';
-  end if;
   select * into v from public.messages where id = p_message_id for update;
   perform herald.require_member(v.workspace_id, 'agent', 'message', p_message_id);
   return v;
@@ -1451,9 +1445,6 @@ declare
   v public.sequences;
 begin
   perform herald.require_user();
-  if p_sequence_id is null then
-    raise exception 'sequence_id is required' using errcode = '22023';
-  end if;
   select * into v from public.sequences where id = p_sequence_id for share;
   perform herald.require_member(v.workspace_id, p_min_role, 'sequence', p_sequence_id);
   return v;
@@ -1505,9 +1496,6 @@ declare
   v public.workspaces;
 begin
   perform herald.require_user();
-  if p_workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
   select * into v from public.workspaces where id = p_workspace_id;
   perform herald.require_member(v.id, p_min_role, 'workspace', p_workspace_id);
   return v;
@@ -2034,6 +2022,9 @@ CREATE FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_en
     SET search_path TO ''
     AS $$
 begin
+  if p_id is null then
+    raise exception '%_id is required', p_entity using errcode = '22023';
+  end if;
   if p_workspace_id is null or not herald.has_role(p_workspace_id) then
     raise exception '% % not found', p_entity, p_id using errcode = 'P0002';
   end if;
@@ -2041,7 +2032,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) IS 'Raises P0002 "<entity> <id> not found" unless the caller belongs to the workspace, 42501 if her role is below p_min_role.';
+COMMENT ON FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) IS 'Raises 22023 "<entity>_id is required" without an id, P0002 "<entity> <id> not found" unless the caller belongs to the workspace, 42501 if her role is below p_min_role.';
 
 CREATE FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS void
     LANGUAGE plpgsql STABLE

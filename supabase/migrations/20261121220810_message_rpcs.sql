@@ -35,22 +35,26 @@ as $$
   end::public.cancel_reason
 $$;
 
--- The end of every member lookup, once the row is read: a row of another workspace, or none
--- (p_workspace_id null), is "not found" (P0002: the same answer for both, so a probe learns
--- nothing about other tenants); a member whose role is too low gets 42501.
+-- The end of every member lookup, once the row is read: no id is a bad parameter (22023); a row
+-- of another workspace, or none (p_workspace_id null), is "not found" (P0002: the same answer
+-- for both, so a probe learns nothing about other tenants); a member whose role is too low gets
+-- 42501.
 create function herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) returns void
 language plpgsql
 stable
 set search_path = ''
 as $$
 begin
+  if p_id is null then
+    raise exception '%_id is required', p_entity using errcode = '22023';
+  end if;
   if p_workspace_id is null or not herald.has_role(p_workspace_id) then
     raise exception '% % not found', p_entity, p_id using errcode = 'P0002';
   end if;
   perform herald.require_role(p_workspace_id, p_min_role);
 end;
 $$;
-comment on function herald.require_member(uuid, text, text, uuid) is 'Raises P0002 "<entity> <id> not found" unless the caller belongs to the workspace, 42501 if her role is below p_min_role.';
+comment on function herald.require_member(uuid, text, text, uuid) is 'Raises 22023 "<entity>_id is required" without an id, P0002 "<entity> <id> not found" unless the caller belongs to the workspace, 42501 if her role is below p_min_role.';
 
 -- The contact, locked, if the caller is a member of its workspace with at least p_min_role.
 create function herald.member_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
@@ -61,9 +65,6 @@ declare
   v public.contacts;
 begin
   perform herald.require_user();
-  if p_contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
   select * into v from public.contacts where id = p_contact_id for update;
   perform herald.require_member(v.workspace_id, p_min_role, 'contact', p_contact_id);
   return v;
@@ -80,9 +81,6 @@ declare
   v public.messages;
 begin
   perform herald.require_user();
-  if p_message_id is null then
-    raise exception 'message_id is required' using errcode = '22023';
-  end if;
   select * into v from public.messages where id = p_message_id for update;
   perform herald.require_member(v.workspace_id, 'agent', 'message', p_message_id);
   return v;
@@ -101,9 +99,6 @@ declare
   v public.sequences;
 begin
   perform herald.require_user();
-  if p_sequence_id is null then
-    raise exception 'sequence_id is required' using errcode = '22023';
-  end if;
   select * into v from public.sequences where id = p_sequence_id for share;
   perform herald.require_member(v.workspace_id, p_min_role, 'sequence', p_sequence_id);
   return v;
@@ -122,9 +117,6 @@ declare
   v public.workspaces;
 begin
   perform herald.require_user();
-  if p_workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
   select * into v from public.workspaces where id = p_workspace_id;
   perform herald.require_member(v.id, p_min_role, 'workspace', p_workspace_id);
   return v;

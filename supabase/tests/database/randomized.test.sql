@@ -67,6 +67,14 @@ begin
 end;
 $$;
 
+-- The pool with the enrollment's scheduled step added, if it has one the pool lacks: an
+-- enrollment schedules its first step, a step sent schedules the next.
+create function pg_temp.with_scheduled_step(p_pool uuid[], p_enrollment_id uuid) returns uuid[]
+language sql as $$
+  select p_pool || array(select m.id from public.messages m
+                         where m.enrollment_id = p_enrollment_id and m.status = 'scheduled' and not m.id = any (p_pool))
+$$;
+
 -- The foreign keys with orphans, as text, or null: tests.orphan_check_sql() (every foreign key
 -- of public and herald, from pg_constraint) compiled once into a function, so its plan is made
 -- once rather than at each of the 2,000 checks.
@@ -220,21 +228,16 @@ begin
         where x.w = v_w order by x.n limit 1;
         begin
           if v_id2 is not null and random() < 0.5 then
-            v_id2 := public.enroll_contact(v_id2, v_id);
-            select m.id into v_id2 from public.messages m where m.enrollment_id = v_id2;
+            v_messages := pg_temp.with_scheduled_step(v_messages, public.enroll_contact(v_id2, v_id));
           else
-            v_id2 := public.schedule_message(v_id, 'new ' || v_i, now());
+            v_messages := v_messages || public.schedule_message(v_id, 'new ' || v_i, now());
           end if;
-          v_messages := v_messages || v_id2;
+          v_id2 := v_messages[cardinality(v_messages)];
           if not pg_temp.send_now(v_id2, v_i) then
             v_got := 'not sent';
             v_msg := 'a message to a new contact, with a sender, did not go out';
           end if;
-          select m.id into v_id2 from public.messages m
-          where m.enrollment_id = (select enrollment_id from public.messages where id = v_id2) and m.status = 'scheduled';
-          if v_id2 is not null then
-            v_messages := v_messages || v_id2;
-          end if;
+          v_messages := pg_temp.with_scheduled_step(v_messages, (select m.enrollment_id from public.messages m where m.id = v_id2));
         exception when others then
           v_got := sqlstate;
           v_msg := sqlerrm;
@@ -292,12 +295,7 @@ begin
             when v_s.status <> 'active' then '55000'
           end;
           begin
-            v_id2 := public.enroll_contact(v_sequences[v_k], v_id);
-            select m.id into v_id2 from public.messages m
-            where m.enrollment_id = v_id2 and m.status = 'scheduled' and not m.id = any (v_messages);
-            if v_id2 is not null then
-              v_messages := v_messages || v_id2;
-            end if;
+            v_messages := pg_temp.with_scheduled_step(v_messages, public.enroll_contact(v_sequences[v_k], v_id));
           exception when others then
             v_got := sqlstate;
             v_msg := sqlerrm;
@@ -480,12 +478,7 @@ begin
             update public.messages set status = 'queued' where id = v_id;
           elsif v_kind = 'mark_sent' and v_m.status in ('scheduled', 'queued') then
             if pg_temp.send_now(v_id, v_i) then
-              -- the next step, if the sequence has one, joins the pool
-              select m.id into v_id2 from public.messages m
-              where m.enrollment_id = v_m.enrollment_id and m.status = 'scheduled' and not m.id = any (v_messages);
-              if v_id2 is not null then
-                v_messages := v_messages || v_id2;
-              end if;
+              v_messages := pg_temp.with_scheduled_step(v_messages, v_m.enrollment_id);
             end if;
           elsif v_kind = 'mark_sent' and v_m.status = 'sent' then
             update public.messages set status = 'delivered', delivered_at = now() where id = v_id;
