@@ -129,12 +129,14 @@ CREATE FUNCTION herald.advance_enrollments() RETURNS trigger
     AS $_$
 declare
   v_relevant boolean;
+  v_stopped_workspaces uuid[];
+  v_stopped uuid[];
 begin
   -- Most updates of messages (claims, leases, callbacks before sent) move no enrollment: one
   -- pass over the new rows tells, before planning the statements below.
   execute $sql$
     select coalesce(bool_or(n.enrollment_id is not null and n.retry_of is null
-                            and n.status in ('sent', 'delivered', 'read', 'cancelled', 'failed', 'undelivered')), false)
+                            and n.status = any (herald.final_statuses())), false)
     from new_rows n
   $sql$ into v_relevant;
   if not v_relevant then
@@ -147,7 +149,7 @@ begin
     select n.workspace_id, n.enrollment_id, n.step_id, coalesce(n.sent_at, now()) as sent_at
     from old_rows o join new_rows n on n.id = o.id
     where n.enrollment_id is not null and n.step_id is not null and n.retry_of is null
-      and o.status not in ('sent', 'delivered', 'read') and n.status in ('sent', 'delivered', 'read')
+      and not o.status = any (herald.sent_statuses()) and n.status = any (herald.sent_statuses())
   ), cur as (
     select d.*, e.sequence_id, e.contact_id, s.position
     from done d
@@ -186,22 +188,36 @@ begin
   where e.workspace_id = n.workspace_id and e.id = n.enrollment_id
   $sql$;
   execute $sql$
+  with stopped as (
+    update public.sequence_enrollments e
+    set status = case when n.status = 'cancelled' then 'cancelled' else 'failed' end::public.enrollment_status,
+        stopped_reason = case when n.status = 'cancelled' then n.cancel_reason::text
+                              else 'step_' || n.status || coalesce('_' || n.last_error_code, '') end,
+        completed_at = now()
+    from old_rows o join new_rows n on n.id = o.id
+    where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
+      and (n.status = 'cancelled' or n.status = any (herald.failed_statuses()))
+      and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
+    returning e.workspace_id, e.id
+  ) select array_agg(s.workspace_id), array_agg(s.id) from stopped s
+  $sql$ into v_stopped_workspaces, v_stopped;
 
-  update public.sequence_enrollments e
-  set status = case when n.status = 'cancelled' then 'cancelled' else 'failed' end::public.enrollment_status,
-      stopped_reason = case when n.status = 'cancelled' then n.cancel_reason::text
-                            else 'step_' || n.status || coalesce('_' || n.last_error_code, '') end,
-      completed_at = now()
-  from old_rows o join new_rows n on n.id = o.id
-  where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
-    and n.status in ('cancelled', 'failed', 'undelivered')
-    and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
-  $sql$;
+  -- A stopped enrollment keeps nothing pending. A step that was sent has already scheduled the
+  -- next one when the provider reports it undelivered or failed: that next step is cancelled
+  -- here, in the statement that stopped its enrollment, not left scheduled until queueing
+  -- would find it.
+  if v_stopped is not null then
+    update public.messages m
+    set status = 'cancelled', cancel_reason = 'sequence_stopped', cancelled_at = now()
+    from unnest(v_stopped_workspaces, v_stopped) s(workspace_id, enrollment_id)
+    where m.workspace_id = s.workspace_id and m.enrollment_id = s.enrollment_id
+      and m.status = any (herald.pending_statuses());
+  end if;
   return null;
 end;
 $_$;
 
-COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it.';
+COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it and cancels what it still has pending (sequence_stopped).';
 
 CREATE FUNCTION herald.is_iana_time_zone(p_name text) RETURNS boolean
     LANGUAGE sql STABLE
@@ -555,10 +571,10 @@ begin
         provider_sid = coalesce(provider_sid, p_sid),
         lease_expires_at = null,
         sent_at = coalesce(sent_at, now()),
-        delivered_at = case when v_target in ('delivered', 'read') then coalesce(delivered_at, now()) else delivered_at end,
-        failed_at = case when v_target in ('failed', 'undelivered') then now() else failed_at end,
-        last_error_code = case when v_target in ('failed', 'undelivered') then p_error_code else last_error_code end,
-        last_error = case when v_target in ('failed', 'undelivered') then 'provider reported ' || lower(p_status)
+        delivered_at = case when v_target = any (herald.delivered_statuses()) then coalesce(delivered_at, now()) else delivered_at end,
+        failed_at = case when v_target = any (herald.failed_statuses()) then now() else failed_at end,
+        last_error_code = case when v_target = any (herald.failed_statuses()) then p_error_code else last_error_code end,
+        last_error = case when v_target = any (herald.failed_statuses()) then 'provider reported ' || lower(p_status)
                           || coalesce(' with error ' || p_error_code, '') else last_error end
     where id = m.id;
     perform herald.set_reason(v_prev);
@@ -598,7 +614,7 @@ begin
     set status = 'cancelled', cancelled_at = now(),
         cancel_reason = case new.status when 'cancelled' then 'appointment_cancelled'
                                         else 'appointment_completed' end::public.cancel_reason
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
   elsif new.starts_at <> old.starts_at and new.status = 'scheduled' then
     v_prev := herald.set_reason('appointment_moved');
     update public.messages
@@ -606,7 +622,7 @@ begin
         -- a queued reminder moved into the future waits to be queued again
         status = case when send_at + (new.starts_at - old.starts_at) > now() then 'scheduled'::public.message_status
                       else status end
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
     perform herald.set_reason(v_prev);
   end if;
   return null;
@@ -627,7 +643,7 @@ begin
   perform herald.log_deletion('appointment', 'public.appointments', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'appointment_cancelled', cancelled_at = now()
-  where workspace_id = old.workspace_id and appointment_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and appointment_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -699,7 +715,7 @@ begin
   perform herald.log_deletion('campaign', 'public.campaigns', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'campaign_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and campaign_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and campaign_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -1175,6 +1191,7 @@ declare
   v_actor text := herald.current_actor();
   v_relevant boolean;
   v_opted_out boolean;
+  v_opted_in boolean;
 begin
   -- Statements over the transition tables go through EXECUTE: planned for this firing's rows
   -- (a bulk update of 100,000 contacts must not reuse a plan made for one). An aggregate, not
@@ -1186,9 +1203,10 @@ begin
     select coalesce(bool_or(o.deleted_at is distinct from n.deleted_at
                             or o.opted_out_at is distinct from n.opted_out_at
                             or o.controlled_by is distinct from n.controlled_by), false),
-           coalesce(bool_or(o.opted_out_at is null and n.opted_out_at is not null), false)
+           coalesce(bool_or(o.opted_out_at is null and n.opted_out_at is not null), false),
+           coalesce(bool_or(o.opted_out_at is not null and n.opted_out_at is null), false)
     from old_rows o join new_rows n on n.id = o.id
-  $sql$ into v_relevant, v_opted_out;
+  $sql$ into v_relevant, v_opted_out, v_opted_in;
   if not v_relevant then
     return null;
   end if;
@@ -1212,7 +1230,7 @@ begin
     update public.messages m
     set status = 'cancelled', cancel_reason = s.reason, cancelled_at = now()
     from stopping s
-    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status in ('scheduled', 'queued')
+    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status = any (herald.pending_statuses())
     returning m.contact_id
   ), stopped as (
     update public.sequence_enrollments e
@@ -1272,6 +1290,19 @@ begin
     $sql$;
   end if;
 
+  -- And so is an opt-in (only the number gives one, by START: herald.opt_in is on for that
+  -- statement, and still on here). A twin left opted out, soft-deleted say, would otherwise put
+  -- the number back on the suppression list when it is erased, under the contact that said START.
+  if v_opted_in then
+    execute $sql$
+      update public.contacts c
+      set opted_out_at = null
+      from old_rows o join new_rows n on n.id = o.id
+      where o.opted_out_at is not null and n.opted_out_at is null
+        and c.workspace_id = n.workspace_id and c.phone = n.phone and c.id <> n.id and c.opted_out_at is not null
+    $sql$;
+  end if;
+
   execute $sql$
   delete from public.suppressions s
   using old_rows o join new_rows n on n.id = o.id
@@ -1282,7 +1313,7 @@ begin
 end;
 $_$;
 
-COMMENT ON FUNCTION herald.contacts_after_update() IS 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out to every row with the number, keeps suppressions in step.';
+COMMENT ON FUNCTION herald.contacts_after_update() IS 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out or an opt-in to every row with the number, keeps suppressions in step.';
 
 CREATE FUNCTION herald.contacts_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1313,7 +1344,7 @@ begin
   ) select count(*) into v_stopped from e;
   with c as (
     update public.messages set status = 'cancelled', cancel_reason = 'contact_deleted', cancelled_at = now()
-    where workspace_id = old.workspace_id and contact_id = old.id and status in ('scheduled', 'queued')
+    where workspace_id = old.workspace_id and contact_id = old.id and status = any (herald.pending_statuses())
     returning 1
   ) select count(*) into v_cancelled from c;
   update public.deletion_log
@@ -1487,6 +1518,8 @@ CREATE FUNCTION herald.current_actor() RETURNS text
     current_user
   )
 $$;
+
+COMMENT ON FUNCTION herald.current_actor() IS 'Who is acting, for the ledger and the logs: the JWT''s user, else the declared herald.actor, else the JWT''s role, else the database role.';
 
 CREATE FUNCTION herald.day_use(p_workspace_id uuid, p_day_start timestamp with time zone) RETURNS bigint
     LANGUAGE sql STABLE
@@ -1719,7 +1752,7 @@ begin
                   v_cte ->> (fk ->> 'parent'), herald.delete_impact_join(fk)) end;
   end loop;
   if cardinality(v_affected) > 0 then
-    v_ctes := v_ctes || format('pending as (select * from (%s) m where m.status in (''scheduled'', ''queued''))',
+    v_ctes := v_ctes || format('pending as (select * from (%s) m where m.status = any (herald.pending_statuses()))',
                                array_to_string(v_affected, ' union '));
     v_values := v_values || '(''cancel'', ''messages'', (select count(*) from pending))'::text;
   else
@@ -1819,6 +1852,39 @@ CREATE FUNCTION herald.delete_impact_within(r jsonb, e jsonb, p_not_null jsonb) 
      and not exists (select 1 from jsonb_array_elements_text(e -> 'nn') x
                      where not (r -> 'eq' ? x or r -> 'nn' ? x or p_not_null ? x))
 $$;
+
+CREATE FUNCTION herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[] DEFAULT NULL::uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_count integer;
+begin
+  if p_older_than is null or p_older_than < interval '0' then
+    raise exception 'older_than must be a positive interval' using errcode = '22023';
+  end if;
+  if (select auth.uid()) is null then
+    perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
+  end if;
+  with gone as (
+    delete from public.senders s
+    where s.status <> 'connected' and s.phone_number is null
+      and coalesce(s.last_seen_at, s.created_at) < now() - p_older_than
+      and (p_workspace_ids is null or s.workspace_id = any (p_workspace_ids))
+    returning 1
+  ) select count(*) into v_count from gone;
+  return v_count;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[]) IS 'Deletes the senders of the given workspaces (null: all) that are not connected, have no number and were not seen for p_older_than (pg_cron, hourly; cleanup_stale_senders()).';
+
+CREATE FUNCTION herald.delivered_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{delivered,read}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.delivered_statuses() IS 'Delivered: the message reached the recipient (delivered, read).';
 
 CREATE TABLE public.sequences (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -2012,7 +2078,7 @@ begin
     $fn$$ddl$, v_function, v_checks);
   execute format('comment on function %s() is %L', v_function,
                  format('Trigger on %s, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.', p_table));
-  execute format('grant execute on function %s() to authenticated, service_role', v_function);
+  execute format('grant execute on function %s() to service_role', v_function);
 
   if exists (select 1 from pg_catalog.pg_trigger where tgrelid = p_table and tgname = 'zz_explain_check_violations') then
     execute format('drop trigger zz_explain_check_violations on %s', p_table);
@@ -2290,6 +2356,13 @@ CREATE FUNCTION herald.explain_workspaces_checks() RETURNS trigger
 
 COMMENT ON FUNCTION herald.explain_workspaces_checks() IS 'Trigger on public.workspaces, generated by herald.explain_checks_on(): refuses a row that breaks a check constraint with the constraint''s comment as the message.';
 
+CREATE FUNCTION herald.failed_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{undelivered,failed}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.failed_statuses() IS 'Failed: the message will not reach the recipient (undelivered, failed). retry_message() may send it again as a new message; a failed sequence step stops its enrollment.';
+
 CREATE FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2312,6 +2385,13 @@ $$;
 
 COMMENT ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) IS 'Fills each placeholder of the text from p_values (keyed by name) in one pass; a missing value renders empty, a value is never read as a template.';
 
+CREATE FUNCTION herald.final_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{sent,delivered,read,undelivered,failed,cancelled}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.final_statuses() IS 'Final: Herald will never send the message (again). It went out (sent, delivered, read) or it never will (undelivered, failed, cancelled); the provider''s callbacks may still move a sent message on, but only to another final status.';
+
 CREATE FUNCTION herald.from_provider_status(p_status text) RETURNS public.message_status
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
@@ -2333,6 +2413,15 @@ CREATE FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text DEFAULT 'ag
       and herald.role_rank(m.role) >= herald.role_rank(p_min_role)
   )
 $$;
+
+COMMENT ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) IS 'True if the calling user has at least the given role in the workspace.';
+
+CREATE FUNCTION herald.in_flight_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{sending}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.in_flight_statuses() IS 'In flight: sending. A dispatcher holds the message under a lease; whether the provider has it is known only when the dispatcher records its answer (or the lease is reaped).';
 
 CREATE FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -2417,17 +2506,14 @@ CREATE FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text DEFAULT
 declare
   v public.contacts;
 begin
-  if p_contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
+  perform herald.require_user();
   select * into v from public.contacts where id = p_contact_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'contact % not found', p_contact_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id, p_min_role);
+  perform herald.require_member(v.workspace_id, p_min_role, 'contact', p_contact_id);
   return v;
 end;
 $$;
+
+COMMENT ON FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text) IS 'The contact, locked, for a caller with at least p_min_role in its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
 
 CREATE FUNCTION herald.message_encoding(p_body text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -2607,17 +2693,46 @@ CREATE FUNCTION herald.member_message(p_message_id uuid) RETURNS public.messages
 declare
   v public.messages;
 begin
-  if p_message_id is null then
-    raise exception 'message_id is required' using errcode = '22023';
-  end if;
+  perform herald.require_user();
   select * into v from public.messages where id = p_message_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'message % not found', p_message_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id);
+  perform herald.require_member(v.workspace_id, 'agent', 'message', p_message_id);
   return v;
 end;
 $$;
+
+COMMENT ON FUNCTION herald.member_message(p_message_id uuid) IS 'The message, locked, for a member of its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
+
+CREATE FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.sequences
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v public.sequences;
+begin
+  perform herald.require_user();
+  select * into v from public.sequences where id = p_sequence_id for share;
+  perform herald.require_member(v.workspace_id, p_min_role, 'sequence', p_sequence_id);
+  return v;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role text) IS 'The sequence, share-locked, for a caller with at least p_min_role in its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
+
+CREATE FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.workspaces
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v public.workspaces;
+begin
+  perform herald.require_user();
+  select * into v from public.workspaces where id = p_workspace_id;
+  perform herald.require_member(v.id, p_min_role, 'workspace', p_workspace_id);
+  return v;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text) IS 'The workspace, for a caller with at least p_min_role in it; 42501 without a user (or with too low a role), 22023 without an id, P0002 when unknown or not hers.';
 
 CREATE FUNCTION herald.message_events_append_only() RETURNS trigger
     LANGUAGE plpgsql
@@ -2806,7 +2921,7 @@ begin
            select n.workspace_id, n.id, o.status, n.status,
                   case
                     when n.status = ''cancelled'' then n.cancel_reason::text
-                    when n.status in (''failed'', ''undelivered'') and n.last_error_code is not null
+                    when n.status = any (herald.failed_statuses()) and n.last_error_code is not null
                       then coalesce($1, ''provider_error_'' || n.last_error_code)
                     else $1
                   end,
@@ -2925,6 +3040,13 @@ CREATE FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at
 $$;
 
 COMMENT ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) IS 'True when a message with this deadline may no longer go out at p_at (at or after expires_at); false without a deadline. Queueing, claiming and every deferral compare through it.';
+
+CREATE FUNCTION herald.pending_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{scheduled,queued}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.pending_statuses() IS 'Pending: scheduled and queued. No dispatcher holds the message yet, so Herald may still cancel, defer or re-bind it; cancelling "every future execution" cancels these.';
 
 CREATE FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3225,7 +3347,7 @@ begin
     select ws.id, ws.daily_limit, ws.timezone, ws.day_start,
            (select count(*) from public.messages m
             where m.workspace_id = ws.id
-              and (m.status in ('queued', 'sending') or (m.sent_at >= ws.day_start))) as used
+              and (m.status = 'queued' or m.status = any (herald.in_flight_statuses()) or m.sent_at >= ws.day_start)) as used
     from ws
   ), ranked as (
     select m.id, u.daily_limit - u.used as room, u.timezone, u.day_start,
@@ -3611,14 +3733,29 @@ $$;
 
 COMMENT ON FUNCTION herald.replacement_sender(p_workspace_id uuid, p_sender_id uuid) IS 'The default sender of the same channel that takes over a deleted sender''s pending messages, if any.';
 
+CREATE FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if p_id is null then
+    raise exception '%_id is required', p_entity using errcode = '22023';
+  end if;
+  if p_workspace_id is null or not herald.has_role(p_workspace_id) then
+    raise exception '% % not found', p_entity, p_id using errcode = 'P0002';
+  end if;
+  perform herald.require_role(p_workspace_id, p_min_role);
+end;
+$$;
+
+COMMENT ON FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) IS 'Raises 22023 "<entity>_id is required" without an id, P0002 "<entity> <id> not found" unless the caller belongs to the workspace, 42501 if her role is below p_min_role.';
+
 CREATE FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
 begin
-  if (select auth.uid()) is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call this with a user''s JWT.';
-  end if;
+  perform herald.require_user();
   if p_workspace_id is null or not herald.has_role(p_workspace_id, p_min_role) then
     raise exception 'not a member of this workspace with role % or higher', p_min_role using errcode = '42501';
   end if;
@@ -3626,6 +3763,23 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) IS 'Raises 42501 unless the calling user has at least the given role in the workspace.';
+
+CREATE FUNCTION herald.require_user() RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_user uuid := (select auth.uid());
+begin
+  if v_user is null then
+    raise exception 'not signed in' using errcode = '42501',
+      hint = 'Call this with a user''s JWT: the authenticated role with a sub claim.';
+  end if;
+  return v_user;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.require_user() IS 'The calling user''s id (auth.uid()); raises 42501 "not signed in" when the request carries none.';
 
 CREATE FUNCTION herald.retry_delay(p_attempts integer, p_base_seconds integer) RETURNS interval
     LANGUAGE sql
@@ -3642,6 +3796,8 @@ CREATE FUNCTION herald.role_rank(p_role text) RETURNS integer
     AS $$
   select case p_role when 'owner' then 3 when 'admin' then 2 when 'agent' then 1 else 0 end
 $$;
+
+COMMENT ON FUNCTION herald.role_rank(p_role text) IS 'owner 3 > admin 2 > agent 1; anything else 0.';
 
 CREATE FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3733,7 +3889,7 @@ begin
   if v_replacement is not null then
     with r as (
       update public.messages set sender_id = v_replacement
-      where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued')
+      where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses())
       returning 1
     ) select count(*) into v_rebound from r;
   end if;
@@ -3742,7 +3898,7 @@ begin
                               jsonb_build_object('rebound', jsonb_build_object('messages', v_rebound)));
   update public.messages
   set status = 'cancelled', cancel_reason = 'sender_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -3784,6 +3940,13 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.senders_rebind_inflight() IS 'Sender delete: messages being sent from it are re-bound to the default sender of the channel, if any.';
+
+CREATE FUNCTION herald.sent_statuses() RETURNS public.message_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select '{sent,delivered,read}'::public.message_status[] $$;
+
+COMMENT ON FUNCTION herald.sent_statuses() IS 'Sent: the provider accepted the message (sent, delivered, read). A sequence step in one of these schedules the next step.';
 
 CREATE FUNCTION herald.sequences_after_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3843,23 +4006,11 @@ CREATE FUNCTION herald.stop_sequence(p_workspace_id uuid, p_sequence_id uuid) RE
   set status = 'cancelled', cancel_reason = 'sequence_stopped', cancelled_at = now()
   from public.sequence_enrollments e
   where e.workspace_id = p_workspace_id and e.sequence_id = p_sequence_id and e.status = 'active'
-    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status = any (herald.pending_statuses());
   update public.sequence_enrollments
   set status = 'cancelled', stopped_reason = 'sequence_stopped', completed_at = now()
   where workspace_id = p_workspace_id and sequence_id = p_sequence_id and status = 'active';
 $$;
-
-CREATE FUNCTION herald.touch_updated_at() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-begin
-  new.updated_at := now();
-  return new;
-end;
-$$;
-
-COMMENT ON FUNCTION herald.touch_updated_at() IS 'Trigger: keeps updated_at current on every update.';
 
 CREATE FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone DEFAULT now()) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -3973,7 +4124,7 @@ CREATE FUNCTION public.cancel_message(message_id uuid) RETURNS boolean
 declare
   v public.messages := herald.member_message(cancel_message.message_id);
 begin
-  if v.status not in ('scheduled', 'queued') then
+  if not v.status = any (herald.pending_statuses()) then
     return false;
   end if;
   update public.messages set status = 'cancelled', cancel_reason = 'user_cancelled', cancelled_at = now()
@@ -3988,28 +4139,14 @@ CREATE FUNCTION public.cleanup_stale_senders(older_than interval DEFAULT '1 day'
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
-declare
-  v_count integer;
-  v_user uuid := (select auth.uid());
 begin
-  if older_than is null or older_than < interval '0' then
-    raise exception 'older_than must be a positive interval' using errcode = '22023';
+  -- A user cleans up the workspaces she administers; the service role (a trusted back end)
+  -- cleans up all of them. Anyone else is not signed in.
+  if (select auth.role()) is distinct from 'service_role' then
+    perform herald.require_user();
+    return herald.delete_stale_senders(older_than, array(select herald.my_workspace_ids('admin')));
   end if;
-  if v_user is null and coalesce((select auth.role()), '') not in ('', 'service_role') then
-    raise exception 'not signed in' using errcode = '42501';
-  end if;
-  if v_user is null then
-    perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
-  end if;
-  -- A user cleans up the workspaces they administer; cron and the service role clean up all.
-  with gone as (
-    delete from public.senders s
-    where s.status <> 'connected' and s.phone_number is null
-      and coalesce(s.last_seen_at, s.created_at) < now() - older_than
-      and (v_user is null or s.workspace_id in (select herald.my_workspace_ids('admin')))
-    returning 1
-  ) select count(*) into v_count from gone;
-  return v_count;
+  return herald.delete_stale_senders(older_than);
 end;
 $$;
 
@@ -4020,12 +4157,9 @@ CREATE FUNCTION public.create_workspace(name text, timezone text DEFAULT 'UTC'::
     SET search_path TO ''
     AS $$
 declare
-  v_user uuid := (select auth.uid());
+  v_user uuid := herald.require_user();
   v_id uuid;
 begin
-  if v_user is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call create_workspace with a user''s JWT.';
-  end if;
   if name is null or length(btrim(name)) = 0 then
     raise exception 'workspace name must not be empty' using errcode = '22023';
   end if;
@@ -4040,7 +4174,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.create_workspace(name text, timezone text) IS 'Creates a workspace whose owner is the caller. Raises 22023 on an empty name or a time zone that is not an IANA name.';
+COMMENT ON FUNCTION public.create_workspace(name text, timezone text) IS 'Creates a workspace whose owner is the caller. Raises 42501 without a signed-in user, 22023 on an empty name or a time zone that is not an IANA name.';
 
 CREATE FUNCTION public.delete_contact(contact_id uuid, hard boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -4081,19 +4215,9 @@ CREATE FUNCTION public.enroll_contact(sequence_id uuid, contact_id uuid) RETURNS
     SET search_path TO ''
     AS $$
 declare
-  v_seq public.sequences;
-  v_contact public.contacts;
-  v_step public.sequence_steps;
-  v_id uuid;
+  v_seq public.sequences := herald.member_sequence(enroll_contact.sequence_id);
+  v_contact public.contacts := herald.sendable_contact(enroll_contact.contact_id);
 begin
-  if enroll_contact.sequence_id is null then
-    raise exception 'sequence_id is required' using errcode = '22023';
-  end if;
-  select * into v_seq from public.sequences s where s.id = enroll_contact.sequence_id;
-  if not found or not herald.has_role(v_seq.workspace_id) then
-    raise exception 'sequence % not found', enroll_contact.sequence_id using errcode = 'P0002';
-  end if;
-  v_contact := herald.sendable_contact(enroll_contact.contact_id);
   if v_contact.workspace_id <> v_seq.workspace_id then
     raise exception 'contact % not found', enroll_contact.contact_id using errcode = 'P0002';
   end if;
@@ -4109,7 +4233,7 @@ CREATE FUNCTION public.prepare_queue(workspace_id uuid, for_date date DEFAULT NU
     AS $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(prepare_queue.workspace_id, 'admin');
   v_settings public.queue_settings;
   v_seq public.sequences;
   v_step public.sequence_steps;
@@ -4119,15 +4243,6 @@ declare
   v_window interval;
   v_actor text := herald.current_actor();
 begin
-  if prepare_queue.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
-  select * into v_ws from public.workspaces w where w.id = prepare_queue.workspace_id;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', prepare_queue.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-
   -- One preparation per workspace at a time: the lock makes capacity and "never twice" exact.
   select * into v_settings from public.queue_settings s where s.workspace_id = v_ws.id for update;
   if not found then
@@ -4225,6 +4340,7 @@ declare
   v_impact jsonb;
   v_replacement uuid;
 begin
+  perform herald.require_user();
   v_table := case preview_delete.entity
     when 'workspace' then 'public.workspaces' when 'contact' then 'public.contacts'
     when 'sequence' then 'public.sequences' when 'sender' then 'public.senders'
@@ -4240,10 +4356,7 @@ begin
   execute format('select %s from %s where id = $1',
                  case when preview_delete.entity = 'workspace' then 'id' else 'workspace_id' end, v_table)
     into v_workspace using preview_delete.id;
-  if v_workspace is null or not herald.has_role(v_workspace) then
-    raise exception '% % not found', preview_delete.entity, preview_delete.id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_workspace);
+  perform herald.require_member(v_workspace, 'agent', preview_delete.entity, preview_delete.id);
 
   v_impact := herald.delete_impact(v_table, preview_delete.id);
   if preview_delete.entity = 'sender' then
@@ -4276,6 +4389,7 @@ declare
   v_status public.consent_status;
   v_source public.consent_source;
 begin
+  perform herald.require_user();
   if record_consent.channel is null or record_consent.channel not in ('sms', 'whatsapp') then
     raise exception 'unknown channel "%"', record_consent.channel using errcode = '22023', hint = 'Use sms or whatsapp.';
   end if;
@@ -4372,7 +4486,7 @@ declare
   m public.messages := herald.member_message(retry_message.message_id);
   v_id uuid;
 begin
-  if m.status not in ('failed', 'undelivered') then
+  if not m.status = any (herald.failed_statuses()) then
     raise exception 'message % is %: only failed or undelivered messages can be retried', m.id, m.status
       using errcode = '55000';
   end if;
@@ -4381,7 +4495,7 @@ begin
   -- Retrying twice while the first retry is still on its way returns that retry.
   select x.id into v_id from public.messages x
   where x.workspace_id = m.workspace_id and x.retry_of = m.id
-    and x.status in ('scheduled', 'queued', 'sending', 'sent', 'delivered', 'read');
+    and x.status = any (herald.pending_statuses() || herald.in_flight_statuses() || herald.sent_statuses());
   if found then
     return v_id;
   end if;
@@ -4415,6 +4529,7 @@ declare
   v_id uuid;
   v_existing public.messages;
 begin
+  perform herald.require_user();
   if body is null or length(btrim(body)) = 0 then
     raise exception 'message body must not be empty' using errcode = '22023';
   end if;
@@ -4480,29 +4595,23 @@ CREATE FUNCTION public.set_automation(workspace_id uuid, enabled boolean) RETURN
     AS $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(set_automation.workspace_id, 'admin');
 begin
-  if set_automation.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
   if enabled is null then
     raise exception 'enabled must be true or false' using errcode = '22023';
   end if;
-  select * into v_ws from public.workspaces w where w.id = set_automation.workspace_id for update;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', set_automation.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-  if v_ws.automation_enabled = enabled then
+  -- Conditional, so of two concurrent calls for the same switch only one changes it (the other
+  -- re-reads the row once the first commits, and finds nothing to do).
+  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id and w.automation_enabled <> enabled;
+  if not found then
     return;
   end if;
-  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id;
   -- Held, not cancelled: each pending message's history says when it was held and released.
   insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
   select m.workspace_id, m.id, m.status, m.status,
          case when enabled then 'automation_resumed' else 'automation_paused' end, herald.current_actor()
   from public.messages m
-  where m.workspace_id = v_ws.id and m.status in ('scheduled', 'queued');
+  where m.workspace_id = v_ws.id and m.status = any (herald.pending_statuses());
 end;
 $$;
 
@@ -4921,7 +5030,7 @@ CREATE VIEW public.failed_messages WITH (security_invoker='true') AS
           WHERE ((r.workspace_id = m.workspace_id) AND (r.retry_of = m.id)))) AS retried
    FROM (public.messages m
      JOIN public.contacts c ON (((c.workspace_id = m.workspace_id) AND (c.id = m.contact_id))))
-  WHERE (m.status = ANY (ARRAY['failed'::public.message_status, 'undelivered'::public.message_status]));
+  WHERE (m.status = ANY (herald.failed_statuses()));
 
 COMMENT ON VIEW public.failed_messages IS 'Failed and undelivered messages with their last error code and message; retry_message() sends one again.';
 
@@ -5951,7 +6060,9 @@ CREATE TRIGGER workspaces_keywords BEFORE INSERT OR UPDATE OF help_reply, opt_ou
 
 COMMENT ON TRIGGER workspaces_keywords ON public.workspaces IS 'Validates and normalises the keyword columns (herald.workspaces_keywords).';
 
-CREATE TRIGGER workspaces_touch_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION herald.touch_updated_at();
+CREATE TRIGGER workspaces_updated_at BEFORE UPDATE ON public.workspaces FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
+
+COMMENT ON TRIGGER workspaces_updated_at ON public.workspaces IS 'Keeps updated_at current on every update (moddatetime).';
 
 CREATE TRIGGER zz_explain_check_violations BEFORE INSERT OR UPDATE OF "offset", body, template_id ON public.appointment_reminders FOR EACH ROW WHEN ((CURRENT_USER = ANY (ARRAY['authenticated'::name, 'service_role'::name]))) EXECUTE FUNCTION herald.explain_appointment_reminders_checks();
 
@@ -6346,6 +6457,9 @@ GRANT USAGE ON SCHEMA public TO anon;
 GRANT USAGE ON SCHEMA public TO authenticated;
 GRANT USAGE ON SCHEMA public TO service_role;
 
+REVOKE ALL ON FUNCTION herald.advance_enrollments() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.is_iana_time_zone(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO authenticated;
 GRANT ALL ON FUNCTION herald.is_iana_time_zone(p_name text) TO service_role;
 
@@ -6355,7 +6469,7 @@ GRANT ALL ON TABLE public.contacts TO service_role;
 GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.workspaces TO authenticated;
 GRANT ALL ON TABLE public.workspaces TO service_role;
 
-GRANT ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) TO authenticated;
+REVOKE ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
@@ -6367,17 +6481,30 @@ GRANT ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_
 REVOKE ALL ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) TO authenticated;
 GRANT ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.appointments_after_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.appointments_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.appointments_move_deadlines() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.appointments_rerender_reminders() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.appointments_schedule_reminders() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.campaigns_before_delete() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone) TO service_role;
 
-GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO authenticated;
-GRANT ALL ON FUNCTION herald.check_time_zone(p_name text) TO service_role;
+REVOKE ALL ON FUNCTION herald.check_time_zone(p_name text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) TO authenticated;
 GRANT ALL ON FUNCTION herald.check_violation(p_table regclass, p_constraint name, p_row jsonb, OUT message text, OUT detail text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.child_take_workspace() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) TO service_role;
@@ -6393,11 +6520,25 @@ GRANT ALL ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_c
 
 REVOKE ALL ON FUNCTION herald.consents_append_only() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.contact_block_reason(c public.contacts) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer) TO service_role;
 
-GRANT ALL ON FUNCTION herald.contact_zones(p_contact public.contacts) TO authenticated;
+REVOKE ALL ON FUNCTION herald.contact_zones(p_contact public.contacts) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.contact_zones(p_contact public.contacts) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.contacts_after_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_before_write() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_guard_opt_in() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_guard_roles() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.contacts_keep_inflight() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.content_body_valid(p_body text, p_variables integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.content_body_valid(p_body text, p_variables integer) TO authenticated;
@@ -6407,98 +6548,167 @@ REVOKE ALL ON FUNCTION herald.content_variables_valid(p_variables jsonb) FROM PU
 GRANT ALL ON FUNCTION herald.content_variables_valid(p_variables jsonb) TO authenticated;
 GRANT ALL ON FUNCTION herald.content_variables_valid(p_variables jsonb) TO service_role;
 
-GRANT ALL ON FUNCTION herald.current_actor() TO authenticated;
-GRANT ALL ON FUNCTION herald.current_actor() TO service_role;
+REVOKE ALL ON FUNCTION herald.current_actor() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.day_use(p_workspace_id uuid, p_day_start timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.defer_sending(p_message_id uuid, p_attempt_no integer, p_until timestamp with time zone, p_reason text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.deferral_reasons() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.deferral_reasons() TO authenticated;
 GRANT ALL ON FUNCTION herald.deferral_reasons() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.delete_impact(p_table regclass, p_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_join(p_fk jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_pred(p jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_reach(p_fk jsonb, p_parent jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_impact_within(r jsonb, e jsonb, p_not_null jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.delivered_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.delivered_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.delivered_statuses() TO service_role;
 
 GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_appointment_reminders_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.enroll(p_seq public.sequences, p_contact_id uuid, p_start timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.explain_appointment_reminders_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_appointment_reminders_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_appointments_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_appointments_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_appointments_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_campaigns_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_campaigns_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_campaigns_checks() TO service_role;
 
 REVOKE ALL ON FUNCTION herald.explain_checks_on(p_table regclass) FROM PUBLIC;
 
-GRANT ALL ON FUNCTION herald.explain_contact_tags_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_contact_tags_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_contact_tags_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_contact_variables_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_contact_variables_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_contact_variables_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_contacts_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_contacts_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_contacts_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_message_templates_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_message_templates_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_message_templates_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_queue_settings_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_queue_settings_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_queue_settings_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_senders_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_senders_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_senders_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_sequence_steps_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_sequence_steps_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_sequence_steps_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_sequences_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_sequences_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_sequences_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_workspace_members_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_workspace_members_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_workspace_members_checks() TO service_role;
 
-GRANT ALL ON FUNCTION herald.explain_workspaces_checks() TO authenticated;
+REVOKE ALL ON FUNCTION herald.explain_workspaces_checks() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.explain_workspaces_checks() TO service_role;
 
+REVOKE ALL ON FUNCTION herald.failed_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.failed_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.failed_statuses() TO service_role;
+
 REVOKE ALL ON FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) TO authenticated;
 GRANT ALL ON FUNCTION herald.fill_content_variables(p_body text, p_variables jsonb) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) TO authenticated;
 GRANT ALL ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.final_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.final_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.final_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.from_provider_status(p_status text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.has_role(p_workspace_id uuid, p_min_role text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.in_flight_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.in_flight_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.in_flight_statuses() TO service_role;
 
 REVOKE ALL ON FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.is_suppressed(p_workspace_id uuid, p_phone text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.keep_an_owner() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) TO authenticated;
 GRANT ALL ON FUNCTION herald.latest_consent(p_contact_id uuid, p_channel public.channel) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.local_day_start(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.log_deletion(p_entity text, p_table regclass, p_workspace_id uuid, p_id uuid, p_extra jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_encoding(p_body text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.message_encoding(p_body text) TO authenticated;
 GRANT ALL ON FUNCTION herald.message_encoding(p_body text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.message_segment_count(p_body text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.message_segment_count(p_body text) TO authenticated;
 GRANT ALL ON FUNCTION herald.message_segment_count(p_body text) TO service_role;
 
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.messages TO authenticated;
 GRANT ALL ON TABLE public.messages TO service_role;
 
-GRANT ALL ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) TO authenticated;
+REVOKE ALL ON FUNCTION herald.member_message(p_message_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_events_append_only() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_rank(p_status public.message_status) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.message_templates_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_transition_ok(p_from public.message_status, p_to public.message_status) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_bind_sender() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_deadline_on_insert() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.messages_default_category() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.messages_delete_only_by_cascade() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_ledger_insert() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_ledger_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) TO authenticated;
 GRANT ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) TO service_role;
 
-GRANT ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) TO authenticated;
+REVOKE ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts time without time zone[], p_quiet_ends time without time zone[], p_at timestamp with time zone) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.normalize_keyword(p_text text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO authenticated;
 GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO service_role;
 
@@ -6506,15 +6716,18 @@ REVOKE ALL ON FUNCTION herald.outbound_content(p_message public.messages, p_cont
 GRANT ALL ON FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone, OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) TO authenticated;
 GRANT ALL ON FUNCTION herald.past_deadline(p_expires_at timestamp with time zone, p_at timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.pending_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.pending_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.pending_statuses() TO service_role;
 
 REVOKE ALL ON FUNCTION herald.phone_hash(p_workspace_id uuid, p_phone text) FROM PUBLIC;
 
-GRANT ALL ON FUNCTION herald.phone_regions(p_phone text) TO authenticated;
+REVOKE ALL ON FUNCTION herald.phone_regions(p_phone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.phone_regions(p_phone text) TO service_role;
 
-GRANT ALL ON FUNCTION herald.phone_zones(p_phone text) TO authenticated;
+REVOKE ALL ON FUNCTION herald.phone_zones(p_phone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.phone_zones(p_phone text) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.placeholder_pattern() FROM PUBLIC;
@@ -6532,13 +6745,20 @@ GRANT SELECT ON TABLE herald.provider_error_classes TO authenticated;
 GRANT SELECT ON TABLE herald.provider_error_classes TO service_role;
 
 REVOKE ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) TO authenticated;
 GRANT ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.provider_events_inbound_key() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.provider_events_keep_workspace() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.provider_events_note_whatsapp() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.purge_deleted_contacts(p_retention interval, p_limit integer, p_time_budget interval) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.queue_due_messages(p_limit integer, p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.queue_due_messages(p_limit integer, p_now timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.quiet_until(p_at timestamp with time zone, p_tz text, p_start time without time zone, p_end time without time zone) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.reap_expired_leases() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.reap_expired_leases() TO service_role;
@@ -6552,28 +6772,66 @@ GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no 
 REVOKE ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.render_bodies(p_workspace_id uuid, p_body text, p_contact_ids uuid[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.render_template(p_body text, p_workspace_id uuid, p_contact_id uuid) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.render_template_variables(p_template_id uuid, p_contact_id uuid, p_extra jsonb, p_appointment_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.render_template_variables(p_template_id uuid, p_contact_id uuid, p_extra jsonb, p_appointment_id uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.render_text(p_text text, p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.render_text(p_text text, p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid) TO service_role;
 
-GRANT ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) TO authenticated;
-GRANT ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) TO service_role;
+REVOKE ALL ON FUNCTION herald.replacement_sender(p_workspace_id uuid, p_sender_id uuid) FROM PUBLIC;
 
-GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO authenticated;
-GRANT ALL ON FUNCTION herald.role_rank(p_role text) TO service_role;
+REVOKE ALL ON FUNCTION herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.require_user() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.retry_delay(p_attempts integer, p_base_seconds integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.role_rank(p_role text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.senders_after_insert() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.senders_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.senders_number_free() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.senders_rebind_inflight() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.sent_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.sent_statuses() TO authenticated;
+GRANT ALL ON FUNCTION herald.sent_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.sequences_after_update() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.sequences_before_delete() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.set_reason(p_reason text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.spread(p_id uuid, p_span interval) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.stop_sequence(p_workspace_id uuid, p_sequence_id uuid) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) TO authenticated;
 GRANT ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.whatsapp_groups_before_delete() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) TO authenticated;
 GRANT ALL ON FUNCTION herald.whatsapp_window_open(p_contact public.contacts, p_at timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.workspace_members_guard_owners() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.workspaces_before_delete() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.workspaces_keywords() FROM PUBLIC;
 
@@ -6753,7 +7011,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES 
 -- pg_cron jobs (cron.job)
 
 SELECT cron.schedule('herald-cancel-expired-messages', '* * * * *', 'select herald.cancel_expired_messages()');
-SELECT cron.schedule('herald-cleanup-stale-senders', '7 * * * *', 'select public.cleanup_stale_senders()');
+SELECT cron.schedule('herald-cleanup-stale-senders', '7 * * * *', 'select herald.delete_stale_senders(''1 day'')');
 SELECT cron.schedule('herald-purge-deleted-contacts', '*/10 * * * *', 'select herald.purge_deleted_contacts()');
 SELECT cron.schedule('herald-queue-due-messages', '* * * * *', 'select herald.queue_due_messages()');
 SELECT cron.schedule('herald-reap-expired-leases', '* * * * *', 'select herald.reap_expired_leases()');

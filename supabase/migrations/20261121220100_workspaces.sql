@@ -34,8 +34,9 @@ comment on column public.workspaces.max_attempts is 'Default provider attempts p
 comment on column public.workspaces.retry_base_seconds is 'Base of the exponential retry backoff after a transient provider error.';
 comment on column public.workspaces.automation_enabled is 'When false, due messages are held (not cancelled) until automation resumes.';
 
-create trigger workspaces_touch_updated_at before update on public.workspaces
-for each row execute function herald.touch_updated_at();
+create trigger workspaces_updated_at before update on public.workspaces
+for each row execute function extensions.moddatetime(updated_at);
+comment on trigger workspaces_updated_at on public.workspaces is 'Keeps updated_at current on every update (moddatetime).';
 
 create table public.workspace_members (
   workspace_id uuid not null references public.workspaces (id) on delete cascade,
@@ -56,7 +57,7 @@ set search_path = ''
 as $$
   select case p_role when 'owner' then 3 when 'admin' then 2 when 'agent' then 1 else 0 end
 $$;
-grant execute on function herald.role_rank(text) to authenticated, service_role;
+comment on function herald.role_rank(text) is 'owner 3 > admin 2 > agent 1; anything else 0.';
 
 -- Security definer: workspace_members is itself protected by policies that call these helpers.
 create function herald.my_workspace_ids(p_min_role text default 'agent') returns setof uuid
@@ -71,6 +72,7 @@ as $$
     and herald.role_rank(m.role) >= herald.role_rank(p_min_role)
 $$;
 comment on function herald.my_workspace_ids(text) is 'The workspaces the calling user belongs to with at least the given role. Policies use it as `workspace_id in (select herald.my_workspace_ids())` so it runs once per statement.';
+-- Policies run as the member whose statement they filter.
 grant execute on function herald.my_workspace_ids(text) to authenticated, service_role;
 
 create function herald.has_role(p_workspace_id uuid, p_min_role text default 'agent') returns boolean
@@ -86,26 +88,45 @@ as $$
       and herald.role_rank(m.role) >= herald.role_rank(p_min_role)
   )
 $$;
+comment on function herald.has_role(uuid, text) is 'True if the calling user has at least the given role in the workspace.';
+-- Asked in a member's own context too (a rule on a table she writes), and it answers only
+-- about her.
 grant execute on function herald.has_role(uuid, text) to authenticated, service_role;
 
--- Used by every RPC: the caller must be a member of the row's workspace. Unknown rows and rows
--- of another workspace raise the same error, so a probe learns nothing about other tenants.
+-- Who is calling: the user of the JWT. Every RPC asks this first, itself or through the
+-- herald.member_* lookups, before it reads anything: a call without a user gets the same 42501
+-- whatever its arguments, never a "not found" or a complaint about a parameter.
+create function herald.require_user() returns uuid
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_user uuid := (select auth.uid());
+begin
+  if v_user is null then
+    raise exception 'not signed in' using errcode = '42501',
+      hint = 'Call this with a user''s JWT: the authenticated role with a sub claim.';
+  end if;
+  return v_user;
+end;
+$$;
+comment on function herald.require_user() is 'The calling user''s id (auth.uid()); raises 42501 "not signed in" when the request carries none.';
+
+-- The caller must have at least the given role in the workspace.
 create function herald.require_role(p_workspace_id uuid, p_min_role text default 'agent') returns void
 language plpgsql
 stable
 set search_path = ''
 as $$
 begin
-  if (select auth.uid()) is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call this with a user''s JWT.';
-  end if;
+  perform herald.require_user();
   if p_workspace_id is null or not herald.has_role(p_workspace_id, p_min_role) then
     raise exception 'not a member of this workspace with role % or higher', p_min_role using errcode = '42501';
   end if;
 end;
 $$;
 comment on function herald.require_role(uuid, text) is 'Raises 42501 unless the calling user has at least the given role in the workspace.';
-grant execute on function herald.require_role(uuid, text) to authenticated, service_role;
 
 /** Section - row level security */
 alter table public.workspaces enable row level security;
@@ -168,12 +189,9 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_user uuid := (select auth.uid());
+  v_user uuid := herald.require_user();
   v_id uuid;
 begin
-  if v_user is null then
-    raise exception 'not signed in' using errcode = '42501', hint = 'Call create_workspace with a user''s JWT.';
-  end if;
   if name is null or length(btrim(name)) = 0 then
     raise exception 'workspace name must not be empty' using errcode = '22023';
   end if;
@@ -187,6 +205,6 @@ begin
   return v_id;
 end;
 $$;
-comment on function public.create_workspace(text, text) is 'Creates a workspace whose owner is the caller. Raises 22023 on an empty name or a time zone that is not an IANA name.';
+comment on function public.create_workspace(text, text) is 'Creates a workspace whose owner is the caller. Raises 42501 without a signed-in user, 22023 on an empty name or a time zone that is not an IANA name.';
 revoke execute on function public.create_workspace(text, text) from public, anon;
 grant execute on function public.create_workspace(text, text) to authenticated;

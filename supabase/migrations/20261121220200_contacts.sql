@@ -7,8 +7,6 @@
  * only when a user clicks it).
  */
 
-create extension if not exists moddatetime with schema extensions;
-
 /** Section - types */
 create type public.lead_status as enum ('new', 'queued', 'contacted', 'engaged', 'booked', 'won', 'lost', 'unqualified');
 comment on type public.lead_status is 'Where a lead stands in the funnel. The one list used by the contacts constraint, the RPCs and the generated types.';

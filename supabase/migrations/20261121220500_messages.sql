@@ -20,6 +20,66 @@ create type public.cancel_reason as enum (
 );
 comment on type public.cancel_reason is 'Why a message was cancelled. Deferrals (quiet hours, daily limit, paused automation) are not cancellations.';
 
+/** Section - status groups */
+-- The groups of statuses Herald's rules speak of, each defined once, here: a rule says "pending"
+-- and means the same statuses everywhere. Immutable functions of no argument: the planner folds
+-- each call into its constant array while it plans, so `status = any (herald.pending_statuses())`
+-- plans exactly as the literal list would, partial indexes included. Parallel safe, because
+-- parallel safety is judged before that folding: a call of an unsafe function would keep the
+-- whole query from running in parallel. The status graph (herald.message_transition_ok) stays a
+-- literal list: it is what these groups are tested against.
+create function herald.pending_statuses() returns public.message_status[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$ select '{scheduled,queued}'::public.message_status[] $$;
+comment on function herald.pending_statuses() is 'Pending: scheduled and queued. No dispatcher holds the message yet, so Herald may still cancel, defer or re-bind it; cancelling "every future execution" cancels these.';
+
+create function herald.in_flight_statuses() returns public.message_status[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$ select '{sending}'::public.message_status[] $$;
+comment on function herald.in_flight_statuses() is 'In flight: sending. A dispatcher holds the message under a lease; whether the provider has it is known only when the dispatcher records its answer (or the lease is reaped).';
+
+create function herald.final_statuses() returns public.message_status[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$ select '{sent,delivered,read,undelivered,failed,cancelled}'::public.message_status[] $$;
+comment on function herald.final_statuses() is 'Final: Herald will never send the message (again). It went out (sent, delivered, read) or it never will (undelivered, failed, cancelled); the provider''s callbacks may still move a sent message on, but only to another final status.';
+
+create function herald.sent_statuses() returns public.message_status[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$ select '{sent,delivered,read}'::public.message_status[] $$;
+comment on function herald.sent_statuses() is 'Sent: the provider accepted the message (sent, delivered, read). A sequence step in one of these schedules the next step.';
+
+create function herald.delivered_statuses() returns public.message_status[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$ select '{delivered,read}'::public.message_status[] $$;
+comment on function herald.delivered_statuses() is 'Delivered: the message reached the recipient (delivered, read).';
+
+create function herald.failed_statuses() returns public.message_status[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$ select '{undelivered,failed}'::public.message_status[] $$;
+comment on function herald.failed_statuses() is 'Failed: the message will not reach the recipient (undelivered, failed). retry_message() may send it again as a new message; a failed sequence step stops its enrollment.';
+-- Constants, and the views members read (failed_messages, queue_metrics) run as the member, who
+-- needs to call them to plan those views.
+grant execute on function herald.pending_statuses(), herald.in_flight_statuses(), herald.final_statuses(),
+  herald.sent_statuses(), herald.delivered_statuses(), herald.failed_statuses() to authenticated, service_role;
+
 /** Section - messages */
 create table public.messages (
   id uuid primary key default gen_random_uuid(),
@@ -86,6 +146,9 @@ create unique index messages_idempotency_key on public.messages (workspace_id, i
 -- A sequence step is scheduled once per enrollment (retries of it carry retry_of).
 create unique index messages_one_per_step on public.messages (enrollment_id, step_id)
   where enrollment_id is not null and step_id is not null and retry_of is null;
+-- The three indexes below serve the three jobs that each take messages in one status (queueing
+-- scheduled ones, claiming queued ones, reaping sending ones whose lease expired): single
+-- statuses, not groups, so their predicates name the status itself.
 create index messages_scheduled_due_idx on public.messages (send_at) where status = 'scheduled';
 -- Claims go sender by sender (each sender's rate slot is held by one claimer at a time).
 create index messages_queued_due_idx on public.messages (sender_id, send_at) where status = 'queued';
@@ -224,7 +287,7 @@ as $$
     current_user
   )
 $$;
-grant execute on function herald.current_actor() to authenticated, service_role;
+comment on function herald.current_actor() is 'Who is acting, for the ledger and the logs: the JWT''s user, else the declared herald.actor, else the JWT''s role, else the database role.';
 
 -- The ledger triggers read transition tables, which have no statistics: their statements run
 -- through EXECUTE so each firing is planned for the rows it really has (a plan cached from a
@@ -273,7 +336,7 @@ begin
            select n.workspace_id, n.id, o.status, n.status,
                   case
                     when n.status = ''cancelled'' then n.cancel_reason::text
-                    when n.status in (''failed'', ''undelivered'') and n.last_error_code is not null
+                    when n.status = any (herald.failed_statuses()) and n.last_error_code is not null
                       then coalesce($1, ''provider_error_'' || n.last_error_code)
                     else $1
                   end,

@@ -289,7 +289,7 @@ begin
                   v_cte ->> (fk ->> 'parent'), herald.delete_impact_join(fk)) end;
   end loop;
   if cardinality(v_affected) > 0 then
-    v_ctes := v_ctes || format('pending as (select * from (%s) m where m.status in (''scheduled'', ''queued''))',
+    v_ctes := v_ctes || format('pending as (select * from (%s) m where m.status = any (herald.pending_statuses()))',
                                array_to_string(v_affected, ' union '));
     v_values := v_values || '(''cancel'', ''messages'', (select count(*) from pending))'::text;
   else

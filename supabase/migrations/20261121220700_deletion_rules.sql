@@ -4,7 +4,8 @@
  * nor have them block the delete).
  *
  *   contact soft-deleted, opted out or taken over → its pending messages and active enrollments
- *     are cancelled in the same statement (contact_deleted / contact_opted_out / human_takeover)
+ *     are cancelled in the same statement (contact_deleted / contact_opted_out / human_takeover);
+ *     an opt-out, and an opt-in, is the number's: every row with it follows
  *   contact hard-deleted → the same cancellations, then the contact and all its personal data go
  *     by cascade; provider records are queued for erasure; an opt-out stays as a suppression
  *   sequence archived or deleted → active enrollments stop, their pending messages are cancelled
@@ -103,6 +104,7 @@ declare
   v_actor text := herald.current_actor();
   v_relevant boolean;
   v_opted_out boolean;
+  v_opted_in boolean;
 begin
   -- Statements over the transition tables go through EXECUTE: planned for this firing's rows
   -- (a bulk update of 100,000 contacts must not reuse a plan made for one). An aggregate, not
@@ -114,9 +116,10 @@ begin
     select coalesce(bool_or(o.deleted_at is distinct from n.deleted_at
                             or o.opted_out_at is distinct from n.opted_out_at
                             or o.controlled_by is distinct from n.controlled_by), false),
-           coalesce(bool_or(o.opted_out_at is null and n.opted_out_at is not null), false)
+           coalesce(bool_or(o.opted_out_at is null and n.opted_out_at is not null), false),
+           coalesce(bool_or(o.opted_out_at is not null and n.opted_out_at is null), false)
     from old_rows o join new_rows n on n.id = o.id
-  $sql$ into v_relevant, v_opted_out;
+  $sql$ into v_relevant, v_opted_out, v_opted_in;
   if not v_relevant then
     return null;
   end if;
@@ -140,7 +143,7 @@ begin
     update public.messages m
     set status = 'cancelled', cancel_reason = s.reason, cancelled_at = now()
     from stopping s
-    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status in ('scheduled', 'queued')
+    where m.workspace_id = s.workspace_id and m.contact_id = s.id and m.status = any (herald.pending_statuses())
     returning m.contact_id
   ), stopped as (
     update public.sequence_enrollments e
@@ -200,6 +203,19 @@ begin
     $sql$;
   end if;
 
+  -- And so is an opt-in (only the number gives one, by START: herald.opt_in is on for that
+  -- statement, and still on here). A twin left opted out, soft-deleted say, would otherwise put
+  -- the number back on the suppression list when it is erased, under the contact that said START.
+  if v_opted_in then
+    execute $sql$
+      update public.contacts c
+      set opted_out_at = null
+      from old_rows o join new_rows n on n.id = o.id
+      where o.opted_out_at is not null and n.opted_out_at is null
+        and c.workspace_id = n.workspace_id and c.phone = n.phone and c.id <> n.id and c.opted_out_at is not null
+    $sql$;
+  end if;
+
   execute $sql$
   delete from public.suppressions s
   using old_rows o join new_rows n on n.id = o.id
@@ -209,7 +225,7 @@ begin
   return null;
 end;
 $$;
-comment on function herald.contacts_after_update() is 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out to every row with the number, keeps suppressions in step.';
+comment on function herald.contacts_after_update() is 'Soft delete, opt-out or takeover: cancels pending messages and active enrollments in the same statement (contact_deleted / contact_opted_out / human_takeover), writes deletion_log and contact_activities, extends an opt-out or an opt-in to every row with the number, keeps suppressions in step.';
 create trigger contacts_after_update after update on public.contacts
 referencing old table as old_rows new table as new_rows
 for each statement execute function herald.contacts_after_update();
@@ -244,7 +260,7 @@ begin
   ) select count(*) into v_stopped from e;
   with c as (
     update public.messages set status = 'cancelled', cancel_reason = 'contact_deleted', cancelled_at = now()
-    where workspace_id = old.workspace_id and contact_id = old.id and status in ('scheduled', 'queued')
+    where workspace_id = old.workspace_id and contact_id = old.id and status = any (herald.pending_statuses())
     returning 1
   ) select count(*) into v_cancelled from c;
   update public.deletion_log
@@ -281,7 +297,7 @@ as $$
   set status = 'cancelled', cancel_reason = 'sequence_stopped', cancelled_at = now()
   from public.sequence_enrollments e
   where e.workspace_id = p_workspace_id and e.sequence_id = p_sequence_id and e.status = 'active'
-    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+    and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status = any (herald.pending_statuses());
   update public.sequence_enrollments
   set status = 'cancelled', stopped_reason = 'sequence_stopped', completed_at = now()
   where workspace_id = p_workspace_id and sequence_id = p_sequence_id and status = 'active';
@@ -348,7 +364,7 @@ begin
   if v_replacement is not null then
     with r as (
       update public.messages set sender_id = v_replacement
-      where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued')
+      where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses())
       returning 1
     ) select count(*) into v_rebound from r;
   end if;
@@ -357,7 +373,7 @@ begin
                               jsonb_build_object('rebound', jsonb_build_object('messages', v_rebound)));
   update public.messages
   set status = 'cancelled', cancel_reason = 'sender_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and sender_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and sender_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -396,7 +412,7 @@ begin
     set status = 'cancelled', cancelled_at = now(),
         cancel_reason = case new.status when 'cancelled' then 'appointment_cancelled'
                                         else 'appointment_completed' end::public.cancel_reason
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
   elsif new.starts_at <> old.starts_at and new.status = 'scheduled' then
     v_prev := herald.set_reason('appointment_moved');
     update public.messages
@@ -404,7 +420,7 @@ begin
         -- a queued reminder moved into the future waits to be queued again
         status = case when send_at + (new.starts_at - old.starts_at) > now() then 'scheduled'::public.message_status
                       else status end
-    where workspace_id = new.workspace_id and appointment_id = new.id and status in ('scheduled', 'queued');
+    where workspace_id = new.workspace_id and appointment_id = new.id and status = any (herald.pending_statuses());
     perform herald.set_reason(v_prev);
   end if;
   return null;
@@ -427,7 +443,7 @@ begin
   perform herald.log_deletion('appointment', 'public.appointments', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'appointment_cancelled', cancelled_at = now()
-  where workspace_id = old.workspace_id and appointment_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and appointment_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;
@@ -448,7 +464,7 @@ begin
   perform herald.log_deletion('campaign', 'public.campaigns', old.workspace_id, old.id);
   update public.messages
   set status = 'cancelled', cancel_reason = 'campaign_deleted', cancelled_at = now()
-  where workspace_id = old.workspace_id and campaign_id = old.id and status in ('scheduled', 'queued');
+  where workspace_id = old.workspace_id and campaign_id = old.id and status = any (herald.pending_statuses());
   return old;
 end;
 $$;

@@ -3,14 +3,16 @@
  * enroll_contact), and the member lookups every RPC starts from.
  *
  * Each RPC is security definer because it writes tables clients cannot write directly; each
- * checks the caller's membership itself first, through herald.member_contact() or
- * herald.member_message(). An id that does not exist and an id of another workspace give the
- * same P0002 error, so nothing leaks across tenants. herald.contact_block_reason() is the one
- * answer to "may Herald message this contact now?", shared with queueing and claiming.
+ * checks the caller first: a signed-in user (herald.require_user, before anything is read), then
+ * membership of the row's workspace through herald.member_contact(), member_message(),
+ * member_sequence() or member_workspace(). An id that does not exist and an id of another
+ * workspace give the same P0002 error (herald.require_member), so nothing leaks across tenants.
+ * herald.contact_block_reason() is the one answer to "may Herald message this contact now?",
+ * shared with queueing and claiming.
  *
  * Error codes of every RPC (stable, documented in the README):
  *   22023 invalid parameter (empty body, unknown entity, send_at too far ahead…)
- *   42501 not signed in / not a member / role too low
+ *   42501 not signed in (every RPC, before anything else) / not a member / role too low
  *   P0002 no such row (or not yours)
  *   55000 the row is in the wrong state (deleted contact, opted out, archived sequence…)
  *   23505 conflicting duplicate (idempotency key reused for another message, phone taken)
@@ -33,8 +35,28 @@ as $$
   end::public.cancel_reason
 $$;
 
+-- The end of every member lookup, once the row is read: no id is a bad parameter (22023); a row
+-- of another workspace, or none (p_workspace_id null), is "not found" (P0002: the same answer
+-- for both, so a probe learns nothing about other tenants); a member whose role is too low gets
+-- 42501.
+create function herald.require_member(p_workspace_id uuid, p_min_role text, p_entity text, p_id uuid) returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if p_id is null then
+    raise exception '%_id is required', p_entity using errcode = '22023';
+  end if;
+  if p_workspace_id is null or not herald.has_role(p_workspace_id) then
+    raise exception '% % not found', p_entity, p_id using errcode = 'P0002';
+  end if;
+  perform herald.require_role(p_workspace_id, p_min_role);
+end;
+$$;
+comment on function herald.require_member(uuid, text, text, uuid) is 'Raises 22023 "<entity>_id is required" without an id, P0002 "<entity> <id> not found" unless the caller belongs to the workspace, 42501 if her role is below p_min_role.';
+
 -- The contact, locked, if the caller is a member of its workspace with at least p_min_role.
--- An unknown id and another workspace's id give the same P0002, so nothing leaks.
 create function herald.member_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
 language plpgsql
 set search_path = ''
@@ -42,17 +64,13 @@ as $$
 declare
   v public.contacts;
 begin
-  if p_contact_id is null then
-    raise exception 'contact_id is required' using errcode = '22023';
-  end if;
+  perform herald.require_user();
   select * into v from public.contacts where id = p_contact_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'contact % not found', p_contact_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id, p_min_role);
+  perform herald.require_member(v.workspace_id, p_min_role, 'contact', p_contact_id);
   return v;
 end;
 $$;
+comment on function herald.member_contact(uuid, text) is 'The contact, locked, for a caller with at least p_min_role in its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
 
 -- The same for a message.
 create function herald.member_message(p_message_id uuid) returns public.messages
@@ -62,17 +80,49 @@ as $$
 declare
   v public.messages;
 begin
-  if p_message_id is null then
-    raise exception 'message_id is required' using errcode = '22023';
-  end if;
+  perform herald.require_user();
   select * into v from public.messages where id = p_message_id for update;
-  if not found or not herald.has_role(v.workspace_id) then
-    raise exception 'message % not found', p_message_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v.workspace_id);
+  perform herald.require_member(v.workspace_id, 'agent', 'message', p_message_id);
   return v;
 end;
 $$;
+comment on function herald.member_message(uuid) is 'The message, locked, for a member of its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
+
+-- The same for a sequence, held with a share lock until the caller commits: an archive (which
+-- stops the sequence's active enrollments) waits for an enrollment made under it and then stops
+-- that one too, and an enrollment that comes after an archive sees the sequence archived.
+create function herald.member_sequence(p_sequence_id uuid, p_min_role text default 'agent') returns public.sequences
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v public.sequences;
+begin
+  perform herald.require_user();
+  select * into v from public.sequences where id = p_sequence_id for share;
+  perform herald.require_member(v.workspace_id, p_min_role, 'sequence', p_sequence_id);
+  return v;
+end;
+$$;
+comment on function herald.member_sequence(uuid, text) is 'The sequence, share-locked, for a caller with at least p_min_role in its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
+
+-- The same for a workspace. Not locked: a workspace row is the parent of everything in it, and
+-- a lock held through a long RPC (prepare_queue) would hold up every write to it; an RPC that
+-- changes the row does so with a conditional update instead.
+create function herald.member_workspace(p_workspace_id uuid, p_min_role text default 'agent') returns public.workspaces
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v public.workspaces;
+begin
+  perform herald.require_user();
+  select * into v from public.workspaces where id = p_workspace_id;
+  perform herald.require_member(v.id, p_min_role, 'workspace', p_workspace_id);
+  return v;
+end;
+$$;
+comment on function herald.member_workspace(uuid, text) is 'The workspace, for a caller with at least p_min_role in it; 42501 without a user (or with too low a role), 22023 without an id, P0002 when unknown or not hers.';
 
 -- The contact, locked, if Herald may message it now; raises why not otherwise, with a hint.
 create function herald.sendable_contact(p_contact_id uuid, p_min_role text default 'agent') returns public.contacts
@@ -122,6 +172,7 @@ declare
   v_id uuid;
   v_existing public.messages;
 begin
+  perform herald.require_user();
   if body is null or length(btrim(body)) = 0 then
     raise exception 'message body must not be empty' using errcode = '22023';
   end if;
@@ -190,7 +241,7 @@ as $$
 declare
   v public.messages := herald.member_message(cancel_message.message_id);
 begin
-  if v.status not in ('scheduled', 'queued') then
+  if not v.status = any (herald.pending_statuses()) then
     return false;
   end if;
   update public.messages set status = 'cancelled', cancel_reason = 'user_cancelled', cancelled_at = now()
@@ -210,19 +261,9 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_seq public.sequences;
-  v_contact public.contacts;
-  v_step public.sequence_steps;
-  v_id uuid;
+  v_seq public.sequences := herald.member_sequence(enroll_contact.sequence_id);
+  v_contact public.contacts := herald.sendable_contact(enroll_contact.contact_id);
 begin
-  if enroll_contact.sequence_id is null then
-    raise exception 'sequence_id is required' using errcode = '22023';
-  end if;
-  select * into v_seq from public.sequences s where s.id = enroll_contact.sequence_id;
-  if not found or not herald.has_role(v_seq.workspace_id) then
-    raise exception 'sequence % not found', enroll_contact.sequence_id using errcode = 'P0002';
-  end if;
-  v_contact := herald.sendable_contact(enroll_contact.contact_id);
   if v_contact.workspace_id <> v_seq.workspace_id then
     raise exception 'contact % not found', enroll_contact.contact_id using errcode = 'P0002';
   end if;

@@ -2,7 +2,7 @@
  * The sequence engine: enrolling a contact schedules the first step, and each step's send
  * schedules the next one (the previous step's send time + the next step's delay) until the last
  * step completes the enrollment. A step message that ends cancelled, failed or undelivered stops
- * its enrollment.
+ * its enrollment, and what the enrollment still has pending is cancelled with it.
  *
  * It runs in the database, in the statement that moves a message, so no worker has to remember
  * to schedule the next step and a stopped enrollment never sends again. herald.enroll() enrolls
@@ -64,12 +64,14 @@ set search_path = ''
 as $$
 declare
   v_relevant boolean;
+  v_stopped_workspaces uuid[];
+  v_stopped uuid[];
 begin
   -- Most updates of messages (claims, leases, callbacks before sent) move no enrollment: one
   -- pass over the new rows tells, before planning the statements below.
   execute $sql$
     select coalesce(bool_or(n.enrollment_id is not null and n.retry_of is null
-                            and n.status in ('sent', 'delivered', 'read', 'cancelled', 'failed', 'undelivered')), false)
+                            and n.status = any (herald.final_statuses())), false)
     from new_rows n
   $sql$ into v_relevant;
   if not v_relevant then
@@ -82,7 +84,7 @@ begin
     select n.workspace_id, n.enrollment_id, n.step_id, coalesce(n.sent_at, now()) as sent_at
     from old_rows o join new_rows n on n.id = o.id
     where n.enrollment_id is not null and n.step_id is not null and n.retry_of is null
-      and o.status not in ('sent', 'delivered', 'read') and n.status in ('sent', 'delivered', 'read')
+      and not o.status = any (herald.sent_statuses()) and n.status = any (herald.sent_statuses())
   ), cur as (
     select d.*, e.sequence_id, e.contact_id, s.position
     from done d
@@ -121,21 +123,35 @@ begin
   where e.workspace_id = n.workspace_id and e.id = n.enrollment_id
   $sql$;
   execute $sql$
+  with stopped as (
+    update public.sequence_enrollments e
+    set status = case when n.status = 'cancelled' then 'cancelled' else 'failed' end::public.enrollment_status,
+        stopped_reason = case when n.status = 'cancelled' then n.cancel_reason::text
+                              else 'step_' || n.status || coalesce('_' || n.last_error_code, '') end,
+        completed_at = now()
+    from old_rows o join new_rows n on n.id = o.id
+    where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
+      and (n.status = 'cancelled' or n.status = any (herald.failed_statuses()))
+      and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
+    returning e.workspace_id, e.id
+  ) select array_agg(s.workspace_id), array_agg(s.id) from stopped s
+  $sql$ into v_stopped_workspaces, v_stopped;
 
-  update public.sequence_enrollments e
-  set status = case when n.status = 'cancelled' then 'cancelled' else 'failed' end::public.enrollment_status,
-      stopped_reason = case when n.status = 'cancelled' then n.cancel_reason::text
-                            else 'step_' || n.status || coalesce('_' || n.last_error_code, '') end,
-      completed_at = now()
-  from old_rows o join new_rows n on n.id = o.id
-  where n.enrollment_id is not null and n.retry_of is null and o.status <> n.status
-    and n.status in ('cancelled', 'failed', 'undelivered')
-    and e.workspace_id = n.workspace_id and e.id = n.enrollment_id and e.status = 'active'
-  $sql$;
+  -- A stopped enrollment keeps nothing pending. A step that was sent has already scheduled the
+  -- next one when the provider reports it undelivered or failed: that next step is cancelled
+  -- here, in the statement that stopped its enrollment, not left scheduled until queueing
+  -- would find it.
+  if v_stopped is not null then
+    update public.messages m
+    set status = 'cancelled', cancel_reason = 'sequence_stopped', cancelled_at = now()
+    from unnest(v_stopped_workspaces, v_stopped) s(workspace_id, enrollment_id)
+    where m.workspace_id = s.workspace_id and m.enrollment_id = s.enrollment_id
+      and m.status = any (herald.pending_statuses());
+  end if;
   return null;
 end;
 $$;
-comment on function herald.advance_enrollments() is 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it.';
+comment on function herald.advance_enrollments() is 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it and cancels what it still has pending (sequence_stopped).';
 create trigger messages_advance_enrollments after update on public.messages
 referencing old table as old_rows new table as new_rows
 for each statement execute function herald.advance_enrollments();

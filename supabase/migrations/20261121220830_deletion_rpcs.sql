@@ -80,6 +80,7 @@ declare
   v_impact jsonb;
   v_replacement uuid;
 begin
+  perform herald.require_user();
   v_table := case preview_delete.entity
     when 'workspace' then 'public.workspaces' when 'contact' then 'public.contacts'
     when 'sequence' then 'public.sequences' when 'sender' then 'public.senders'
@@ -95,10 +96,7 @@ begin
   execute format('select %s from %s where id = $1',
                  case when preview_delete.entity = 'workspace' then 'id' else 'workspace_id' end, v_table)
     into v_workspace using preview_delete.id;
-  if v_workspace is null or not herald.has_role(v_workspace) then
-    raise exception '% % not found', preview_delete.entity, preview_delete.id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_workspace);
+  perform herald.require_member(v_workspace, 'agent', preview_delete.entity, preview_delete.id);
 
   v_impact := herald.delete_impact(v_table, preview_delete.id);
   if preview_delete.entity = 'sender' then

@@ -9,33 +9,48 @@
  */
 
 /** Section - stale senders */
+-- The delete itself: the stale senders of the given workspaces, or of all (p_workspace_ids
+-- null, for pg_cron and the service role).
+create function herald.delete_stale_senders(p_older_than interval, p_workspace_ids uuid[] default null) returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_count integer;
+begin
+  if p_older_than is null or p_older_than < interval '0' then
+    raise exception 'older_than must be a positive interval' using errcode = '22023';
+  end if;
+  if (select auth.uid()) is null then
+    perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
+  end if;
+  with gone as (
+    delete from public.senders s
+    where s.status <> 'connected' and s.phone_number is null
+      and coalesce(s.last_seen_at, s.created_at) < now() - p_older_than
+      and (p_workspace_ids is null or s.workspace_id = any (p_workspace_ids))
+    returning 1
+  ) select count(*) into v_count from gone;
+  return v_count;
+end;
+$$;
+comment on function herald.delete_stale_senders(interval, uuid[]) is 'Deletes the senders of the given workspaces (null: all) that are not connected, have no number and were not seen for p_older_than (pg_cron, hourly; cleanup_stale_senders()).';
+-- Cron's and cleanup_stale_senders()'s: any other caller could clean up every workspace.
+revoke execute on function herald.delete_stale_senders(interval, uuid[]) from public;
+
 create function public.cleanup_stale_senders(older_than interval default '1 day') returns integer
 language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_count integer;
-  v_user uuid := (select auth.uid());
 begin
-  if older_than is null or older_than < interval '0' then
-    raise exception 'older_than must be a positive interval' using errcode = '22023';
+  -- A user cleans up the workspaces she administers; the service role (a trusted back end)
+  -- cleans up all of them. Anyone else is not signed in.
+  if (select auth.role()) is distinct from 'service_role' then
+    perform herald.require_user();
+    return herald.delete_stale_senders(older_than, array(select herald.my_workspace_ids('admin')));
   end if;
-  if v_user is null and coalesce((select auth.role()), '') not in ('', 'service_role') then
-    raise exception 'not signed in' using errcode = '42501';
-  end if;
-  if v_user is null then
-    perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
-  end if;
-  -- A user cleans up the workspaces they administer; cron and the service role clean up all.
-  with gone as (
-    delete from public.senders s
-    where s.status <> 'connected' and s.phone_number is null
-      and coalesce(s.last_seen_at, s.created_at) < now() - older_than
-      and (v_user is null or s.workspace_id in (select herald.my_workspace_ids('admin')))
-    returning 1
-  ) select count(*) into v_count from gone;
-  return v_count;
+  return herald.delete_stale_senders(older_than);
 end;
 $$;
 comment on function public.cleanup_stale_senders(interval) is 'Deletes senders that are not connected and have no number, with their groups and campaign links; their pending messages are re-bound to the default sender or cancelled (sender_deleted).';
@@ -62,10 +77,8 @@ end;
 $$;
 comment on function herald.purge_deleted_contacts(interval) is 'Hard-deletes contacts soft-deleted longer ago than the retention period (pg_cron, daily).';
 -- Cron's alone: any other caller could erase every workspace's soft-deleted contacts early.
--- (`alter default privileges in schema herald` cannot take back the global default EXECUTE for
--- PUBLIC, so a security-definer function in herald is revoked by name.)
 revoke execute on function herald.purge_deleted_contacts(interval) from public;
 
 /** Section - schedules */
 select cron.schedule('herald-purge-deleted-contacts', '17 3 * * *', $$select herald.purge_deleted_contacts()$$);
-select cron.schedule('herald-cleanup-stale-senders', '7 * * * *', $$select public.cleanup_stale_senders()$$);
+select cron.schedule('herald-cleanup-stale-senders', '7 * * * *', $$select herald.delete_stale_senders('1 day')$$);

@@ -146,7 +146,7 @@ begin
     select ws.id, ws.daily_limit, ws.timezone, ws.day_start,
            (select count(*) from public.messages m
             where m.workspace_id = ws.id
-              and (m.status in ('queued', 'sending') or (m.sent_at >= ws.day_start))) as used
+              and (m.status = 'queued' or m.status = any (herald.in_flight_statuses()) or m.sent_at >= ws.day_start)) as used
     from ws
   ), ranked as (
     select m.id, u.daily_limit - u.used as room, u.timezone, u.day_start,

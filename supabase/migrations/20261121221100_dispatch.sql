@@ -260,7 +260,7 @@ begin
   end if;
 
   if p_outcome = 'sent' then
-    if m.status in ('queued', 'scheduled') then
+    if m.status = any (herald.pending_statuses()) then
       -- Our lease was reaped while Twilio accepted the message: it is sent all the same.
       v_prev := herald.set_reason('late_provider_answer');
       update public.messages set status = 'sending', lease_expires_at = now() where id = m.id and status = 'queued';
@@ -270,7 +270,7 @@ begin
     set status = case when herald.message_rank(status) < herald.message_rank('sent') then 'sent' else status end,
         provider_sid = coalesce(provider_sid, p_sid), sent_at = coalesce(sent_at, now()),
         lease_expires_at = null, provider_check_required = false, last_error_code = null, last_error = null
-    where id = m.id and status in ('sending', 'sent', 'delivered', 'read')
+    where id = m.id and status = any (herald.in_flight_statuses() || herald.sent_statuses())
     returning status into v_target;
     -- Callbacks that arrived before the sid was known were kept as unknown_sid (Twilio is
     -- answered 200 and does not send them again): they are applied now, in arrival order.

@@ -104,10 +104,10 @@ begin
         provider_sid = coalesce(provider_sid, p_sid),
         lease_expires_at = null,
         sent_at = coalesce(sent_at, now()),
-        delivered_at = case when v_target in ('delivered', 'read') then coalesce(delivered_at, now()) else delivered_at end,
-        failed_at = case when v_target in ('failed', 'undelivered') then now() else failed_at end,
-        last_error_code = case when v_target in ('failed', 'undelivered') then p_error_code else last_error_code end,
-        last_error = case when v_target in ('failed', 'undelivered') then 'provider reported ' || lower(p_status)
+        delivered_at = case when v_target = any (herald.delivered_statuses()) then coalesce(delivered_at, now()) else delivered_at end,
+        failed_at = case when v_target = any (herald.failed_statuses()) then now() else failed_at end,
+        last_error_code = case when v_target = any (herald.failed_statuses()) then p_error_code else last_error_code end,
+        last_error = case when v_target = any (herald.failed_statuses()) then 'provider reported ' || lower(p_status)
                           || coalesce(' with error ' || p_error_code, '') else last_error end
     where id = m.id;
     perform herald.set_reason(v_prev);
@@ -230,7 +230,7 @@ begin
       from public.sequence_enrollments e
       join public.sequences s on s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
       where e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active'
-        and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+        and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status = any (herald.pending_statuses());
       update public.sequence_enrollments e
       set status = 'cancelled', stopped_reason = 'replied', completed_at = now()
       from public.sequences s

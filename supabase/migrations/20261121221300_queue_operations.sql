@@ -46,7 +46,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(prepare_queue.workspace_id, 'admin');
   v_settings public.queue_settings;
   v_seq public.sequences;
   v_step public.sequence_steps;
@@ -56,15 +56,6 @@ declare
   v_window interval;
   v_actor text := herald.current_actor();
 begin
-  if prepare_queue.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
-  select * into v_ws from public.workspaces w where w.id = prepare_queue.workspace_id;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', prepare_queue.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-
   -- One preparation per workspace at a time: the lock makes capacity and "never twice" exact.
   select * into v_settings from public.queue_settings s where s.workspace_id = v_ws.id for update;
   if not found then
@@ -161,29 +152,23 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_ws public.workspaces;
+  v_ws public.workspaces := herald.member_workspace(set_automation.workspace_id, 'admin');
 begin
-  if set_automation.workspace_id is null then
-    raise exception 'workspace_id is required' using errcode = '22023';
-  end if;
   if enabled is null then
     raise exception 'enabled must be true or false' using errcode = '22023';
   end if;
-  select * into v_ws from public.workspaces w where w.id = set_automation.workspace_id for update;
-  if not found or not herald.has_role(v_ws.id) then
-    raise exception 'workspace % not found', set_automation.workspace_id using errcode = 'P0002';
-  end if;
-  perform herald.require_role(v_ws.id, 'admin');
-  if v_ws.automation_enabled = enabled then
+  -- Conditional, so of two concurrent calls for the same switch only one changes it (the other
+  -- re-reads the row once the first commits, and finds nothing to do).
+  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id and w.automation_enabled <> enabled;
+  if not found then
     return;
   end if;
-  update public.workspaces w set automation_enabled = enabled where w.id = v_ws.id;
   -- Held, not cancelled: each pending message's history says when it was held and released.
   insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
   select m.workspace_id, m.id, m.status, m.status,
          case when enabled then 'automation_resumed' else 'automation_paused' end, herald.current_actor()
   from public.messages m
-  where m.workspace_id = v_ws.id and m.status in ('scheduled', 'queued');
+  where m.workspace_id = v_ws.id and m.status = any (herald.pending_statuses());
 end;
 $$;
 comment on function public.set_automation(uuid, boolean) is 'Pauses or resumes sending for a workspace. Paused messages are held, never cancelled, and go out when automation resumes.';
@@ -268,7 +253,7 @@ declare
   m public.messages := herald.member_message(retry_message.message_id);
   v_id uuid;
 begin
-  if m.status not in ('failed', 'undelivered') then
+  if not m.status = any (herald.failed_statuses()) then
     raise exception 'message % is %: only failed or undelivered messages can be retried', m.id, m.status
       using errcode = '55000';
   end if;
@@ -277,7 +262,7 @@ begin
   -- Retrying twice while the first retry is still on its way returns that retry.
   select x.id into v_id from public.messages x
   where x.workspace_id = m.workspace_id and x.retry_of = m.id
-    and x.status in ('scheduled', 'queued', 'sending', 'sent', 'delivered', 'read');
+    and x.status = any (herald.pending_statuses() || herald.in_flight_statuses() || herald.sent_statuses());
   if found then
     return v_id;
   end if;
@@ -308,7 +293,7 @@ select m.id, m.workspace_id, m.contact_id, c.phone, c.first_name, c.last_name, m
        exists (select 1 from public.messages r where r.workspace_id = m.workspace_id and r.retry_of = m.id) as retried
 from public.messages m
 join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-where m.status in ('failed', 'undelivered');
+where m.status = any (herald.failed_statuses());
 comment on view public.failed_messages is 'Failed and undelivered messages with their last error code and message; retry_message() sends one again.';
 
 create view public.queue_metrics with (security_invoker = true) as
@@ -323,10 +308,10 @@ with per_message as (
   group by 1, 2, 3
 ), totals as (
   select workspace_id, day,
-         count(*) filter (where status in ('scheduled', 'queued', 'sending')) as scheduled,
+         count(*) filter (where status = any (herald.pending_statuses() || herald.in_flight_statuses())) as scheduled,
          count(*) filter (where sent_at is not null) as sent,
-         count(*) filter (where status in ('delivered', 'read')) as delivered,
-         count(*) filter (where status in ('failed', 'undelivered')) as failed,
+         count(*) filter (where status = any (herald.delivered_statuses())) as delivered,
+         count(*) filter (where status = any (herald.failed_statuses())) as failed,
          count(*) filter (where status = 'cancelled') as cancelled,
          percentile_cont(0.5) within group (order by extract(epoch from sent_at - send_at))
            filter (where sent_at is not null) as median_delay_seconds

@@ -88,7 +88,7 @@ as $$
   select herald.message_segment_count(p_body), herald.message_encoding(p_body)
 $$;
 comment on function herald.message_segments(text) is 'The body''s segment count and encoding (GSM-7 or UCS-2), as messages.segments and messages.encoding hold them.';
-grant execute on function herald.message_segments(text) to authenticated, service_role;
+grant execute on function herald.message_segments(text) to service_role;
 
 /** Section - on every message */
 -- Generated, so no writer (RPC, trigger, import, a body re-rendered when its appointment moves)

@@ -58,7 +58,7 @@ end;
 $$;
 comment on function herald.appointment_time_text(timestamptz, text) is 'An instant as a person in the zone reads it, e.g. "Tuesday 3 March, 14:30 CET" (the abbreviation in force then, daylight saving included).';
 revoke execute on function herald.appointment_time_text(timestamptz, text) from public;
-grant execute on function herald.appointment_time_text(timestamptz, text) to authenticated, service_role;
+grant execute on function herald.appointment_time_text(timestamptz, text) to service_role;
 
 -- Every value a placeholder of this contact (and appointment) can take, keyed by its name.
 create function herald.placeholder_values(p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid default null)
@@ -95,7 +95,7 @@ as $$
 $$;
 comment on function herald.fill_placeholders(text, jsonb) is 'Fills each placeholder of the text from p_values (keyed by name) in one pass; a missing value renders empty, a value is never read as a template.';
 revoke execute on function herald.fill_placeholders(text, jsonb) from public;
-grant execute on function herald.fill_placeholders(text, jsonb) to authenticated, service_role;
+grant execute on function herald.fill_placeholders(text, jsonb) to service_role;
 
 create function herald.render_text(p_text text, p_workspace_id uuid, p_contact_id uuid, p_appointment_id uuid default null)
 returns text

@@ -218,7 +218,7 @@ as $$
 $$;
 comment on function herald.fill_content_variables(text, jsonb) is 'A content template''s body with its {{N}} filled from ContentVariables, in one pass; a variable without a value stays {{N}} (Twilio sends the template''s default there).';
 revoke execute on function herald.fill_content_variables(text, jsonb) from public;
-grant execute on function herald.fill_content_variables(text, jsonb) to authenticated, service_role;
+grant execute on function herald.fill_content_variables(text, jsonb) to service_role;
 
 /** Section - the 24-hour window */
 alter table public.contacts add column last_whatsapp_inbound_at timestamptz;
@@ -255,7 +255,7 @@ as $$
 $$;
 comment on function herald.whatsapp_window_open(public.contacts, timestamptz) is 'True while the contact''s last WhatsApp message is less than 24 hours old at p_at: free-form WhatsApp is delivered only then.';
 revoke execute on function herald.whatsapp_window_open(public.contacts, timestamptz) from public;
-grant execute on function herald.whatsapp_window_open(public.contacts, timestamptz) to authenticated, service_role;
+grant execute on function herald.whatsapp_window_open(public.contacts, timestamptz) to service_role;
 
 /** Section - what goes to Twilio */
 -- For the dispatcher, per claimed message: the free-form body, or the template (ContentSid and

@@ -42,7 +42,7 @@ as $$
 $$;
 comment on function herald.past_deadline(timestamptz, timestamptz) is 'True when a message with this deadline may no longer go out at p_at (at or after expires_at); false without a deadline. Queueing, claiming and every deferral compare through it.';
 revoke execute on function herald.past_deadline(timestamptz, timestamptz) from public;
-grant execute on function herald.past_deadline(timestamptz, timestamptz) to authenticated, service_role;
+grant execute on function herald.past_deadline(timestamptz, timestamptz) to service_role;
 
 -- Seconds left, floored so Twilio never holds the message past the deadline, clamped to the
 -- range Twilio accepts (90007 outside 1–36,000).
@@ -57,7 +57,7 @@ as $$
 $$;
 comment on function herald.validity_period_seconds(timestamptz, timestamptz) is 'Twilio''s ValidityPeriod for a message with this deadline sent at p_now: whole seconds left, clamped to 1–36,000; null without a deadline (send no ValidityPeriod).';
 revoke execute on function herald.validity_period_seconds(timestamptz, timestamptz) from public;
-grant execute on function herald.validity_period_seconds(timestamptz, timestamptz) to authenticated, service_role;
+grant execute on function herald.validity_period_seconds(timestamptz, timestamptz) to service_role;
 
 /** Section - appointment reminders expire at the start */
 create function herald.messages_deadline_on_insert() returns trigger

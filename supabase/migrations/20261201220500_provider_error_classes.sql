@@ -152,7 +152,7 @@ as $$
 $$;
 comment on function herald.provider_error_class(integer, integer) is 'How Herald treats a provider error: the row of herald.provider_error_classes for a known code (whatever its HTTP status), else one classed by HTTP status (429 retry_free; 5xx or no answer transient; other 4xx, or an unknown delivery error, permanent).';
 revoke execute on function herald.provider_error_class(integer, integer) from public;
-grant execute on function herald.provider_error_class(integer, integer) to authenticated, service_role;
+grant execute on function herald.provider_error_class(integer, integer) to service_role;
 
 -- A defer_next_day error waits for the start of the next local day (the workspace's zone, as
 -- the daily limit counts days), spread over its first half hour like daily-limit deferrals.
@@ -165,7 +165,7 @@ as $$
 $$;
 comment on function herald.next_local_day(timestamptz, text) is 'Midnight at the start of the next day in the zone, after p_at (daylight saving included).';
 revoke execute on function herald.next_local_day(timestamptz, text) from public;
-grant execute on function herald.next_local_day(timestamptz, text) to authenticated, service_role;
+grant execute on function herald.next_local_day(timestamptz, text) to service_role;
 
 /** Section - for apps */
 create view public.provider_errors with (security_invoker = true) as

@@ -99,7 +99,7 @@ as $$
 $$;
 comment on function herald.latest_consent(uuid, public.channel) is 'The contact''s latest consent status on a channel, or null if none was ever recorded. Security invoker: a member sees only their workspace''s.';
 revoke execute on function herald.latest_consent(uuid, public.channel) from public;
-grant execute on function herald.latest_consent(uuid, public.channel) to authenticated, service_role;
+grant execute on function herald.latest_consent(uuid, public.channel) to service_role;
 
 -- Why a message of this category may not go to this contact on this channel for lack of consent,
 -- or null. Opt-outs, deletion and takeover are herald.contact_block_reason()'s; this is only the
@@ -166,6 +166,7 @@ declare
   v_status public.consent_status;
   v_source public.consent_source;
 begin
+  perform herald.require_user();
   if record_consent.channel is null or record_consent.channel not in ('sms', 'whatsapp') then
     raise exception 'unknown channel "%"', record_consent.channel using errcode = '22023', hint = 'Use sms or whatsapp.';
   end if;

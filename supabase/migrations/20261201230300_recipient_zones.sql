@@ -54,7 +54,7 @@ as $$
   limit 1
 $$;
 comment on function herald.phone_zones(text) is 'The IANA zones an E.164 number may be in (its longest known prefix), or null when the number''s country is unknown.';
-grant execute on function herald.phone_zones(text) to authenticated, service_role;
+grant execute on function herald.phone_zones(text) to service_role;
 
 -- The ISO 3166-2 regions of a North American number (+1 and a known area code), or null.
 create function herald.phone_regions(p_phone text) returns text[]
@@ -65,7 +65,7 @@ as $$
   select a.regions from herald.nanp_area_codes a where p_phone like '+1%' and a.area_code = substr(p_phone, 3, 3)
 $$;
 comment on function herald.phone_regions(text) is 'The ISO 3166-2 regions (US-FL, CA-QC…) of a North American number by its area code; null for other numbers.';
-grant execute on function herald.phone_regions(text) to authenticated, service_role;
+grant execute on function herald.phone_regions(text) to service_role;
 
 -- PL/pgSQL, not SQL: inlined into a caller's query, the SQL form evaluated the workspace look-up
 -- for every row, several times slower per message.
@@ -83,4 +83,4 @@ begin
 end;
 $$;
 comment on function herald.contact_zones(public.contacts) is 'Every zone the contact may be in: its timezone when set; else the zones of its number (several when the number''s area or country spans zones); else the workspace''s zone.';
-grant execute on function herald.contact_zones(public.contacts) to authenticated, service_role;
+grant execute on function herald.contact_zones(public.contacts) to service_role;

@@ -116,7 +116,7 @@ begin
 end;
 $$;
 comment on function herald.next_open_instant(text[], time[], time[], timestamptz) is 'The earliest instant at or after p_at that lies outside every quiet window (local start → end, possibly across midnight) in every zone; null when none does within 8 days.';
-grant execute on function herald.next_open_instant(text[], time[], time[], timestamptz) to authenticated, service_role;
+grant execute on function herald.next_open_instant(text[], time[], time[], timestamptz) to service_role;
 
 create function herald.allowed_send_time(p_contact public.contacts, p_category public.message_category,
                                          p_workspace public.workspaces, p_at timestamptz) returns timestamptz
@@ -147,4 +147,4 @@ begin
 end;
 $$;
 comment on function herald.allowed_send_time(public.contacts, public.message_category, public.workspaces, timestamptz) is 'The earliest instant at or after p_at at which this message may be sent in every zone the contact may be in: inside the workspace''s window and, for marketing, every legal rule that applies to the number. Transactional messages follow the workspace''s window (and rules written for them) only. Falls back to the workspace''s zone when the number''s zones share no open instant; null when even that has none within 8 days (a workspace window outside the legal hours).';
-grant execute on function herald.allowed_send_time(public.contacts, public.message_category, public.workspaces, timestamptz) to authenticated, service_role;
+grant execute on function herald.allowed_send_time(public.contacts, public.message_category, public.workspaces, timestamptz) to service_role;

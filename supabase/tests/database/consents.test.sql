@@ -23,8 +23,11 @@ select results_eq(format($$ select workspace_id, contact_id, channel::text, stat
   format($$ values (%L::uuid, %L::uuid, 'sms', 'opted_in', 'form', 'Checked "Text me offers" at https://example.com/signup', %L) $$,
          :'ws', :'ann', tests.get_user_id('cam')),
   'an agent records an opt-in the app collected, with its proof and the agent as actor');
+-- An internal: Herald's functions call it, members do not.
+select tests.clear_authentication();
 select is(herald.latest_consent(:'ann', 'sms'), 'opted_in', 'herald.latest_consent: the contact''s standing on that channel');
 select is(herald.latest_consent(:'ann', 'whatsapp'), null, 'and none on a channel nothing was recorded for');
+select tests.authenticate_as('cam');
 select throws_ok(format($$ select record_consent(%L, 'sms', 'opted_in', 'form', '  ') $$, :'ann'), '22023', 'an opt-in needs its proof',
   'an opt-in without proof is refused');
 select throws_ok(format($$ select record_consent(%L, 'sms', 'opted_in', 'keyword', 'START') $$, :'ann'), '22023', null,

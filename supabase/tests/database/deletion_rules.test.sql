@@ -6,7 +6,7 @@
 -- an agent) and the outcome is proved row by row. (The RPCs over these rules and preview_delete:
 -- deletion_rpcs.test.sql; the housekeeping jobs: housekeeping.test.sql.)
 begin;
-select plan(75);
+select plan(77);
 
 select tests.create_user('erin');
 select tests.create_user('finn');
@@ -359,6 +359,25 @@ select results_eq(format($$ select c.opted_out_at is not null, m.status::text, m
                             from contacts c join messages m on m.contact_id = c.id where m.id = %L $$, :'m_twin'),
   $$ values (true, 'cancelled', 'contact_opted_out') $$,
   'the live contact with the same number opts out too, and its pending message is cancelled');
+-- It opts back in as a number too: START from it (apply_inbound sets herald.opt_in for its update
+-- of the live contact) clears the old row's opt-out as well, or erasing the old row later would
+-- put the number back on the suppression list under the contact that said START.
+select tests.authenticate_as_service_role();
+select set_config('herald.opt_in', 'on', true);
+update contacts set opted_out_at = null where id = :'c_twin';
+select set_config('herald.opt_in', '', true);
+select tests.clear_authentication();
+select results_eq(format($$ select id, opted_out_at is null from contacts where id in (%L, %L) order by first_name $$, :'c_twin_old', :'c_twin'),
+  format($$ values (%L::uuid, true), (%L::uuid, true) $$, :'c_twin_old', :'c_twin'),
+  'START from the number opts every row with it back in, the soft-deleted one included');
+select tests.authenticate_as('gus');
+select schedule_message(:'c_twin', 'welcome back', now() + interval '1 day') as m_back \gset
+select tests.authenticate_as('erin');
+select delete_contact(:'c_twin_old', true) \gset
+select tests.clear_authentication();
+select results_eq(format($$ select herald.is_suppressed(%L, '+14155550106'), (select status::text from messages where id = %L) $$, :'ws', :'m_back'),
+  $$ values (false, 'scheduled') $$,
+  'so erasing the old row does not suppress the number again: the message to the contact who said START stays scheduled');
 select tests.authenticate_as('gus');
 
 /** Section - a direct delete (not through the RPC) obeys the same rules (herald.contacts_before_delete) */

@@ -1,8 +1,8 @@
 -- Herald's setup (…_herald_setup.sql): the private herald schema that anon cannot reach into,
--- the extensions, and the helpers later migrations use: IANA time zone names
--- (herald.is_iana_time_zone, herald.check_time_zone) and herald.touch_updated_at.
+-- the extensions (moddatetime keeps every updated_at current), and the helpers later migrations
+-- use: IANA time zone names (herald.is_iana_time_zone, herald.check_time_zone).
 begin;
-select plan(8);
+select plan(10);
 
 /** Section - the schema and the extensions */
 select results_eq(
@@ -11,9 +11,25 @@ select results_eq(
   'anon cannot even look into herald; members may, for the helpers policies call');
 select results_eq(
   $$ select e.extname::text collate "default", n.nspname::text collate "default" from pg_extension e join pg_namespace n on n.oid = e.extnamespace
-     where e.extname in ('pgcrypto', 'pg_cron') order by 1 $$,
-  $$ values ('pg_cron', 'pg_catalog'), ('pgcrypto', 'extensions') $$,
-  'pgcrypto lives in extensions and pg_cron in pg_catalog, as on Supabase');
+     where e.extname in ('pgcrypto', 'pg_cron', 'moddatetime') order by 1 $$,
+  $$ values ('moddatetime', 'extensions'), ('pg_cron', 'pg_catalog'), ('pgcrypto', 'extensions') $$,
+  'pgcrypto and moddatetime live in extensions and pg_cron in pg_catalog, as on Supabase');
+
+/** Section - a function starts closed */
+-- Default privileges of the role that runs the migrations: a function it creates later is
+-- executable by nobody else until granted by name (PostgreSQL's own default would let PUBLIC,
+-- and so anon, call it).
+create function herald.created_later() returns integer language sql as $$ select 1 $$;
+create function public.created_later() returns integer language sql as $$ select 1 $$;
+select results_eq(
+  $$ select r, has_function_privilege(r, 'herald.created_later()', 'execute'), has_function_privilege(r, 'public.created_later()', 'execute')
+     from unnest(array['anon', 'authenticated']) r $$,
+  $$ values ('anon'::text, false, false), ('authenticated', false, true) $$,
+  'a new function in herald is closed to anon and members; a new one in public to anon (members keep Supabase''s default there)');
+select is((select count(*)::int from pg_default_acl d where d.defaclrole = current_user::regrole and d.defaclnamespace = 0
+           and d.defaclobjtype = 'f' and not exists (select 1 from aclexplode(d.defaclacl) a where a.grantee = 0)), 1,
+  'it is the global default of the migration role that no longer lets PUBLIC execute functions');
+drop function herald.created_later(), public.created_later();
 
 /** Section - time zone names */
 select results_eq(
@@ -37,7 +53,7 @@ insert into workspace_members (workspace_id, user_id, role) values (:'ws', tests
 select tests.authenticate_as('tom');
 update workspaces set name = 'Touched Co, renamed' where id = :'ws';
 select tests.clear_authentication();
-select is((select updated_at from workspaces where id = :'ws'), now(), 'herald.touch_updated_at sets updated_at when an owner renames the workspace');
+select is((select updated_at from workspaces where id = :'ws'), now(), 'moddatetime sets updated_at when an owner renames the workspace');
 
 select * from finish();
 rollback;

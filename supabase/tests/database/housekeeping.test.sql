@@ -1,10 +1,10 @@
--- Housekeeping (…_housekeeping.sql): cleanup_stale_senders removes senders that never got a
--- number or connection, with their groups and campaign links, re-binding or cancelling their
--- messages; herald.purge_deleted_contacts hard-deletes contacts soft-deleted past retention; both
+-- Housekeeping (…_housekeeping.sql): cleanup_stale_senders (and herald.delete_stale_senders,
+-- which does the delete) removes senders that never got a number or connection, with their
+-- groups and campaign links, re-binding or cancelling their messages; herald.purge_deleted_contacts hard-deletes contacts soft-deleted past retention; both
 -- run from pg_cron. Acted as real members: erin owns the workspace, gus is an agent, hal owns
 -- another.
 begin;
-select plan(17);
+select plan(22);
 
 select tests.create_user(u) from unnest(array['erin', 'gus', 'hal']) u;
 select tests.get_user_id('erin') as erin, tests.get_user_id('gus') as gus \gset
@@ -54,10 +54,19 @@ select is((select count(*)::int from whatsapp_groups where sender_id = :'stale')
   'the stale sender''s groups and campaign links went with it');
 select results_eq(format($$ select status::text, cancel_reason::text from messages where id = %L $$, :'m_stale'),
   $$ values ('cancelled', 'sender_deleted') $$, 'and its pending message was cancelled (sender_deleted)');
+select throws_ok($$ select cleanup_stale_senders() $$, '42501', 'not signed in',
+  'without a JWT the RPC cleans up nothing: it is not signed in');
+select is((select count(*)::int from senders where id = :'hal_stale'), 1, 'the other workspace''s stale sender is still there');
 select tests.authenticate_as_service_role();
-select is(cleanup_stale_senders(), 1, 'the service role (cron) cleans up every workspace');
+select is(cleanup_stale_senders(), 1, 'the service role cleans up every workspace');
 select tests.clear_authentication();
 select is((select count(*)::int from senders where id = :'hal_stale'), 0, 'including the other workspace''s stale sender');
+insert into senders (workspace_id, channel, status, created_at)
+values (:'ws_hal', 'whatsapp', 'disconnected', now() - interval '3 days') returning id as hal_stale2 \gset
+select is(herald.delete_stale_senders('1 day'), 1, 'herald.delete_stale_senders (the cron job''s) cleans up every workspace');
+select results_eq(format($$ select actor from deletion_log where entity_id = %L $$, :'hal_stale2'), $$ values ('cron'::text) $$,
+  'as cron');
+select throws_ok($$ select herald.delete_stale_senders(null) $$, '22023', null, 'and wants an interval too');
 
 /** Section - purge of soft-deleted contacts past retention, and the cron jobs */
 select tests.authenticate_as('erin');
@@ -80,7 +89,7 @@ select results_eq(format($$ select mode, actor from deletion_log where entity_id
 select is((select count(*)::int from messages where id = :'p_msg'), 0, 'with its messages');
 select results_eq(
   $$ select jobname::text collate "default", command from cron.job where jobname in ('herald-purge-deleted-contacts', 'herald-cleanup-stale-senders') order by jobname $$,
-  $$ values ('herald-cleanup-stale-senders'::text, 'select public.cleanup_stale_senders()'::text),
+  $$ values ('herald-cleanup-stale-senders'::text, 'select herald.delete_stale_senders(''1 day'')'::text),
             ('herald-purge-deleted-contacts', 'select herald.purge_deleted_contacts()') $$,
   'both housekeeping jobs are scheduled in pg_cron');
 select tests.authenticate_as('erin');

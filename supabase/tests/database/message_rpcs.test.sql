@@ -1,10 +1,12 @@
 -- The message RPCs (…_message_rpcs.sql): schedule_message, cancel_message and enroll_contact
--- as real users, with every refusal; and the checks they share: herald.member_contact and
--- herald.member_message (an unknown id and another workspace's give the same P0002),
+-- as real users, with every refusal; and the checks they share: herald.member_contact,
+-- herald.member_message, herald.member_sequence and herald.member_workspace (no user: 42501
+-- before anything is read; an unknown id and another workspace's give the same P0002, through
+-- herald.require_member),
 -- herald.sendable_contact and herald.contact_block_reason (why Herald may not message a contact,
 -- the one definition queueing and claiming use too).
 begin;
-select plan(37);
+select plan(50);
 
 select tests.create_user('ivy');
 select tests.create_user('jay');
@@ -117,8 +119,30 @@ select is((herald.member_message(:'m1')).id, :'m1'::uuid, 'member_message: a mes
 select set_config('request.jwt.claims', json_build_object('sub', tests.get_user_id('kim'), 'role', 'authenticated')::text, true);
 select throws_ok(format($$ select herald.member_message(%L) $$, :'m1'), 'P0002', format('message %s not found', :'m1'),
   'to another workspace''s member the message is not found');
+select set_config('request.jwt.claims', json_build_object('sub', :'jay', 'role', 'authenticated')::text, true);
+select is((herald.member_sequence(:'q_drip')).id, :'q_drip'::uuid, 'member_sequence: an agent gets a sequence of her workspace');
+select throws_ok(format($$ select herald.member_sequence(%L, 'admin') $$, :'q_drip'), '42501', null,
+  'but not where the call needs an admin');
+select throws_ok($$ select herald.member_sequence(null) $$, '22023', 'sequence_id is required', 'and no id is a bad parameter');
+select is((herald.member_workspace(:'ws2')).name, 'RPC Co', 'member_workspace: an agent gets her workspace');
+select throws_ok(format($$ select herald.member_workspace(%L, 'admin') $$, :'ws2'), '42501',
+  'not a member of this workspace with role admin or higher', 'but not where the call needs an admin');
+select throws_ok(format($$ select herald.member_workspace(%L) $$, :'ws_k'), 'P0002', format('workspace %s not found', :'ws_k'),
+  'another workspace is not found');
+select throws_ok($$ select herald.member_workspace(null) $$, '22023', 'workspace_id is required', 'and no id is a bad parameter');
+select throws_ok(format($$ select herald.require_member(%L, 'agent', 'campaign', %L) $$, :'ws_k', :'b'), 'P0002',
+  format('campaign %s not found', :'b'), 'require_member: a workspace not hers is "not found", naming what was looked for');
+select throws_ok(format($$ select herald.require_member(null, 'agent', 'campaign', %L) $$, :'b'), 'P0002', null,
+  'as is no workspace at all (the row was not there)');
+select set_config('request.jwt.claims', json_build_object('sub', tests.get_user_id('kim'), 'role', 'authenticated')::text, true);
+select throws_ok(format($$ select herald.member_sequence(%L) $$, :'q_drip'), 'P0002', format('sequence %s not found', :'q_drip'),
+  'to another workspace''s member the sequence is not found');
 select set_config('request.jwt.claims', '', true);
-select throws_ok(format($$ select herald.member_contact(%L) $$, :'b'), 'P0002', null, 'without a user, nothing is found');
+select throws_ok(format($$ select herald.member_contact(%L) $$, :'b'), '42501', 'not signed in',
+  'without a user, every lookup stops before reading anything: member_contact');
+select throws_ok(format($$ select herald.member_message(%L) $$, :'m1'), '42501', 'not signed in', '… member_message');
+select throws_ok(format($$ select herald.member_sequence(%L) $$, :'q_drip'), '42501', 'not signed in', '… member_sequence');
+select throws_ok($$ select herald.member_workspace(null) $$, '42501', 'not signed in', '… member_workspace, even without an id');
 
 select * from finish();
 rollback;

@@ -93,6 +93,12 @@ where workspace_id = :'ws' and status = 'queued' and abs(hashtext(id::text)) % 2
 insert into message_attempts (workspace_id, message_id, attempt_no, provider_sid)
 select workspace_id, id, 1, 'SM' || md5(id::text) from messages where workspace_id = :'ws' and status = 'sending';
 update messages set status = 'sent', lease_expires_at = null, sent_at = now() where workspace_id = :'ws' and status = 'sending';
+-- and the provider reports some of it undelivered or failed afterwards: sequence steps among
+-- them had already scheduled their next step, which stopping the enrollment must cancel
+update messages set status = 'undelivered', failed_at = now(), last_error_code = 30003
+where workspace_id = :'ws' and status = 'sent' and abs(hashtext(id::text || 'u')) % 4 = 0;
+update messages set status = 'failed', failed_at = now(), last_error_code = 30008
+where workspace_id = :'ws' and status = 'sent' and abs(hashtext(id::text || 'u')) % 4 = 1;
 
 -- every kind of deletion
 select tests.authenticate_as('yan');
@@ -132,9 +138,12 @@ select results_eq(
                    (select count(*) from deletion_log where workspace_id = %1$L and mode = 'hard') >= 10,
                    (select count(*) from deletion_log where workspace_id = %2$L and entity = 'workspace') = 1,
                    (select count(*) from messages where workspace_id = %1$L and status = 'sent') > 10,
-                   (select count(*) from messages where workspace_id = %1$L and status = 'cancelled') > 10 $$, :'ws', :'ws_gone'),
-  $$ values (true, true, true, true, true) $$,
-  'the dataset went through soft and hard deletes of every kind, with sent and cancelled history');
+                   (select count(*) from messages where workspace_id = %1$L and status = 'cancelled') > 10,
+                   (select count(*) from messages m join sequence_enrollments e on e.id = m.enrollment_id
+                    where m.workspace_id = %1$L and m.cancel_reason = 'sequence_stopped'
+                      and e.stopped_reason in ('step_undelivered_30003', 'step_failed_30008')) > 0 $$, :'ws', :'ws_gone'),
+  $$ values (true, true, true, true, true, true) $$,
+  'the dataset went through soft and hard deletes of every kind, with sent and cancelled history, and steps that went out then failed');
 
 /** Section - the checks can find what they look for */
 -- an orphan planted behind a foreign key added NOT VALID (which does not check existing rows)

@@ -1,6 +1,7 @@
 -- Randomized: 2,000 random operations on two workspaces (create, schedule, enroll, soft delete,
 -- restore, hard delete, opt out and in, take over and release, senders, sequences, appointments,
--- marking messages sent, cancelling, queueing), checking after EACH one that
+-- marking messages sent, the provider reporting them delivered, undelivered or failed,
+-- cancelling, queueing), checking after EACH one that
 --   no scheduled or queued message belongs to a deleted, opted-out or human-controlled contact,
 --   no active enrollment does, no pending message hangs on a stopped enrollment or on an
 --   appointment that is no longer scheduled, no pending reminder is past its deadline or expires
@@ -9,8 +10,13 @@
 -- and that every RPC accepts or refuses exactly as its contract says for the state at hand.
 --
 -- The generator is seeded: set `herald.test_seed` (e.g. PGOPTIONS='-c herald.test_seed=42') to
--- replay a run; otherwise a seed is drawn and printed with diag() when anything fails.
--- Ids are picked through arrays in creation order, never by uuid order, so a seed replays.
+-- replay a run; otherwise a seed is drawn. It is printed first, so a failure shows it even if
+-- the file dies half-way. Ids are picked through arrays in creation order, never by uuid order,
+-- and each pick is drawn into a variable before the statement that uses it (random() in a WHERE
+-- clause is drawn once per row scanned, as many times as the plan happens to scan), so a seed
+-- replays. What the assertions at the end count holds for every seed: every 20th
+-- operation sends a message to a new contact (the random ones may go a whole run without a
+-- sender to send from), so at least 100 go out in any run.
 -- RPCs run with the workspace owner's JWT claims; the dispatcher's and the app's direct writes
 -- run as postgres (for speed: 2,000 operations and checks in a few seconds).
 begin;
@@ -21,6 +27,7 @@ select tests.create_user('rnd_owner_2');
 
 select coalesce(nullif(current_setting('herald.test_seed', true), ''), floor(random() * 2147483647)::bigint::text)::bigint as seed \gset
 select setseed(:seed / 2147483648.0);
+select diag(format('randomized: seed %s; replay with PGOPTIONS=''-c herald.test_seed=%s''', :seed, :seed));
 
 create temp table rnd_failures (op integer, kind text, detail text);
 create temp table rnd_stats (kind text primary key, done integer not null default 0, refused integer not null default 0);
@@ -31,6 +38,42 @@ create temp table rnd_sent (op integer primary key);
 create function pg_temp.act_as(p_user uuid) returns void
 language sql as $$
   select set_config('request.jwt.claims', json_build_object('sub', p_user, 'role', 'authenticated')::text, true)
+$$;
+
+-- The dispatcher's way of sending a pending message: queued, claimed (re-checking the contact,
+-- as the claim does), one attempt, sent. True if it went out.
+create function pg_temp.send_now(p_id uuid, p_op integer) returns boolean
+language plpgsql as $$
+declare
+  v_m public.messages;
+begin
+  select * into v_m from public.messages where id = p_id;
+  if v_m.status = 'scheduled' then
+    update public.messages set status = 'queued' where id = p_id;
+  end if;
+  update public.messages m set status = 'sending', lease_expires_at = now() + interval '2 minutes', attempts = attempts + 1
+  from public.contacts c
+  where m.id = p_id and c.workspace_id = m.workspace_id and c.id = m.contact_id
+    and c.deleted_at is null and c.opted_out_at is null and c.controlled_by = 'automation';
+  if not found then
+    return false;
+  end if;
+  insert into rnd_sent values (p_op);
+  insert into public.message_attempts (workspace_id, message_id, attempt_no, provider_sid)
+  values (v_m.workspace_id, p_id, v_m.attempts + 1, 'SM' || md5(p_id::text || p_op));
+  update public.messages
+  set status = 'sent', lease_expires_at = null, sent_at = now() + make_interval(mins => floor(random() * 600)::integer)
+  where id = p_id;
+  return true;
+end;
+$$;
+
+-- The pool with the enrollment's scheduled step added, if it has one the pool lacks: an
+-- enrollment schedules its first step, a step sent schedules the next.
+create function pg_temp.with_scheduled_step(p_pool uuid[], p_enrollment_id uuid) returns uuid[]
+language sql as $$
+  select p_pool || array(select m.id from public.messages m
+                         where m.enrollment_id = p_enrollment_id and m.status = 'scheduled' and not m.id = any (p_pool))
 $$;
 
 -- The foreign keys with orphans, as text, or null: tests.orphan_check_sql() (every foreign key
@@ -103,8 +146,8 @@ declare
     'create_contact', 'schedule', 'enroll', 'soft_delete', 'restore', 'hard_delete', 'opt_out', 'opt_in',
     'take_over', 'release', 'create_sender', 'delete_sender', 'create_sequence', 'archive_sequence',
     'delete_sequence', 'create_appointment', 'move_appointment', 'end_appointment', 'delete_appointment',
-    'mark_sent', 'cancel_message', 'queue_message'];
-  v_weights constant integer[] := array[12, 16, 9, 5, 4, 3, 4, 2, 3, 2, 3, 2, 3, 1, 1, 5, 4, 2, 2, 12, 3, 4];
+    'mark_sent', 'cancel_message', 'queue_message', 'report_outcome'];
+  v_weights constant integer[] := array[12, 16, 9, 5, 4, 3, 4, 2, 3, 2, 3, 2, 3, 1, 1, 5, 4, 2, 2, 12, 3, 4, 4];
   v_total integer := (select sum(w) from unnest(v_weights) w);
   v_ws uuid[] := array[current_setting('herald.rnd_ws1')::uuid, current_setting('herald.rnd_ws2')::uuid];
   v_owner uuid[] := array[tests.get_user_id('rnd_owner_1'), tests.get_user_id('rnd_owner_2')];
@@ -143,7 +186,7 @@ begin
       v_r := v_r - v_weights[v_k];
       exit when v_r < 0;
     end loop;
-    v_kind := v_kinds[v_k];
+    v_kind := case when v_i % 20 = 0 then 'send_new' else v_kinds[v_k] end;
     v_w := 1 + floor(random() * 2)::integer;
     v_expect := null;
     v_got := null;
@@ -169,6 +212,42 @@ begin
 
     begin
       case v_kind
+      when 'send_new' then
+        -- The guaranteed send: a new contact of a number never used, a message to it (step 1 of
+        -- an active sequence when the workspace has one), a default sender if there is none
+        -- (as the app would connect one), and the dispatcher's way out.
+        if not exists (select 1 from public.senders s where s.workspace_id = v_ws[v_w] and s.channel = 'sms'
+                       and s.is_default and s.phone_number is not null) then
+          insert into public.senders (workspace_id, channel, phone_number, status, is_default)
+          values (v_ws[v_w], 'sms', '+1500666' || lpad(v_i::text, 4, '0'), 'connected', true)
+          returning id into v_id;
+          v_senders := v_senders || v_id;
+        end if;
+        insert into public.contacts (workspace_id, phone, first_name) values (v_ws[v_w], '+1415666' || lpad(v_i::text, 4, '0'), 'New')
+        returning id into v_id;
+        v_contacts := v_contacts || v_id;
+        v_contact_ws := v_contact_ws || v_w;
+        -- (the generator's sequences have steps, all SMS)
+        select s.id into v_id2 from unnest(v_sequences, v_sequence_ws) with ordinality x(id, w, n)
+        join public.sequences s on s.id = x.id and s.status = 'active'
+        where x.w = v_w order by x.n limit 1;
+        begin
+          if v_id2 is not null and random() < 0.5 then
+            v_messages := pg_temp.with_scheduled_step(v_messages, public.enroll_contact(v_id2, v_id));
+          else
+            v_messages := v_messages || public.schedule_message(v_id, 'new ' || v_i, now());
+          end if;
+          v_id2 := v_messages[cardinality(v_messages)];
+          if not pg_temp.send_now(v_id2, v_i) then
+            v_got := 'not sent';
+            v_msg := 'a message to a new contact, with a sender, did not go out';
+          end if;
+          v_messages := pg_temp.with_scheduled_step(v_messages, (select m.enrollment_id from public.messages m where m.id = v_id2));
+        exception when others then
+          v_got := sqlstate;
+          v_msg := sqlerrm;
+        end;
+
       when 'create_contact' then
         begin
           insert into public.contacts (workspace_id, phone, first_name, last_name)
@@ -221,12 +300,7 @@ begin
             when v_s.status <> 'active' then '55000'
           end;
           begin
-            v_id2 := public.enroll_contact(v_sequences[v_k], v_id);
-            select m.id into v_id2 from public.messages m
-            where m.enrollment_id = v_id2 and m.status = 'scheduled' and not m.id = any (v_messages);
-            if v_id2 is not null then
-              v_messages := v_messages || v_id2;
-            end if;
+            v_messages := pg_temp.with_scheduled_step(v_messages, public.enroll_contact(v_sequences[v_k], v_id));
           exception when others then
             v_got := sqlstate;
             v_msg := sqlerrm;
@@ -298,8 +372,9 @@ begin
             delete from public.senders where id = v_id;
           else
             -- a pending message claimed through it and reaped back to the queue first
+            v_id2 := v_messages[1 + floor(random() * greatest(cardinality(v_messages), 1))::integer];
             update public.messages set sender_id = v_id
-            where id = v_messages[1 + floor(random() * greatest(cardinality(v_messages), 1))::integer]
+            where id = v_id2
               and status in ('scheduled', 'queued')
               and workspace_id = (select s.workspace_id from public.senders s where s.id = v_id);
             delete from public.senders where id = v_id;
@@ -318,12 +393,13 @@ begin
         v_sequence_ws := v_sequence_ws || v_w;
       when 'archive_sequence' then
         if cardinality(v_sequences) > 0 then
-          update public.sequences set status = 'archived'
-          where id = v_sequences[1 + floor(random() * cardinality(v_sequences))::integer];
+          v_id := v_sequences[1 + floor(random() * cardinality(v_sequences))::integer];
+          update public.sequences set status = 'archived' where id = v_id;
         end if;
       when 'delete_sequence' then
         if cardinality(v_sequences) > 0 then
-          delete from public.sequences where id = v_sequences[1 + floor(random() * cardinality(v_sequences))::integer];
+          v_id := v_sequences[1 + floor(random() * cardinality(v_sequences))::integer];
+          delete from public.sequences where id = v_id;
         end if;
 
       when 'create_appointment' then
@@ -348,17 +424,21 @@ begin
         end if;
       when 'move_appointment' then
         if cardinality(v_appointments) > 0 then
-          update public.appointments set starts_at = starts_at + make_interval(hours => floor(random() * 120)::integer - 48)
-          where id = v_appointments[1 + floor(random() * cardinality(v_appointments))::integer];
+          v_id := v_appointments[1 + floor(random() * cardinality(v_appointments))::integer];
+          v_r := floor(random() * 120)::integer - 48;
+          update public.appointments set starts_at = starts_at + make_interval(hours => v_r) where id = v_id;
         end if;
       when 'end_appointment' then
         if cardinality(v_appointments) > 0 then
-          update public.appointments set status = case when random() < 0.5 then 'cancelled' else 'completed' end::public.appointment_status
-          where id = v_appointments[1 + floor(random() * cardinality(v_appointments))::integer];
+          v_id := v_appointments[1 + floor(random() * cardinality(v_appointments))::integer];
+          update public.appointments
+          set status = case when random() < 0.5 then 'cancelled' else 'completed' end::public.appointment_status
+          where id = v_id;
         end if;
       when 'delete_appointment' then
         if cardinality(v_appointments) > 0 then
-          delete from public.appointments where id = v_appointments[1 + floor(random() * cardinality(v_appointments))::integer];
+          v_id := v_appointments[1 + floor(random() * cardinality(v_appointments))::integer];
+          delete from public.appointments where id = v_id;
         end if;
 
       when 'mark_sent', 'cancel_message', 'queue_message' then
@@ -402,31 +482,30 @@ begin
           elsif v_kind = 'queue_message' and v_m.status = 'scheduled' then
             update public.messages set status = 'queued' where id = v_id;
           elsif v_kind = 'mark_sent' and v_m.status in ('scheduled', 'queued') then
-            -- the dispatcher's way: claim (re-checking the contact), send, record
-            if v_m.status = 'scheduled' then
-              update public.messages set status = 'queued' where id = v_id;
-            end if;
-            update public.messages m set status = 'sending', lease_expires_at = now() + interval '2 minutes', attempts = attempts + 1
-            from public.contacts c
-            where m.id = v_id and c.workspace_id = m.workspace_id and c.id = m.contact_id
-              and c.deleted_at is null and c.opted_out_at is null and c.controlled_by = 'automation';
-            if found then
-              insert into rnd_sent values (v_i);
-              insert into public.message_attempts (workspace_id, message_id, attempt_no, provider_sid)
-              values (v_m.workspace_id, v_id, v_m.attempts + 1, 'SM' || md5(v_id::text || v_i));
-              update public.messages
-              set status = 'sent', lease_expires_at = null, sent_at = now() + make_interval(mins => floor(random() * 600)::integer)
-              where id = v_id;
-              -- the next step, if the sequence has one, joins the pool
-              select m.id into v_id2 from public.messages m
-              where m.enrollment_id = v_m.enrollment_id and m.status = 'scheduled' and not m.id = any (v_messages);
-              if v_id2 is not null then
-                v_messages := v_messages || v_id2;
-              end if;
+            if pg_temp.send_now(v_id, v_i) then
+              v_messages := pg_temp.with_scheduled_step(v_messages, v_m.enrollment_id);
             end if;
           elsif v_kind = 'mark_sent' and v_m.status = 'sent' then
             update public.messages set status = 'delivered', delivered_at = now() where id = v_id;
           end if;
+        end if;
+
+      when 'report_outcome' then
+        -- The provider's later word on a message that went out: delivered, or undelivered or
+        -- failed (a sequence step that already scheduled the next one stops its enrollment).
+        for v_k in 1 .. 10 loop
+          v_id := v_messages[1 + floor(random() * greatest(cardinality(v_messages), 1))::integer];
+          exit when exists (select 1 from public.messages m where m.id = v_id and m.status = 'sent');
+          v_id := null;
+        end loop;
+        if v_id is not null then
+          v_r := floor(random() * 4)::integer;
+          update public.messages
+          set status = (array['delivered', 'delivered', 'undelivered', 'failed'])[1 + v_r]::public.message_status,
+              delivered_at = case when v_r < 2 then now() end,
+              failed_at = case when v_r >= 2 then now() end,
+              last_error_code = (array[null, null, 30003, 30008])[1 + v_r]
+          where id = v_id;
         end if;
       end case;
     exception when others then
@@ -459,15 +538,14 @@ select is_empty($$ select op, kind, detail from rnd_failures $$,
 select is((select count(*)::int from rnd_log), 2000, 'all 2,000 operations ran');
 select is_empty($$ select k from unnest(array['create_contact', 'schedule', 'enroll', 'soft_delete', 'restore', 'hard_delete',
                     'opt_out', 'take_over', 'delete_sender', 'archive_sequence', 'delete_sequence', 'move_appointment',
-                    'end_appointment', 'delete_appointment', 'mark_sent', 'cancel_message']) k
+                    'end_appointment', 'delete_appointment', 'mark_sent', 'cancel_message', 'report_outcome', 'send_new']) k
                    where not exists (select 1 from rnd_stats s where s.kind = k and s.done > 0) $$,
   'every kind of operation succeeded at least once');
 select is_empty($$ select k from unnest(array['schedule', 'enroll', 'soft_delete', 'restore']) k
                    where not exists (select 1 from rnd_stats s where s.kind = k and s.refused > 0) $$,
   'and the RPCs were also seen refusing');
--- An appointment moved into the past expires its pending reminders, so fewer are left to send
--- than the operations schedule; 50 still proves sending was exercised throughout.
-select cmp_ok((select count(*)::int from rnd_sent), '>=', 50, 'at least 50 messages went out along the way');
+select cmp_ok((select count(*)::int from rnd_sent), '>=', 100,
+  'at least 100 messages went out along the way (every 20th operation sends one, whatever the seed)');
 -- checked once at the end, being heavier: the suppression list, and the ledger against the messages
 select is_empty($$ select m.id from messages m join contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
                    where m.status in ('scheduled', 'queued') and herald.is_suppressed(c.workspace_id, c.phone) $$,

@@ -1,10 +1,10 @@
 -- Tenancy (…_workspaces.sql): members see and change their workspace; nobody else sees or
 -- changes anything. create_workspace makes its caller the owner; the membership helpers every
 -- policy and RPC uses (herald.role_rank, herald.my_workspace_ids, herald.has_role,
--- herald.require_role) answer for the caller's JWT; a workspace keeps an owner
+-- herald.require_user, herald.require_role) answer for the caller's JWT; a workspace keeps an owner
 -- (herald.keep_an_owner).
 begin;
-select plan(33);
+select plan(37);
 
 select tests.create_user('alice');
 select tests.create_user('bob');
@@ -83,12 +83,20 @@ select results_eq(
          :'alice_ws', :'carol_ws'),
   $$ values (true, false, true, false) $$,
   'has_role: true with the role or a higher one, false below it or outside');
+-- The rest are called only by the RPCs, which are security definer: as their owner, with the
+-- member's JWT claims (members themselves may not call them, see catalog.test.sql).
+select set_config('role', 'postgres', true);
 select lives_ok(format($$ select herald.require_role(%L) $$, :'alice_ws'), 'require_role lets a member through');
 select throws_ok(format($$ select herald.require_role(%L, 'admin') $$, :'alice_ws'), '42501',
   'not a member of this workspace with role admin or higher', 'and stops her where the call needs an admin');
+select is(herald.require_user(), tests.get_user_id('carol'), 'require_user: the caller''s own id');
 select set_config('request.jwt.claims', '{"role": "authenticated"}', true);
+select throws_ok($$ select herald.require_user() $$, '42501', 'not signed in', 'a token without a user is not signed in');
 select throws_ok(format($$ select herald.require_role(%L) $$, :'alice_ws'), '42501', 'not signed in',
-  'a token without a user is not signed in');
+  'so require_role stops it before looking at the workspace');
+select throws_ok($$ select create_workspace('Nobody Co') $$, '42501', 'not signed in', 'and nobody creates a workspace');
+select tests.clear_authentication();
+select throws_ok($$ select herald.require_user() $$, '42501', 'not signed in', 'nor is the database owner without a JWT');
 
 /** Section - a workspace keeps an owner, until its owner's account goes */
 select tests.authenticate_as('alice');
