@@ -14,7 +14,8 @@
 //              code includes equal their source regions; every function error code and
 //              constraint message is in it
 //
-// Filters: `npm test -- pgtap|deno|static|readme` runs one group.
+// Filters: `npm test -- pgtap|deno|static|readme` runs one group; `npm test -- deno FILE…` runs those
+// Deno test files only.
 
 import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, type StackPorts, SUPABASE_BIN, TEST_PORTS } from "./lib/config.ts";
 import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
@@ -65,8 +66,8 @@ async function pgtap(dbUrl: string) {
   record("pgTAP", { passed: ok, failed: notOk + (r.code !== 0 && notOk === 0 ? 1 : 0) });
 }
 
-async function denoTests(env: Record<string, string>) {
-  const dirs = ["supabase/functions", "sandbox", "tests", "docs"].filter((d) => {
+async function denoTests(env: Record<string, string>, files: string[]) {
+  const dirs = files.length > 0 ? files : ["supabase/functions", "sandbox", "tests", "docs"].filter((d) => {
     try {
       return Deno.statSync(`${ROOT}/${d}`).isDirectory;
     } catch {
@@ -80,7 +81,11 @@ async function denoTests(env: Record<string, string>) {
   });
   const out = (r.stdout + r.stderr).replaceAll(ANSI_ESCAPE, "");
   const m = /(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(out);
-  if (r.code !== 0) console.log(out.split("\n").slice(-80).join("\n"));
+  if (r.code !== 0) {
+    // Deno prints each failure's detail between " ERRORS " and " FAILURES ": all of it, then the tail.
+    const errors = out.indexOf(" ERRORS ");
+    console.log((errors >= 0 ? out.slice(errors) : out.split("\n").slice(-80).join("\n")).split("\n").slice(0, 400).join("\n"));
+  }
   const t = m ? { passed: Number(m[1]), failed: Number(m[2]) } : { passed: 0, failed: 0 };
   if (r.code !== 0 && t.failed === 0) t.failed = 1;
   record("Deno tests", t);
@@ -207,7 +212,7 @@ try {
   if (!only || only === "deno") {
     for (const need of [CHROMIUM, PGBOUNCER]) await ensureDebianPackages(need, (s) => console.log(`herald test: ${s}`));
     services = await stack.startServices(keys, { logFile: `${ROOT}/.local/test-services.log` });
-    await denoTests(env);
+    await denoTests(env, Deno.args.slice(1));
   }
   if (!only || only === "static") await staticChecks(stack.cluster.url);
   if (!only || only === "readme") await readmeExamples();

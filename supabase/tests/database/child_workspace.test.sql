@@ -17,7 +17,7 @@ insert into senders (workspace_id, channel, status) values (:'wa', 'whatsapp', '
 insert into whatsapp_groups (workspace_id, sender_id, external_id) values (:'wa', :'sender_a', 'g@g.us') returning id as group_a \gset
 insert into campaigns (workspace_id, name) values (:'wa', 'Launch') returning id as campaign_a \gset
 
--- 1. omitted: taken from the parent
+-- 1. omitted: taken from the parent (herald.child_take_workspace, a before-insert trigger on each child)
 select lives_ok(format($$ insert into sequence_steps (sequence_id, position, body) values (%L, 1, 'Hi') $$, :'seq_a'),
   'a step without workspace_id');
 select lives_ok(format($$ insert into contact_tags (contact_id, tag) values (%L, 'vip') $$, :'contact_a'),

@@ -12,6 +12,7 @@ insert into senders (workspace_id, channel, phone_number, status, is_default)
 values (:'ws', 'sms', '+15557771001', 'connected', true);
 insert into contacts (workspace_id, phone) values (:'ws', '+14155559901') returning id as c \gset
 
+-- herald.provider_events_inbound_key keys an inbound event by its MessageSid, whatever the token.
 select tests.authenticate_as_service_role();
 select is(herald.apply_inbound('+14155559901', '+15557771001', 'STOP', 'SM' || repeat('1', 32), '{}', 'token-1'),
   'opted_out', 'STOP opts out');

@@ -21,7 +21,8 @@ insert into messages (workspace_id, contact_id, body, send_at, status) values (:
 insert into messages (workspace_id, contact_id, body, send_at, status) values (:'wb', :'cb', 'elsewhere', now() - interval '1 minute', 'queued') returning id as m_other \gset
 select is((select count(*)::int from herald.claim_messages(100)), 4, 'all four are claimed');
 
--- The sender goes while its messages are in flight; two leases expire (their dispatcher died).
+-- The sender goes while its messages are in flight (herald.senders_rebind_inflight: no default sender
+-- to re-bind them to); two leases expire (their dispatcher died).
 select tests.authenticate_as('isd_owner');
 delete from senders where id = :'sa';
 select tests.clear_authentication();
@@ -32,6 +33,7 @@ select is((select status::text from messages where id = :'m_other'), 'queued', '
 select results_eq(format($$ select status::text, cancel_reason::text from messages where id = %L $$, :'m_reaped'),
   $$ values ('cancelled', 'sender_deleted') $$, 'the orphaned one, never confirmed for sending, is cancelled with sender_deleted');
 
+-- herald.messages_bind_sender cancels a message back from the provider with no sender to keep.
 select lives_ok(format($$ select herald.record_send_result(%L, 1, 'not_sent', null, null, 20003, 'credentials') $$, :'m_unsent'),
   'a not-sent answer for a message whose sender is gone is recorded');
 select results_eq(format($$ select status::text, cancel_reason::text from messages where id = %L $$, :'m_unsent'),

@@ -4,7 +4,7 @@
 -- provider still sends the sid returned to the erasure outbox, and nothing of the contact is
 -- stored by later callbacks.
 begin;
-select plan(17);
+select plan(20);
 update workspaces set automation_enabled = false;
 
 select tests.create_user('psc_owner');
@@ -77,7 +77,7 @@ select throws_ok(format($$ select * from herald.confirm_send(array[%L::uuid], ar
   'a member cannot call it');
 select tests.clear_authentication();
 
--- 4. hard delete while message 1 is at the provider
+-- 4. hard delete while message 1 is at the provider (herald.contacts_keep_inflight, before delete on contacts)
 select tests.authenticate_as('psc_owner');
 select delete_contact(:'c1', true);
 select tests.clear_authentication();
@@ -92,6 +92,15 @@ select is(herald.apply_provider_status('SM' || repeat('e', 32), 'delivered', nul
 select tests.clear_authentication();
 select is((select count(*)::int from provider_events where provider_sid = 'SM' || repeat('e', 32)), 0, 'and stores nothing of the deleted contact');
 select is((select count(*)::int from provider_events where payload::text like '%+14157775001%'), 0, 'the number appears in no provider event');
+
+-- 5. the send window's arithmetic (herald.defer_sending, which confirm_send calls to put a message back
+-- to scheduled, is proven in claiming.test.sql)
+select is(herald.local_day_start('2026-03-29 12:00+00', 'Europe/London'), '2026-03-29 00:00+00'::timestamptz,
+  'a local day starts at local midnight, on the day the clocks go forward too');
+select is(herald.local_day_start('2026-07-01 23:30+00', 'Europe/London'), '2026-07-01 23:00+00'::timestamptz,
+  'half past midnight in London in summer is already the next local day');
+select is(herald.day_use(:'ws', herald.local_day_start(now(), 'UTC')), 2::bigint,
+  'the day''s use counts the messages still in flight (5 and 6), not the cancelled ones');
 
 select * from finish();
 rollback;

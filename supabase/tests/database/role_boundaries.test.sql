@@ -29,6 +29,7 @@ insert into contacts (workspace_id, phone, deleted_at) values (:'ws', '+14155556
 select tests.clear_authentication();
 select is((select deleted_at from contacts where id = :'c_born'), now(), 'nor can a contact be inserted already deleted in the past');
 
+-- 1 and 2 are herald.contacts_guard_roles, before update and insert on contacts.
 -- 2. takeover and release only as the RPCs allow
 select tests.authenticate_as('rb_admin');
 select lives_ok(format($$ select take_lead(%L) $$, :'c_lead'), 'the admin takes a lead');
@@ -50,7 +51,7 @@ select lives_ok(format($$ select release_lead(%L) $$, :'c_take'), 'an admin stil
 select tests.clear_authentication();
 select is((select (controlled_by, assigned_to)::text from contacts where id = :'c_take'), '(automation,)', 'released');
 
--- 3. only owners remove owners, never the last one
+-- 3. only owners remove owners, never the last one (herald.workspace_members_guard_owners, before delete)
 select tests.authenticate_as('rb_admin');
 select throws_ok(format($$ delete from workspace_members where workspace_id = %L and user_id = %L $$, :'ws', tests.get_user_id('rb_owner2')),
   '42501', null, 'an admin cannot remove an owner');

@@ -12,7 +12,7 @@ values (:'wa', 'sms', '+15557770001', 'connected', true);
 select tests.authenticate_as('num_owner_b');
 select create_workspace('Number B') as wb \gset
 
--- 1. a second workspace cannot take the number, by insert or by update
+-- 1. a second workspace cannot take the number, by insert or by update (herald.senders_number_free)
 select throws_ok(format($$ insert into senders (workspace_id, channel, phone_number, status)
                             values (%L, 'sms', '+15557770001', 'connected') $$, :'wb'),
   '23505', 'the sms number +15557770001 is already held by a sender',
@@ -51,7 +51,7 @@ select is(herald.apply_inbound('+14155558801', '+15557770001', 'Hello', 'SM' || 
 select is((select workspace_id from provider_events where provider_sid = 'SM' || repeat('9', 32)), :'wb'::uuid,
   'in the workspace holding its WhatsApp sender');
 
--- 3. a provider event's workspace is never rewritten
+-- 3. a provider event's workspace is never rewritten (herald.provider_events_keep_workspace)
 select tests.authenticate_as_service_role();
 select throws_ok(format($$ update provider_events set workspace_id = %L, contact_id = null where provider_sid = %L $$, :'wb', 'SM' || repeat('b', 32)),
   '42501', null, 'a provider event cannot be moved to another workspace');
