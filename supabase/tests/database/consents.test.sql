@@ -48,7 +48,9 @@ select results_eq(format($$ select c.opted_out_at is not null, m.status::text, m
                             from contacts c join messages m on m.contact_id = c.id where c.id = %L $$, :'ben'),
   $$ values (true, 'cancelled', 'contact_opted_out', 1) $$,
   'an opt-out recorded by the app opts the contact out: pending messages cancelled, number suppressed');
+select tests.clear_authentication();
 select is(herald.latest_consent(:'ben', 'whatsapp'), 'opted_out', 'and is the contact''s standing');
+select tests.authenticate_as('cam');
 select throws_ok(format($$ select record_consent(%L, 'sms', 'opted_in', 'form', 'Signed again') $$, :'ben'), '55000',
   format('contact %s opted out; only the contact can opt back in', :'ben'),
   'an opt-in cannot lift an opt-out: only the contact can, by replying START');
