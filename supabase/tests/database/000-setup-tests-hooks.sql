@@ -216,11 +216,16 @@ as $$
   values (p_workspace, 'sms', p_phone, 'connected', p_mps, true) returning id
 $$;
 
+-- A contact in p_tz, else in its workspace's zone: the tests that use it are about the workspace's
+-- rules, not about finding a zone from the number (recipient_zones and send_rules test that, with
+-- contacts inserted without one).
 create or replace function tests.contact(p_workspace uuid, p_phone text, p_tz text default null) returns uuid
 language sql
 set search_path = ''
 as $$
-  insert into public.contacts (workspace_id, phone, timezone) values (p_workspace, p_phone, p_tz) returning id
+  insert into public.contacts (workspace_id, phone, timezone)
+  values (p_workspace, p_phone, coalesce(p_tz, (select w.timezone from public.workspaces w where w.id = p_workspace)))
+  returning id
 $$;
 
 create or replace function tests.message(p_contact uuid, p_send_at timestamptz, p_status public.message_status default 'scheduled',
