@@ -3363,6 +3363,51 @@ $$;
 
 COMMENT ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) IS 'Writes one consent record for Herald''s own paths (keyword replies, provider 21610); the caller has applied the opt-out or opt-in to the contact itself.';
 
+CREATE FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  m public.messages;
+  v_calls integer;
+  v_prev text;
+begin
+  perform set_config('herald.actor', 'dispatcher', true);
+  select * into m from public.messages where id = p_message_id for update;
+  if not found or m.status <> 'sending' or m.attempts <> p_attempt_no or not m.provider_check_required then
+    return 'skip'; -- no longer this look-up's to decide
+  end if;
+
+  -- The earlier calls whose answer was lost never reached the provider.
+  update public.message_attempts a
+  set provider_status = 'not_found'
+  where a.message_id = m.id and a.attempt_no < p_attempt_no and a.provider_sid is null
+    and a.provider_status in ('unknown', 'requested');
+
+  -- Calls that could have reached the provider: each attempt confirmed for sending.
+  select count(*) into v_calls from public.message_attempts a
+  where a.message_id = m.id and a.attempt_no < p_attempt_no and a.confirmed_at is not null;
+  if v_calls >= m.max_attempts then
+    -- Its budget is spent: failed, without another call. This look-up was no call: its attempt
+    -- goes, as an attempt that sent nothing does.
+    v_prev := herald.set_reason('max_attempts');
+    update public.messages
+    set status = 'failed', failed_at = now(), lease_expires_at = null, provider_check_required = false,
+        attempts = attempts - 1,
+        last_error = coalesce(last_error || '; ', '') || 'the provider never got it (looked up) and no attempts are left'
+    where id = m.id;
+    delete from public.message_attempts a where a.message_id = m.id and a.attempt_no = p_attempt_no;
+    perform herald.set_reason(v_prev);
+    return 'failed';
+  end if;
+
+  update public.messages set provider_check_required = false where id = m.id;
+  return 'send';
+end;
+$$;
+
+COMMENT ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) IS 'The provider look-up for a message whose earlier answers were lost found nothing: those attempts become not_found, and the message may be sent (send), or, its max_attempts provider calls spent, fails (failed); skip when it is no longer this attempt''s.';
+
 CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text) RETURNS public.message_status
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3375,9 +3420,11 @@ declare
   v_early record;
   v_applied record;
   v_block public.cancel_reason;
+  v_until timestamptz;
 begin
-  if p_outcome not in ('sent', 'permanent', 'transient', 'not_sent') then
-    raise exception 'unknown outcome %', p_outcome using errcode = '22023';
+  if p_outcome is null or p_outcome not in ('sent', 'permanent', 'transient', 'not_sent', 'unknown') then
+    raise exception 'invalid outcome %', coalesce(p_outcome, 'null') using errcode = '22023',
+      hint = 'One of sent, permanent, transient, not_sent or unknown (no answer: Twilio may have it).';
   end if;
   perform set_config('herald.actor', 'dispatcher', true);
   if p_sid is not null then
@@ -3387,7 +3434,8 @@ begin
 
   update public.message_attempts
   set provider_sid = coalesce(p_sid, provider_sid),
-      provider_status = coalesce(lower(p_provider_status), case p_outcome when 'sent' then 'accepted' else 'error' end),
+      provider_status = coalesce(lower(p_provider_status),
+                                 case p_outcome when 'sent' then 'accepted' when 'unknown' then 'unknown' else 'error' end),
       error_code = p_error_code, error_message = p_error_message, responded_at = now()
   where message_id = p_message_id and attempt_no = p_attempt_no;
 
@@ -3434,6 +3482,13 @@ begin
       where e.id = v_early.id;
       select status into v_target from public.messages where id = m.id;
     end loop;
+    -- A look-up can find the message further on than sent (delivered, undelivered…): the message
+    -- goes there too, forward by rank only, as a callback would take it.
+    if herald.message_rank(herald.from_provider_status(p_provider_status)) > herald.message_rank('sent') then
+      perform set_config('herald.actor', 'dispatcher', true);
+      perform herald.apply_status_event(p_sid, p_provider_status, p_error_code);
+      select status into v_target from public.messages where id = m.id;
+    end if;
     return v_target;
   end if;
 
@@ -3441,7 +3496,18 @@ begin
     return m.status; -- a stale answer for an attempt that no longer holds the message
   end if;
 
-  if p_outcome = 'not_sent' then
+  if p_outcome = 'unknown' then
+    -- No answer: Twilio may have it, so it is never sent again blind. It stays sending (nothing
+    -- cancels a message that may be at the provider), flagged for the look-up; send_at and the
+    -- lease move out by the retry delay, and the reaper then hands it to the look-up.
+    select w.retry_base_seconds into v_base from public.workspaces w where w.id = m.workspace_id;
+    v_prev := herald.set_reason('unknown_outcome');
+    v_until := now() + herald.retry_delay(m.attempts, v_base);
+    update public.messages
+    set provider_check_required = true, send_at = v_until, lease_expires_at = v_until,
+        last_error_code = p_error_code, last_error = p_error_message
+    where id = m.id returning status into v_target;
+  elsif p_outcome = 'not_sent' then
     select herald.contact_block_reason(c) into v_block
     from public.contacts c where c.workspace_id = m.workspace_id and c.id = m.contact_id;
     v_prev := herald.set_reason(coalesce('not_sent_' || p_error_code, 'not_sent'));
@@ -3483,7 +3549,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent. For a message erased meanwhile, a returned sid goes to the provider-erasure outbox.';
+COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it, and a found status past sent), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts), not_sent, or unknown (no answer: kept in sending, flagged for a provider look-up after the retry delay, never resent blind). For a message erased meanwhile, a returned sid goes to the provider-erasure outbox.';
 
 CREATE FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) RETURNS record
     LANGUAGE plpgsql STABLE
@@ -6545,6 +6611,9 @@ GRANT ALL ON FUNCTION herald.reap_expired_leases() TO service_role;
 
 REVOKE ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) TO service_role;
