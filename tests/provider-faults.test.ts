@@ -3,6 +3,7 @@ import { LOCAL_TWILIO, ROOT } from "@herald/scripts/lib/config.ts";
 import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 import { type FunctionsServer, localKeys, type ServiceProcess, Stack, startFunctionsServer, stopServices } from "@herald/scripts/lib/stack.ts";
 import { createTwilioClient } from "@herald/shared/twilio.ts";
+import { recordedCreatesByTo } from "@herald/sandbox/testing.ts";
 import { asUser, callFunction, connect, phone, sendingWorkspace, stack as testStack, waitFor } from "./support.ts";
 
 // Over HTTP, with a Twilio sandbox and functions server of the test's own (so the sandbox can be
@@ -38,17 +39,6 @@ async function ownServices(name: string): Promise<OwnServices> {
       await Deno.remove(dir, { recursive: true });
     },
   };
-}
-
-/** What reached the sandbox, from its record on disk: create requests by `To`. */
-async function createsByTo(record: string): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const line of (await Deno.readTextFile(record)).split("\n")) {
-    if (!line) continue;
-    const entry = JSON.parse(line) as { request?: { to: string | null } };
-    if (entry.request?.to) counts.set(entry.request.to, (counts.get(entry.request.to) ?? 0) + 1);
-  }
-  return counts;
 }
 
 async function dispatch(functionsUrl: string, limit = 200) {
@@ -120,7 +110,7 @@ Deno.test({
         return n === 0;
       }, 150_000);
 
-      const creates = await createsByTo(own.record);
+      const creates = await recordedCreatesByTo(own.record);
       const counts = contacts.map((c) => creates.get(c.phone) ?? 0);
       const twice = contacts.filter((c) => (creates.get(c.phone) ?? 0) > 1).map((c) => c.phone);
       assert.deepEqual(twice, [], "no message reached the provider twice");
