@@ -171,21 +171,34 @@ async function measure(h: Harness, ws: Workspace): Promise<Counts> {
   };
 }
 
-/** Cron and dispatch until every message is settled and agrees with the provider. */
+/**
+ * Cron and dispatch until every message is settled and agrees with the provider; then the
+ * workspace is paused, so no later scenario claims what this one left.
+ */
 async function recover(h: Harness, ws: Workspace, measureFn: () => Promise<Counts> = () => measure(h, ws)): Promise<Outcome> {
   const t0 = Date.now();
   let counts = await measureFn();
-  while (counts.stuck + counts.mismatches + counts.lost > 0) {
-    if (Date.now() - t0 > RECOVERY_LIMIT_MS) return { ...counts, recoveryMs: null };
+  let recoveryMs: number | null = null;
+  for (;;) {
+    if (counts.stuck + counts.mismatches + counts.lost === 0) {
+      recoveryMs = Date.now() - t0;
+      break;
+    }
+    if (Date.now() - t0 > RECOVERY_LIMIT_MS) break;
     await cronRound(h);
     await new Promise((r) => setTimeout(r, 1000));
     counts = await measureFn().catch(() => counts);
   }
-  return { ...counts, recoveryMs: Date.now() - t0 };
+  await h.sql`update public.workspaces set automation_enabled = false where id = ${ws.id}`;
+  return { ...counts, recoveryMs };
 }
 
-async function pause(h: Harness, ws: Workspace) {
-  await h.sql`update public.workspaces set automation_enabled = false where id = ${ws.id}`;
+/** 200 messages on a 50-mps sender, and a dispatch call under way until `sent` of them are at the provider. */
+async function dispatchUnderWay(h: Harness, label: string, sent: number) {
+  const ws = await loadWorkspace(h, label, 200, { mps: 50, retryBaseSeconds: 10 });
+  const first = dispatch(h);
+  await until(async () => (await attemptsWithSid(h, ws)) >= sent, 30_000);
+  return { ws, first };
 }
 
 // ---- the scenarios -------------------------------------------------------------------------------
@@ -198,9 +211,7 @@ interface Scenario {
 const stalledProvider: Scenario = {
   name: "provider stalled 20 s mid-dispatch (SIGSTOP), 4 contacts deleted meanwhile",
   async run(h) {
-    const ws = await loadWorkspace(h, "stall", 200, { mps: 50, retryBaseSeconds: 10 });
-    const first = dispatch(h);
-    await until(async () => (await attemptsWithSid(h, ws)) >= 40, 30_000);
+    const { ws, first } = await dispatchUnderWay(h, "stall", 40);
     Deno.kill(h.services.sandboxPid, "SIGSTOP");
     const stalledAt = Date.now();
     try {
@@ -232,7 +243,6 @@ const stalledProvider: Scenario = {
     }
     const summary = await first;
     const outcome = await recover(h, ws);
-    await pause(h, ws);
     return { ...outcome, note: `first dispatch call: ${summary?.unknown ?? "?"} calls with no answer, looked up before any resend` };
   },
 };
@@ -259,7 +269,6 @@ const lostCallbacks: Scenario = {
     }
     await h.startFunctions();
     const outcome = await recover(h, ws);
-    await pause(h, ws);
     return outcome;
   },
 };
@@ -267,14 +276,11 @@ const lostCallbacks: Scenario = {
 const killedFunctions: Scenario = {
   name: "functions server killed mid-batch (SIGKILL), restarted",
   async run(h) {
-    const ws = await loadWorkspace(h, "killed", 200, { mps: 50, retryBaseSeconds: 10 });
-    const first = dispatch(h);
-    await until(async () => (await attemptsWithSid(h, ws)) >= 60, 30_000);
+    const { ws, first } = await dispatchUnderWay(h, "killed", 60);
     await h.killFunctions();
     await first;
     await h.startFunctions();
     const outcome = await recover(h, ws);
-    await pause(h, ws);
     return { ...outcome, note: "its claims come back when their leases expire (60 s), each looked up first" };
   },
 };
@@ -307,7 +313,6 @@ const alwaysFailing: Scenario = {
       };
     };
     const outcome = await recover(h, ws, measure500);
-    await pause(h, ws);
     return { ...outcome, recoveryMs: outcome.recoveryMs === null ? null : Date.now() - t0, note: `each failed after ${maxAttempts} calls` };
   },
 };
@@ -330,7 +335,6 @@ const callbackStorm: Scenario = {
       if ((await postCallback(h.functionsUrl, storm[i])) !== 200) refused++;
     });
     const outcome = await recover(h, ws);
-    await pause(h, ws);
     return { ...outcome, note: `${refused} of 5,000 storm callbacks refused` };
   },
 };
@@ -338,9 +342,7 @@ const callbackStorm: Scenario = {
 const crashedDatabase: Scenario = {
   name: "PostgreSQL crashed mid-dispatch (immediate shutdown), restarted",
   async run(h) {
-    const ws = await loadWorkspace(h, "db crash", 200, { mps: 50, retryBaseSeconds: 10 });
-    const first = dispatch(h);
-    await until(async () => (await attemptsWithSid(h, ws)) >= 60, 30_000);
+    const { ws, first } = await dispatchUnderWay(h, "db crash", 60);
     const cluster = h.cluster;
     const pid = Number((await Deno.readTextFile(`${cluster.dataDir}/postmaster.pid`)).split("\n")[0]);
     Deno.kill(pid, "SIGQUIT"); // what pg_ctl -m immediate sends: every backend gone, no checkpoint
@@ -349,7 +351,6 @@ const crashedDatabase: Scenario = {
     await cluster.start();
     await first;
     const outcome = await recover(h, ws);
-    await pause(h, ws);
     return { ...outcome, note: "answers lost with the database are found at the provider after the leases expire" };
   },
 };
