@@ -17,10 +17,12 @@ import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts"
 import { deletionSuite, purgeSuite } from "./deletion.ts";
 import { sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
+import { faultsSuite } from "./faults.ts";
 
 export const BENCH_PORT = 54362;
 
-export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite];
+// faults last: it crashes and restarts the cluster the others measure.
+export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite, faultsSuite];
 
 interface Options {
   filters: string[];

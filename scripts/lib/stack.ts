@@ -357,6 +357,8 @@ function spawnDeno(
 export interface FunctionsServer {
   url: string;
   logFile: string;
+  /** The server's own process (the deno process itself). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -378,7 +380,7 @@ export async function startFunctionsServer(port: number, env: Record<string, str
     await stop();
     throw err;
   }
-  return { url: functionsUrl(port), logFile, stop };
+  return { url: functionsUrl(port), logFile, pid: server.child.pid, stop };
 }
 
 /**

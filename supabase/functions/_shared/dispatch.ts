@@ -27,6 +27,8 @@ export interface DispatchSummary {
   reconciled: number;
   /** Not sent by this call: the lease was lost or another attempt holds the message. */
   skipped: number;
+  /** No answer from the provider (timeout, broken connection): looked up before any resend. */
+  unknown: number;
 }
 
 interface ClaimedMessage {
@@ -43,20 +45,25 @@ interface ClaimedMessage {
   blocked_reason: string | null;
 }
 
-type Outcome = "sent" | "permanent" | "transient" | "not_sent" | Verdict["verdict"];
+type Outcome = "sent" | "permanent" | "transient" | "unknown" | "not_sent" | "failed" | Verdict["verdict"];
 
 function address(channel: ClaimedMessage["channel"], phone: string): string {
   return channel === "whatsapp" ? `whatsapp:${phone}` : phone;
 }
 
 /**
- * After a lease expired with Twilio's answer unknown: did Twilio take the message? Looks for a
- * message to the same number with the same body, created since the lost attempt was requested,
- * that is not already another message's (or attempt's) at Herald: an earlier message with the
- * same text to the same number is not this one.
+ * After a call with no answer, or a lease that expired with Twilio's answer unknown: did Twilio
+ * take the message? Looks for a message to the same number with the same body, created since the
+ * first of the attempts whose answer was lost, that is not already another message's (or
+ * attempt's) at Herald: an earlier message with the same text to the same number is not this one.
  */
 async function findAtProvider(sql: Sql, client: TwilioClient, m: ClaimedMessage) {
-  const since = new Date((m.previous_attempt_requested_at ?? m.send_not_before).getTime() - 60_000);
+  // Look-ups can fail too (each an attempt of its own): the search goes back to the first lost one.
+  const [{ first_lost: firstLost }] = await sql<{ first_lost: Date | null }[]>`
+    select min(requested_at) as first_lost from public.message_attempts
+    where message_id = ${m.message_id} and attempt_no < ${m.attempt_no} and provider_sid is null
+      and provider_status in ('requested', 'unknown')`;
+  const since = new Date((firstLost ?? m.previous_attempt_requested_at ?? m.send_not_before).getTime() - 60_000);
   // No DateSent filter: a message Twilio has only queued has no date_sent yet. The list is
   // newest first, so the lost attempt is among the first page.
   const candidates = (await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 }))
@@ -97,23 +104,31 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   let code: number | null = null;
   let message: string | null = null;
   let reconciled = false;
-  const failed = (err: unknown) => {
+  const failed = (err: unknown): Outcome => {
     const failure = classifyProviderError(err);
     code = failure.code;
     message = failure.message;
     // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
-    outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
+    return outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
   };
   let found: Awaited<ReturnType<typeof findAtProvider>>;
   try {
     found = m.provider_check_required ? await findAtProvider(sql, client, m) : undefined;
   } catch (err) {
-    failed(err);
+    // A look-up that failed leaves the message's fate as unknown as it was.
+    if (failed(err) !== "not_sent") outcome = "unknown";
+  }
+  if (!found && m.provider_check_required && outcome === "sent") {
+    // Twilio does not have it: may it be sent again (max_attempts counts the lost calls)?
+    const [{ verdict }] = await sql<{ verdict: "send" | "failed" | "skip" }[]>`
+      select herald.record_lookup_miss(${m.message_id}::uuid, ${m.attempt_no}) as verdict`;
+    if (verdict !== "send") return { status: verdict === "failed" ? "failed" : null, reconciled, outcome: verdict };
   }
   if (found) {
     reconciled = true;
     sid = found.sid;
     providerStatus = found.status;
+    code = found.errorCode ?? null;
   } else if (m.blocked_reason && outcome === "sent") {
     // Twilio never got it and the contact is now off limits: the database cancels it.
     outcome = "not_sent";
@@ -155,6 +170,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     cancelled: 0,
     reconciled: 0,
     skipped: 0,
+    unknown: 0,
   };
 
   let next = 0;
@@ -167,6 +183,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
         if (r.outcome === "cancelled" || r.status === "cancelled") summary.cancelled++;
         else if (r.outcome === "deferred" || r.outcome === "not_sent") summary.deferred++;
         else if (r.outcome === "skip") summary.skipped++;
+        else if (r.outcome === "unknown") summary.unknown++;
         else if (r.status === "scheduled") summary.retried++;
         else if (r.status === "failed" || r.status === "undelivered") summary.failed++;
         else if (r.status !== null) summary.sent++;

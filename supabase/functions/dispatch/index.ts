@@ -1,12 +1,14 @@
 // POST /functions/v1/dispatch { limit? } with the project's service key (the legacy service_role
-// key or a secret key): claims due messages and sends them through Twilio. Safe to run many at
-// once: claims never overlap.
+// key or a secret key): claims due messages and sends them through Twilio, then fetches the status
+// of a batch of messages whose callbacks may have been missed. Safe to run many at once: claims
+// never overlap.
 
 import { z } from "zod";
 import { db } from "../_shared/db.ts";
 import { requireServiceKey } from "../_shared/caller.ts";
 import { handle, json, readJsonBody, requireMethod } from "../_shared/http.ts";
 import { dispatchBatch } from "../_shared/dispatch.ts";
+import { reconcileStatuses, type ReconcileSummary } from "../_shared/reconcile.ts";
 import { provider, PROVIDER_TIMEOUT_MS } from "../_shared/provider.ts";
 import { publicFunctionsUrl } from "../_shared/twilio-webhook.ts";
 
@@ -23,5 +25,10 @@ Deno.serve(handle(async (req) => {
     concurrency: 32,
     callTimeoutSeconds: PROVIDER_TIMEOUT_MS / 1000,
   });
-  return json(summary);
+  const statuses = await reconcileStatuses(db(), provider(), { limit: 100, leaseSeconds: 60, concurrency: 4, perSecond: 20 })
+    .catch((err): ReconcileSummary => {
+      console.error("dispatch: status reconciliation failed", err);
+      return { statuses_checked: 0, statuses_updated: 0 };
+    });
+  return json({ ...summary, ...statuses });
 }));
