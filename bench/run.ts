@@ -10,6 +10,8 @@
 //                                        the slowest statements, triggers' statements included
 //   npm run bench -- --with fix.sql      apply fix.sql after the migrations (measure a proposal)
 //   npm run bench -- --keep              leave the loaded cluster running for a look with psql
+//   HERALD_BENCH_PEERS_JOBS=10000 npm run bench -- peers
+//                                        the peers suite on a smaller drain (default 100,000)
 //
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
@@ -17,10 +19,11 @@ import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts"
 import { deletionSuite, purgeSuite } from "./deletion.ts";
 import { sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
+import { peersSuite } from "./peers.ts";
 
 export const BENCH_PORT = 54362;
 
-export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite];
+export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite, peersSuite];
 
 interface Options {
   filters: string[];
