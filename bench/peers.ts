@@ -318,19 +318,21 @@ async function breakdown(ctx: SuiteContext, jobs: number): Promise<Line> {
   // A batched call is made once per batch: "1 in 500" says more than 0.00.
   const perMessage = (calls: number) => calls / n >= 0.1 ? (calls / n).toFixed(2) : `1 in ${Math.round(n / calls)}`;
   const selfSum = deltas.reduce((s, d) => s + d.selfMs, 0);
+  const share = (ms: number) => `${((100 * ms) / selfSum).toFixed(1)}%`;
   return {
     kind: "table",
     label: `== peers: where a message's server time goes in Herald's batched cycle (${n.toLocaleString("en-US")} ` +
-      "messages, track_functions = all; slowest self time first)",
-    header: ["function", "calls / msg", "self / msg", "total / msg"],
+      "messages, track_functions = all; largest self time first)",
+    header: ["function", "calls / msg", "self / msg", "share", "total / msg"],
     rows: [
-      ...deltas.slice(0, 14).map((d) => [d.name, perMessage(d.calls), us(d.selfMs), us(d.totalMs)]),
-      ["all functions' self time", "", us(selfSum), ""],
+      ...deltas.slice(0, 14).map((d) => [d.name, perMessage(d.calls), us(d.selfMs), share(d.selfMs), us(d.totalMs)]),
+      ["all functions", "", us(selfSum), "100%", ""],
     ],
     notes: [
-      "self = the function's own statements (a trigger function's are its trigger's work; index upkeep and " +
-        "foreign-key checks count to the statement that causes them); total adds the functions it calls",
-      "timed with track_functions, which adds its own clock reads: compare rows with each other, not with the cpu above",
+      "self: the function's own statements (a trigger function's: its trigger's work; index upkeep and foreign-key " +
+        "checks count to the statement that causes them); total adds the functions it calls",
+      "times are elapsed time inside each function (track_functions), so on a busy machine they include waits for " +
+        "a CPU: read the shares, and the cpu above for the absolute cost",
     ],
   };
 }
