@@ -10,6 +10,8 @@
 //                                        the slowest statements, triggers' statements included
 //   npm run bench -- --with fix.sql      apply fix.sql after the migrations (measure a proposal)
 //   npm run bench -- --keep              leave the loaded cluster running for a look with psql
+//   HERALD_BENCH_PEERS_JOBS=10000 npm run bench -- peers
+//                                        the peers suite on a smaller drain (default 100,000)
 //
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
@@ -17,6 +19,7 @@ import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts"
 import { deletionSuite, purgeSuite } from "./deletion.ts";
 import { sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
+import { peersSuite } from "./peers.ts";
 import { faultsSuite } from "./faults.ts";
 import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 
@@ -24,7 +27,7 @@ import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 export const BENCH_PORT = 54362;
 
 // faults last: it crashes and restarts the cluster the others measure.
-export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite, faultsSuite];
+export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite, peersSuite, faultsSuite];
 
 interface Options {
   filters: string[];

@@ -15,7 +15,8 @@ import {
   loadAverage,
   median,
   type Member,
-  schedstat,
+  cpuBetween,
+  schedstats,
   type Sql,
   type Suite,
   type SuiteContext,
@@ -23,6 +24,8 @@ import {
   timed,
   timedOnBackend,
   type TimingLine,
+  walPosition,
+  walSince,
 } from "./lib.ts";
 import {
   type BenchServices,
@@ -38,11 +41,11 @@ import {
 
 const MEMBER: Member = { userId: "00000000-0000-4000-8000-00000000be41", email: "bench-sending@herald.local" };
 
-const CLAIM_MESSAGES = 100_000;
+export const CLAIM_MESSAGES = 100_000;
 const CLAIM_CONTACTS = 1_000;
 const CLAIM_SENDERS = 10;
-const CLAIM_BATCH = 500;
-const CLAIMERS = 4;
+export const CLAIM_BATCH = 500;
+export const CLAIMERS = 4;
 const TARGET_CLAIM_PER_S = 10_000;
 
 const QUEUE_MESSAGES = 100_000;
@@ -68,7 +71,7 @@ interface Workspace {
   senders: { id: string; phone: string }[];
 }
 
-async function loadMember(sql: Sql) {
+export async function loadMember(sql: Sql) {
   await sql`
     insert into auth.users (id, aud, role, email)
     values (${MEMBER.userId}, 'authenticated', 'authenticated', ${MEMBER.email})
@@ -179,47 +182,79 @@ function errorLine(label: string, err: unknown, extra: Partial<TimingLine> = {})
 
 // ---- claim_messages ---------------------------------------------------------------------------
 
-async function claimRun(ctx: SuiteContext, run: number, log: (s: string) => void) {
+/** What a claimer needs of each claimed message to confirm and record it. */
+export interface ClaimedMessage {
+  message_id: string;
+  attempt_no: number;
+}
+
+export interface ClaimRunOptions {
+  /** Names the run's workspace ("claim" by default). */
+  label?: string;
+  /** Due messages loaded for the run (CLAIM_MESSAGES by default). */
+  messages?: number;
+  /**
+   * What each claimer does with a batch on its own connection before claiming the next (the
+   * pre-send confirmation and the recording, say); nothing by default: claims only.
+   */
+  work?: (c: Sql, batch: ClaimedMessage[]) => Promise<void>;
+  /** The status every message must end in: sending (claimed only, the default) or sent. */
+  endStatus?: "sending" | "sent";
+  /** Startup settings of the claimers' connections (track_functions, say). */
+  connection?: Record<string, string>;
+}
+
+/**
+ * One claim run on fresh data: a workspace with quiet hours off and CLAIM_SENDERS senders at mps
+ * 1000 (their rate never limits the claim), `messages` due queued messages, and CLAIMERS
+ * claimers, each on its own connection, claiming CLAIM_BATCH at a time (and doing `work` with
+ * each batch) until a claim returns nothing. cpu and wait are the claimers' backends summed.
+ */
+export async function claimRun(ctx: SuiteContext, run: number, log: (s: string) => void, opts: ClaimRunOptions = {}) {
   const sql = ctx.cluster.sql;
-  const ws = await loadWorkspace(sql, `claim ${run}`, { contacts: CLAIM_CONTACTS, senders: CLAIM_SENDERS, mps: 1000 });
-  await loadMessages(sql, ws, CLAIM_MESSAGES, "queued", "now() - interval '1 hour'", `Claim ${run}`);
+  const total = opts.messages ?? CLAIM_MESSAGES;
+  const label = opts.label ?? "claim";
+  const ws = await loadWorkspace(sql, `${label} ${run}`, { contacts: CLAIM_CONTACTS, senders: CLAIM_SENDERS, mps: 1000 });
+  await loadMessages(sql, ws, total, "queued", "now() - interval '1 hour'", `${label} ${run}`);
   await settle(sql);
-  log(`sending: claim run ${run + 1}: ${CLAIM_MESSAGES} queued loaded, ${CLAIMERS} claimers`);
-  const claimers = Array.from({ length: CLAIMERS }, () => postgres(ctx.cluster.url, { max: 1, onnotice: () => {} }));
+  log(`${label} run ${run + 1}: ${total} queued loaded, ${CLAIMERS} claimers`);
+  const claimers = Array.from(
+    { length: CLAIMERS },
+    () => postgres(ctx.cluster.url, { max: 1, onnotice: () => {}, connection: opts.connection }),
+  );
   try {
     const pids = await Promise.all(claimers.map((c) => backendPid(c)));
-    const before = pids.map(schedstat);
+    const before = schedstats(pids);
     const claimedBy: number[] = claimers.map(() => 0);
     const calls: number[] = claimers.map(() => 0);
+    const wal = await walPosition(sql);
     const t = await timed(() =>
       Promise.all(claimers.map(async (c, k) => {
         for (;;) {
-          const rows = await c`select * from herald.claim_messages(${CLAIM_BATCH}, interval '10 minutes')`;
+          const rows = await c<ClaimedMessage[]>`
+            select * from herald.claim_messages(${CLAIM_BATCH}, interval '10 minutes')`;
           calls[k]++;
           if (rows.length === 0) return;
           claimedBy[k] += rows.length;
+          await opts.work?.(c, rows);
         }
       }))
     );
-    const after = pids.map(schedstat);
+    const used = cpuBetween(before, schedstats(pids));
+    const walBytes = await walSince(sql, wal);
     const counts = await statusCounts(sql, ws);
     const claimed = claimedBy.reduce((a, b) => a + b, 0);
-    if ((counts.sending ?? 0) !== CLAIM_MESSAGES || claimed < CLAIM_MESSAGES) {
-      throw new Error(`claimed ${claimed}, sending ${counts.sending ?? 0}, queued ${counts.queued ?? 0} of ${CLAIM_MESSAGES}`);
-    }
-    let cpuMs: number | undefined;
-    let waitMs: number | undefined;
-    if (before.every((b) => b) && after.every((a) => a)) {
-      cpuMs = after.reduce((s, a, i) => s + (a!.cpuNs - before[i]!.cpuNs), 0) / 1e6;
-      waitMs = after.reduce((s, a, i) => s + (a!.waitNs - before[i]!.waitNs), 0) / 1e6;
+    const endStatus = opts.endStatus ?? "sending";
+    if ((counts[endStatus] ?? 0) !== total || claimed < total) {
+      throw new Error(`claimed ${claimed}; ${JSON.stringify(counts)}; expected ${total} ${endStatus}`);
     }
     log(
-      `sending: claim run ${run + 1}: ${claimed} in ${formatMs(t.ms)} (${rate(claimed, t.ms)}), ` +
+      `${label} run ${run + 1}: ${claimed} in ${formatMs(t.ms)} (${rate(claimed, t.ms)}), ` +
         `calls ${calls.join("/")}, per claimer ${claimedBy.join("/")}`,
     );
     await finish(ctx.cluster.url, ws);
     // Claims beyond the messages (e.g. of another suite's workspace) would overstate: count only ours.
-    return { ms: t.ms * (CLAIM_MESSAGES / claimed), cpuMs, waitMs, ws };
+    return { ms: t.ms * (total / claimed), cpuMs: used?.cpuMs, waitMs: used?.waitMs, walBytes, ws };
   } finally {
     await Promise.all(claimers.map((c) => c.end({ timeout: 1 })));
   }
@@ -420,7 +455,7 @@ export const sendingSuite: Suite = {
     const claim = await timeCase(
       `claim_messages(${CLAIM_BATCH}) x ${CLAIMERS} claimers: ${CLAIM_MESSAGES / 1000}k due queued`,
       heavyRuns,
-      (i) => claimRun(ctx, i, log),
+      (i) => claimRun(ctx, i, (s) => log(`sending: ${s}`)),
       { line: {
           targetMs: (CLAIM_MESSAGES / TARGET_CLAIM_PER_S) * 1000,
           note: `${CLAIM_CONTACTS} contacts, ${CLAIM_SENDERS} senders at mps 1000, lease 10 min; each claimer its own ` +
