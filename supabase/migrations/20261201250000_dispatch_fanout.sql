@@ -18,7 +18,8 @@
  * The three numbers are one row of herald.dispatch_settings, changed with plain SQL as the
  * project owner (update herald.dispatch_settings set max_calls = 40). The budget stays well
  * inside Supabase's edge function limits (150 s request idle timeout, 150 s wall clock on the free
- * plan): a call stops claiming a few seconds before its budget ends and finishes what it holds.
+ * plan): a call claims until its budget ends, its last claims reserving send slots at most 5 s past
+ * it (half the shortest lease), and answers once it has sent what it holds.
  */
 
 /** Section - settings */

@@ -7,7 +7,15 @@ import { classifyProviderError, type TwilioClient } from "./twilio.ts";
 import { eraseProviderRecords } from "./erasure.ts";
 
 export interface DispatchOptions {
+  /** Messages one claim takes at most. */
   limit: number;
+  /** Claim again when fewer claimed messages than this wait for a worker. */
+  refillBelow: number;
+  /**
+   * How long the call keeps claiming, in seconds: null for the database's setting
+   * (herald.dispatch_settings.call_budget); 0 for one claim.
+   */
+  budgetSeconds: number | null;
   statusCallbackUrl: string;
   leaseSeconds: number;
   /** Provider calls in flight at once. */
@@ -142,12 +150,45 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   return { status: row.status as string | null, reconciled, outcome };
 }
 
+/** Resolves waiters when notified, or each after its own timeout. */
+class Wakeup {
+  #waiters = new Set<() => void>();
+
+  wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waiters.add(done);
+    });
+  }
+
+  notify(): void {
+    for (const done of [...this.#waiters]) done();
+  }
+}
+
+/** After a claim that got less than it asked for, the next one waits this long. */
+const CLAIM_RETRY_MS = 1000;
+
+/**
+ * One dispatcher call: registered as running (herald.begin_dispatch_run) for its time budget, it
+ * keeps claiming while fewer than `refillBelow` claimed messages wait for a worker, and its
+ * workers send them in slot order, until the budget is spent or a claim finds nothing while the
+ * call has nothing left to send. A budget of 0 is one claim. A claim reserves slots half its lease ahead and a
+ * lease is at least 10 s, so near the end of the budget a claim reserves at most 5 s past it: the
+ * call answers within its budget plus those 5 s and the provider timeout.
+ */
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
-  const claimed = await sql<ClaimedMessage[]>`
-    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}),
-                                        make_interval(secs => ${opts.callTimeoutSeconds}))`;
+  const [run] = await sql<{ run_id: string; budget_ms: number }[]>`
+    select run_id, (extract(epoch from budget) * 1000)::float8 as budget_ms
+    from herald.begin_dispatch_run(make_interval(secs => ${opts.budgetSeconds}))`;
+  const deadline = Date.now() + run.budget_ms;
   const summary: DispatchSummary = {
-    claimed: claimed.length,
+    claimed: 0,
     sent: 0,
     retried: 0,
     failed: 0,
@@ -157,10 +198,72 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     skipped: 0,
   };
 
-  let next = 0;
+  // Claimed and not yet taken by a worker, earliest slot first: calls claim side by side, so a
+  // later claim may hold earlier slots (another sender's) than the rest of an earlier one.
+  const pending: ClaimedMessage[] = [];
+  /** Taken by a worker (waiting for its slot, or at the provider) and not yet recorded. */
+  let sending = 0;
+  let claiming = true;
+  const workAdded = new Wakeup();
+  const workTaken = new Wakeup();
+
+  const claim = async (leaseSeconds: number) => {
+    const claimed = await sql<ClaimedMessage[]>`
+      select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${leaseSeconds}),
+                                          make_interval(secs => ${opts.callTimeoutSeconds}))`;
+    summary.claimed += claimed.length;
+    if (claimed.length) {
+      pending.push(...claimed);
+      pending.sort((a, b) => a.send_not_before.getTime() - b.send_not_before.getTime());
+      workAdded.notify();
+    }
+    return claimed.length;
+  };
+
+  // Slots up to what is left of the budget (a claim reserves half its lease ahead).
+  const lease = () =>
+    run.budget_ms === 0
+      ? opts.leaseSeconds
+      : Math.max(10, Math.min(opts.leaseSeconds, (2 * (deadline - Date.now())) / 1000));
+
+  const claimer = async () => {
+    try {
+      // The first claim is made whatever the budget, and its failure is the call's.
+      if ((await claim(lease())) === 0 || run.budget_ms === 0) return;
+      for (;;) {
+        const leftMs = deadline - Date.now();
+        if (leftMs <= 0) return;
+        if (pending.length >= opts.refillBelow) {
+          await workTaken.wait(Math.min(CLAIM_RETRY_MS, leftMs));
+          continue;
+        }
+        let got: number;
+        try {
+          got = await claim(lease());
+        } catch (err) {
+          // What is held still goes out; the next call claims the rest.
+          console.error("dispatch: a claim failed; sending what this call holds", err);
+          return;
+        }
+        if (got === 0 && pending.length === 0 && sending === 0) return;
+        if (got < opts.limit) await new Promise((r) => setTimeout(r, Math.min(CLAIM_RETRY_MS, Math.max(0, deadline - Date.now()))));
+      }
+    } finally {
+      claiming = false;
+      workAdded.notify();
+    }
+  };
+
   const worker = async () => {
-    while (next < claimed.length) {
-      const m = claimed[next++];
+    for (;;) {
+      const m = pending.shift();
+      if (!m) {
+        if (!claiming) return;
+        await workAdded.wait(CLAIM_RETRY_MS);
+        continue;
+      }
+      if (pending.length < opts.refillBelow) workTaken.notify();
+      sending++;
       try {
         const r = await sendOne(sql, client, m, opts);
         if (r.reconciled) summary.reconciled++;
@@ -173,10 +276,19 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       } catch (err) {
         // The database did not take the answer; the lease expiry and provider check recover it.
         console.error(`dispatch: could not record message ${m.message_id}`, err);
+      } finally {
+        sending--;
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(opts.concurrency, claimed.length) }, worker));
+
+  try {
+    await Promise.all([claimer(), ...Array.from({ length: opts.concurrency }, worker)]);
+  } finally {
+    await sql`select herald.end_dispatch_run(${run.run_id}::uuid)`.catch((err) =>
+      console.error("dispatch: could not end its run (it stops counting when its budget is over)", err)
+    );
+  }
 
   // Provider erasures that failed earlier are retried here, on the dispatcher's cadence.
   await eraseProviderRecords(sql, client, { deletionId: null, limit: 50 }).catch((err) =>
