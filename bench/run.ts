@@ -15,12 +15,12 @@
 
 import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts";
 import { deletionSuite, purgeSuite } from "./deletion.ts";
-import { sendingSuite } from "./sending.ts";
+import { fanoutSuite, sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
 
 export const BENCH_PORT = 54362;
 
-export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite];
+export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, fanoutSuite, queueSuite];
 
 interface Options {
   filters: string[];
