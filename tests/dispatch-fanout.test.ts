@@ -163,7 +163,7 @@ Deno.test({
       const posted = () =>
         lines.map((l) => /^local-cron: (\d+) dispatch call\(s\) at once/.exec(l)).filter((m) => m !== null).map((m) => Number(m![1]));
       const answered = () => lines.filter((l) => l.startsWith("local-cron: dispatch {")).length;
-      await waitFor("every call to answer", async () => answered() === posted().reduce((a, b) => a + b, 0), 30_000);
+      await waitFor("every call to answer", () => Promise.resolve(answered() === posted().reduce((a, b) => a + b, 0)), 30_000);
 
       const errors = lines.filter((l) => /answered \d|unreachable|could not/.test(l));
       assert.deepEqual(errors, [], lines.join("\n"));
