@@ -177,10 +177,10 @@ const CLAIM_RETRY_MS = 1000;
 /**
  * One dispatcher call: registered as running (herald.begin_dispatch_run) for its time budget, it
  * keeps claiming while fewer than `refillBelow` claimed messages wait for a worker, and its
- * workers send them in slot order, until the budget is spent or a claim finds nothing while the
- * call has nothing left to send. A budget of 0 is one claim. A claim reserves slots half its lease ahead and a
- * lease is at least 10 s, so near the end of the budget a claim reserves at most 5 s past it: the
- * call answers within its budget plus those 5 s and the provider timeout.
+ * workers send each as its slot comes, until the budget is spent or a claim finds nothing while
+ * the call has nothing left to send. A budget of 0 is one claim. A claim reserves slots half its
+ * lease ahead and a lease is at least 10 s, so near the end of the budget a claim reserves at most
+ * 5 s past it: the call answers within its budget plus those 5 s and the provider timeout.
  */
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
   const [run] = await sql<{ run_id: string; budget_ms: number }[]>`
@@ -198,14 +198,44 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     skipped: 0,
   };
 
-  // Claimed and not yet taken by a worker, earliest slot first: calls claim side by side, so a
-  // later claim may hold earlier slots (another sender's) than the rest of an earlier one.
+  // Claimed messages wait in `pending` (earliest slot first: calls claim side by side, so a later
+  // claim may hold earlier slots than an earlier one) until their slot comes; then a worker takes
+  // each, so the workers' concurrency is spent on provider calls, not on waiting for slots.
   const pending: ClaimedMessage[] = [];
-  /** Taken by a worker (waiting for its slot, or at the provider) and not yet recorded. */
+  const due: ClaimedMessage[] = [];
+  const idleWorkers: ((m: ClaimedMessage | null) => void)[] = [];
+  let slotTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Taken by a worker and not yet recorded. */
   let sending = 0;
   let claiming = true;
-  const workAdded = new Wakeup();
   const workTaken = new Wakeup();
+  const held = () => pending.length + due.length;
+
+  /** Hands every message whose slot has come to an idle worker (or queues it), and waits for the next. */
+  const release = () => {
+    clearTimeout(slotTimer);
+    slotTimer = undefined;
+    const now = Date.now();
+    while (pending.length && pending[0].send_not_before.getTime() <= now) {
+      const m = pending.shift()!;
+      const worker = idleWorkers.shift();
+      if (worker) worker(m);
+      else due.push(m);
+    }
+    if (pending.length) slotTimer = setTimeout(release, pending[0].send_not_before.getTime() - now);
+    else if (!claiming) for (const worker of idleWorkers.splice(0)) worker(null);
+    workTaken.notify();
+  };
+
+  const nextMessage = (): Promise<ClaimedMessage | null> => {
+    const m = due.shift();
+    if (m) {
+      workTaken.notify();
+      return Promise.resolve(m);
+    }
+    if (!claiming && pending.length === 0) return Promise.resolve(null);
+    return new Promise((resolve) => idleWorkers.push(resolve));
+  };
 
   const claim = async (leaseSeconds: number) => {
     const claimed = await sql<ClaimedMessage[]>`
@@ -215,7 +245,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     if (claimed.length) {
       pending.push(...claimed);
       pending.sort((a, b) => a.send_not_before.getTime() - b.send_not_before.getTime());
-      workAdded.notify();
+      release();
     }
     return claimed.length;
   };
@@ -233,7 +263,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       for (;;) {
         const leftMs = deadline - Date.now();
         if (leftMs <= 0) return;
-        if (pending.length >= opts.refillBelow) {
+        if (held() >= opts.refillBelow) {
           await workTaken.wait(Math.min(CLAIM_RETRY_MS, leftMs));
           continue;
         }
@@ -245,24 +275,19 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
           console.error("dispatch: a claim failed; sending what this call holds", err);
           return;
         }
-        if (got === 0 && pending.length === 0 && sending === 0) return;
+        if (got === 0 && held() === 0 && sending === 0) return;
         if (got < opts.limit) await new Promise((r) => setTimeout(r, Math.min(CLAIM_RETRY_MS, Math.max(0, deadline - Date.now()))));
       }
     } finally {
       claiming = false;
-      workAdded.notify();
+      release();
     }
   };
 
   const worker = async () => {
     for (;;) {
-      const m = pending.shift();
-      if (!m) {
-        if (!claiming) return;
-        await workAdded.wait(CLAIM_RETRY_MS);
-        continue;
-      }
-      if (pending.length < opts.refillBelow) workTaken.notify();
+      const m = await nextMessage();
+      if (!m) return;
       sending++;
       try {
         const r = await sendOne(sql, client, m, opts);
