@@ -566,6 +566,8 @@ const TARGET_FANOUT_PER_S = 900;
 const FANOUT_TOLERANCE = 0.05;
 
 interface FanoutResult {
+  /** Messages sent, ended otherwise (failed: retries exhausted), and attempted more than once. */
+  outcome: { sent: number; ended: number; reattempted: number };
   /** First to last create request of the backlog at the sandbox. */
   sendMs: number;
   /** From the stack runner's start to the last create request. */
@@ -604,21 +606,28 @@ async function fanoutRun(ctx: SuiteContext, log: (s: string) => void): Promise<F
   const started = Date.now();
   const services = await startBenchServices(ctx.cluster, log, { cronIntervalMs: FANOUT_EVERY_MS });
   try {
-    const sentCount = async () => {
-      const [{ n }] = await sql`select count(*)::int as n from public.messages
-                                where workspace_id = ${ws.id} and status in ('sent', 'delivered')`;
-      return n as number;
+    const counts = async () => {
+      const [c] = await sql`
+        select count(*) filter (where status in ('sent', 'delivered'))::int as sent,
+               count(*) filter (where status in ('failed', 'undelivered', 'cancelled'))::int as ended,
+               count(*) filter (where attempts > 1)::int as reattempted
+        from public.messages where workspace_id = ${ws.id}`;
+      return c as { sent: number; ended: number; reattempted: number };
     };
-    let last = 0;
-    let lastLog = Date.now();
-    const drained = await until(async () => {
-      const n = await sentCount();
-      if (Date.now() - lastLog >= 15_000) {
-        log(`sending: fan-out: ${n} sent after ${formatMs(Date.now() - started)} (${rate(n - last, Date.now() - lastLog)} lately)`);
-        [last, lastLog] = [n, Date.now()];
+    // Until every message has ended one way or the other, or nothing has moved for two minutes
+    // (retries wait for pg_cron's queueing, every minute).
+    let c = await counts();
+    let [progressAt, lastDone, logAt, loggedSent] = [Date.now(), 0, Date.now(), 0];
+    while (c.sent + c.ended < FANOUT_MESSAGES && Date.now() - progressAt < 120_000) {
+      await new Promise((r) => setTimeout(r, 1000));
+      c = await counts();
+      if (c.sent + c.ended !== lastDone) [lastDone, progressAt] = [c.sent + c.ended, Date.now()];
+      if (Date.now() - logAt >= 15_000) {
+        log(`sending: fan-out: ${c.sent} sent, ${c.ended} failed after ${formatMs(Date.now() - started)} ` +
+          `(${rate(c.sent - loggedSent, Date.now() - logAt)} lately)`);
+        [logAt, loggedSent] = [Date.now(), c.sent];
       }
-      return n === FANOUT_MESSAGES;
-    }, 15 * 60_000, 1000);
+    }
     const cpu = {
       postgres: clusterCpuMs(dataDir) - pg0,
       functions: processCpuMs(services.functionsPid),
@@ -627,9 +636,6 @@ async function fanoutRun(ctx: SuiteContext, log: (s: string) => void): Promise<F
       machineBusy: machineCpuMs().busy - machine0.busy,
       machineTotal: machineCpuMs().total - machine0.total,
     };
-    if (!drained) {
-      throw new Error(`only ${await sentCount()} of ${FANOUT_MESSAGES} sent after 15 minutes\n${await logTail(services)}`);
-    }
 
     // The sandbox's record is the witness: who sent what, when, and how often.
     const snap = await sandboxSnapshot(services);
@@ -640,6 +646,7 @@ async function fanoutRun(ctx: SuiteContext, log: (s: string) => void): Promise<F
     const lastAt = ours.reduce((a, m) => Math.max(a, m.received_at_ms), -Infinity);
     const rates = ws.senders.map((s) => {
       const mine = ours.filter((m) => m.from === s.phone).sort((a, b) => a.received_at_ms - b.received_at_ms);
+      if (mine.length < 2) return 0;
       const segments = mine.reduce((a, m) => a + Number(m.num_segments), 0) - Number(mine[0].num_segments);
       return segments / ((mine[mine.length - 1].received_at_ms - mine[0].received_at_ms) / 1000);
     });
@@ -649,6 +656,7 @@ async function fanoutRun(ctx: SuiteContext, log: (s: string) => void): Promise<F
     const posted = runnerLog.map((l) => /local-cron: (\d+) dispatch call\(s\) at once/.exec(l)).filter((m) => m !== null)
       .map((m) => Number(m![1]));
     return {
+      outcome: c,
       sendMs: lastAt - first,
       totalMs: lastAt - started,
       plan: { sendable: plan.sendable, needed: plan.needed, calls: plan.calls },
@@ -689,12 +697,14 @@ export const fanoutSuite: Suite = {
       lines.push(errorLine(label, err));
       return lines;
     }
-    const perS = FANOUT_MESSAGES / (r.sendMs / 1000);
+    const drained = r.outcome.sent === FANOUT_MESSAGES;
+    const perS = r.created / (r.sendMs / 1000);
     const ceiling = FANOUT_SENDERS * FANOUT_MPS;
     lines.push({
       kind: "timing",
       label,
       samples: [r.sendMs],
+      ...(drained ? {} : { error: `${r.outcome.sent} sent, ${r.outcome.ended} failed: not drained` }),
       targetMs: (FANOUT_MESSAGES / TARGET_FANOUT_PER_S) * 1000,
       note: `one run: first to last create request at the sandbox; the stack runner asks herald.dispatch_fanout every ` +
         `${FANOUT_EVERY_MS / 1000} s (pg_cron's cadence on Supabase) and POSTs dispatch that many times at once; ` +
@@ -704,9 +714,10 @@ export const fanoutSuite: Suite = {
     lines.push({
       kind: "figure",
       label: "fan-out throughput to the sandbox",
-      value: `${Math.round(perS)} msg/s (>= ${TARGET_FANOUT_PER_S}: ${verdict(perS >= TARGET_FANOUT_PER_S)})`,
-      note: `${formatMs(r.totalMs)} from the runner's start to the last send (${rate(FANOUT_MESSAGES, r.totalMs)} ` +
-        "with the wait for the first tick and the first claims)",
+      value: `${Math.round(perS)} msg/s (>= ${TARGET_FANOUT_PER_S}: ${verdict(drained && perS >= TARGET_FANOUT_PER_S)})`,
+      note: `${r.created} creates first to last; ${formatMs(r.totalMs)} from the runner's start to the last send ` +
+        `(${rate(r.created, r.totalMs)} with the wait for the first tick and the first claims); ` +
+        `${r.outcome.reattempted} message(s) claimed more than once (a lost lease or a transient error)`,
     });
     lines.push({
       kind: "figure",
@@ -724,8 +735,8 @@ export const fanoutSuite: Suite = {
         `worst ${(worst * 100).toFixed(2)}% (${verdict(within === r.rates.length)})`,
       note: "each sender's segments over its first to last create request at the sandbox (every body here is one segment)",
     });
-    const once = r.created === FANOUT_MESSAGES && r.distinctBodies === FANOUT_MESSAGES && r.sentInDb === FANOUT_MESSAGES &&
-      r.distinctSids === FANOUT_MESSAGES;
+    // Nothing created twice, and every create is a sent message with its own sid.
+    const once = r.created === r.distinctBodies && r.created === r.sentInDb && r.sentInDb === r.distinctSids;
     lines.push({
       kind: "figure",
       label: "each message sent once",

@@ -176,8 +176,8 @@ const CLAIM_RETRY_MS = 1000;
 
 /**
  * One dispatcher call: registered as running (herald.begin_dispatch_run) for its time budget, it
- * keeps claiming while fewer than `refillBelow` claimed messages wait for a worker, and its
- * workers send each as its slot comes, until the budget is spent or a claim finds nothing while
+ * keeps claiming while fewer than `refillBelow` claimed messages wait and its workers keep up with
+ * their slots, and its workers send each as its slot comes, until the budget is spent or a claim finds nothing while
  * the call has nothing left to send. A budget of 0 is one claim. A claim reserves slots half its
  * lease ahead and a lease is at least 10 s, so near the end of the budget a claim reserves at most
  * 5 s past it: the call answers within its budget plus those 5 s and the provider timeout.
@@ -263,7 +263,10 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       for (;;) {
         const leftMs = deadline - Date.now();
         if (leftMs <= 0) return;
-        if (held() >= opts.refillBelow) {
+        // Enough in hand, or behind: a message whose slot has come waits for a worker. Claiming
+        // more then would only reserve slots this call cannot keep, and age what it holds past
+        // its lease; the backlog stays queued for calls that keep up.
+        if (held() >= opts.refillBelow || due.length > 0) {
           await workTaken.wait(Math.min(CLAIM_RETRY_MS, leftMs));
           continue;
         }
