@@ -173,14 +173,21 @@ class Wakeup {
 
 /** After a claim that got less than it asked for, the next one waits this long. */
 const CLAIM_RETRY_MS = 1000;
+/**
+ * A call holds no more claimed messages than it has sent in this long (once it has been running
+ * that long): what it holds then goes out well within a lease's 15 s past its slot, however slow
+ * the provider or the machine, instead of being reaped and looked up at the provider.
+ */
+const HOLD_MS = 10_000;
 
 /**
  * One dispatcher call: registered as running (herald.begin_dispatch_run) for its time budget, it
- * keeps claiming while fewer than `refillBelow` claimed messages wait and its workers keep up with
- * their slots, and its workers send each as its slot comes, until the budget is spent or a claim finds nothing while
- * the call has nothing left to send. A budget of 0 is one claim. A claim reserves slots half its
- * lease ahead and a lease is at least 10 s, so near the end of the budget a claim reserves at most
- * 5 s past it: the call answers within its budget plus those 5 s and the provider timeout.
+ * keeps claiming while it holds fewer than `refillBelow` claimed messages (and no more than it
+ * sent in the last HOLD_MS) and keeps up with their slots; its workers send each message as its
+ * slot comes. It stops claiming when the budget is spent or a claim finds nothing while it has
+ * nothing left to send; a budget of 0 is one claim. A claim reserves slots half its lease ahead
+ * and a lease is at least 10 s, so near the end of the budget a claim reserves at most 5 s past
+ * it: the call answers within its budget plus those 5 s and the provider timeout.
  */
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
   const [run] = await sql<{ run_id: string; budget_ms: number }[]>`
@@ -210,6 +217,15 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
   let claiming = true;
   const workTaken = new Wakeup();
   const held = () => pending.length + due.length;
+  const startedAt = Date.now();
+  /** When each message this call finished with in the last HOLD_MS was done. */
+  const doneAt: number[] = [];
+  const holdTarget = () => {
+    const now = Date.now();
+    while (doneAt.length && doneAt[0] <= now - HOLD_MS) doneAt.shift();
+    if (now - startedAt < HOLD_MS) return opts.refillBelow;
+    return Math.min(opts.refillBelow, Math.max(Math.ceil(opts.limit / 2), doneAt.length));
+  };
 
   /** Hands every message whose slot has come to an idle worker (or queues it), and waits for the next. */
   const release = () => {
@@ -237,9 +253,9 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     return new Promise((resolve) => idleWorkers.push(resolve));
   };
 
-  const claim = async (leaseSeconds: number) => {
+  const claim = async (limit: number, leaseSeconds: number) => {
     const claimed = await sql<ClaimedMessage[]>`
-      select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${leaseSeconds}),
+      select * from herald.claim_messages(${limit}, make_interval(secs => ${leaseSeconds}),
                                           make_interval(secs => ${opts.callTimeoutSeconds}))`;
     summary.claimed += claimed.length;
     if (claimed.length) {
@@ -259,27 +275,29 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
   const claimer = async () => {
     try {
       // The first claim is made whatever the budget, and its failure is the call's.
-      if ((await claim(lease())) === 0 || run.budget_ms === 0) return;
+      if ((await claim(opts.limit, lease())) === 0 || run.budget_ms === 0) return;
       for (;;) {
         const leftMs = deadline - Date.now();
         if (leftMs <= 0) return;
         // Enough in hand, or behind: a message whose slot has come waits for a worker. Claiming
         // more then would only reserve slots this call cannot keep, and age what it holds past
         // its lease; the backlog stays queued for calls that keep up.
-        if (held() >= opts.refillBelow || due.length > 0) {
+        const target = holdTarget();
+        if (held() >= target || due.length > 0) {
           await workTaken.wait(Math.min(CLAIM_RETRY_MS, leftMs));
           continue;
         }
+        const asked = Math.min(opts.limit, target - held());
         let got: number;
         try {
-          got = await claim(lease());
+          got = await claim(asked, lease());
         } catch (err) {
           // What is held still goes out; the next call claims the rest.
           console.error("dispatch: a claim failed; sending what this call holds", err);
           return;
         }
         if (got === 0 && held() === 0 && sending === 0) return;
-        if (got < opts.limit) await new Promise((r) => setTimeout(r, Math.min(CLAIM_RETRY_MS, Math.max(0, deadline - Date.now()))));
+        if (got < asked) await new Promise((r) => setTimeout(r, Math.min(CLAIM_RETRY_MS, Math.max(0, deadline - Date.now()))));
       }
     } finally {
       claiming = false;
@@ -306,6 +324,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
         console.error(`dispatch: could not record message ${m.message_id}`, err);
       } finally {
         sending--;
+        doneAt.push(Date.now());
       }
     }
   };
