@@ -17,7 +17,7 @@
 
 import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts";
 import { deletionSuite, purgeSuite } from "./deletion.ts";
-import { sendingSuite } from "./sending.ts";
+import { fanoutSuite, sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
 import { peersSuite } from "./peers.ts";
 import { faultsSuite } from "./faults.ts";
@@ -27,7 +27,7 @@ import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 export const BENCH_PORT = 54362;
 
 // faults last: it crashes and restarts the cluster the others measure.
-export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite, peersSuite, faultsSuite];
+export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, fanoutSuite, queueSuite, peersSuite, faultsSuite];
 
 interface Options {
   filters: string[];

@@ -704,6 +704,31 @@ $$;
 
 COMMENT ON FUNCTION herald.appointments_schedule_reminders() IS 'Appointments inserted: their reminders are scheduled from the workspace''s policy in the same statement.';
 
+CREATE FUNCTION herald.begin_dispatch_run(p_budget interval DEFAULT NULL::interval) RETURNS TABLE(run_id uuid, budget interval)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_budget interval := coalesce(p_budget, (select s.call_budget from herald.dispatch_settings s));
+begin
+  if v_budget is null then
+    raise exception 'herald.dispatch_settings has no row' using errcode = '55000',
+      hint = 'insert into herald.dispatch_settings default values';
+  end if;
+  if v_budget < interval '0' or v_budget > interval '120 seconds' then
+    raise exception 'a dispatch call''s budget must be between 0 and 120 seconds, not %', v_budget
+      using errcode = '22023', hint = 'Supabase answers 504 to a request still running after 150 seconds.';
+  end if;
+  -- Rows of calls that died long ago; they stopped counting when their budget ended.
+  delete from herald.dispatch_runs r where r.claims_until < now() - interval '1 hour';
+  insert into herald.dispatch_runs (claims_until) values (now() + v_budget) returning id into run_id;
+  budget := v_budget;
+  return next;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.begin_dispatch_run(p_budget interval) IS 'A dispatcher call starts: registers it until its budget ends (the given one, else dispatch_settings.call_budget; 0 = one claim) and returns its id and budget.';
+
 CREATE FUNCTION herald.campaigns_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1914,6 +1939,67 @@ CREATE FUNCTION herald.delivered_statuses() RETURNS public.message_status[]
     AS $$ select '{delivered,read}'::public.message_status[] $$;
 
 COMMENT ON FUNCTION herald.delivered_statuses() IS 'Delivered: the message reached the recipient (delivered, read).';
+
+CREATE FUNCTION herald.dispatch_fanout(p_every interval DEFAULT '00:00:10'::interval) RETURNS TABLE(calls integer, needed integer, running integer, sendable integer, call_budget interval)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings herald.dispatch_settings;
+  v_budget_s numeric;
+begin
+  if p_every is null or p_every < interval '1 second' or p_every > interval '1 hour' then
+    raise exception 'the caller''s cadence must be between 1 second and 1 hour, not %', coalesce(p_every::text, 'null')
+      using errcode = '22023', hint = 'Pass how often you ask, e.g. interval ''10 seconds'' for the pg_cron job.';
+  end if;
+  select * into v_settings from herald.dispatch_settings;
+  if not found then
+    raise exception 'herald.dispatch_settings has no row' using errcode = '55000',
+      hint = 'insert into herald.dispatch_settings default values';
+  end if;
+  v_budget_s := extract(epoch from v_settings.call_budget);
+  call_budget := v_settings.call_budget;
+
+  -- What each sender can send within one budget: its due queued messages, oldest first, as long
+  -- as their segments fit in mps × budget (a WhatsApp message is one, whatever its length). More
+  -- calls cannot make a sender faster, so its share stops there; the per-sender limit keeps the
+  -- scan short however long the backlog.
+  select coalesce(sum(w.n), 0)::integer into sendable
+  from public.senders se
+  join public.workspaces ws on ws.id = se.workspace_id
+  cross join lateral (
+    select count(*) filter (where d.spent <= se.mps * v_budget_s) as n
+    from (
+      select sum(case when m.channel = 'whatsapp' then 1 else m.segments end)
+               over (order by m.send_at rows unbounded preceding) as spent
+      from public.messages m
+      where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
+      order by m.send_at
+      limit ceil(se.mps * v_budget_s)::integer
+    ) d
+  ) w
+  where ws.automation_enabled and se.phone_number is not null;
+
+  needed := least(v_settings.max_calls, ceil(sendable / (v_settings.call_rate * v_budget_s)))::integer;
+  -- A call still claiming at the caller's next tick does this tick's work; one ending before it
+  -- is replaced now, so the senders do not wait a tick between generations.
+  running := (select count(*) from herald.dispatch_runs r where r.claims_until > now() + p_every)::integer;
+  calls := greatest(0, needed - running);
+  return next;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.dispatch_fanout(p_every interval) IS 'How many dispatcher calls to start now: due queued messages each sender can send within one call budget (segments against its mps), summed, over what one call sends in its budget (call_rate × call_budget), capped by max_calls, less the calls still claiming at the caller''s next tick (p_every).';
+
+CREATE FUNCTION herald.end_dispatch_run(p_run_id uuid) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with gone as (delete from herald.dispatch_runs r where r.id = p_run_id returning 1)
+  select exists (select 1 from gone)
+$$;
+
+COMMENT ON FUNCTION herald.end_dispatch_run(p_run_id uuid) IS 'A dispatcher call is over: it no longer counts as running. False if it was not registered (or expired long ago).';
 
 CREATE TABLE public.sequences (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -4844,6 +4930,37 @@ $$;
 
 COMMENT ON FUNCTION public.take_lead(contact_id uuid) IS 'A human takes the lead: controlled_by = human, assigned to the caller, and every pending automated message and active enrollment cancelled (human_takeover) in the same transaction.';
 
+CREATE TABLE herald.dispatch_runs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    claims_until timestamp with time zone NOT NULL
+);
+
+COMMENT ON TABLE herald.dispatch_runs IS 'Dispatcher calls running now, each from its start to its end; a call that dies leaves its row, which stops counting when its budget is over.';
+
+COMMENT ON COLUMN herald.dispatch_runs.claims_until IS 'When the call''s time budget ends: it claims nothing after it.';
+
+CREATE TABLE herald.dispatch_settings (
+    id boolean DEFAULT true NOT NULL,
+    call_budget interval DEFAULT '00:01:00'::interval NOT NULL,
+    call_rate numeric DEFAULT 50 NOT NULL,
+    max_calls integer DEFAULT 20 NOT NULL,
+    CONSTRAINT dispatch_settings_call_budget_range CHECK (((call_budget >= '00:00:01'::interval) AND (call_budget <= '00:02:00'::interval))),
+    CONSTRAINT dispatch_settings_call_rate_range CHECK (((call_rate > (0)::numeric) AND (call_rate <= (10000)::numeric))),
+    CONSTRAINT dispatch_settings_max_calls_range CHECK (((max_calls >= 1) AND (max_calls <= 500))),
+    CONSTRAINT dispatch_settings_one_row CHECK (id)
+);
+
+COMMENT ON TABLE herald.dispatch_settings IS 'How dispatch fans out (one row): each call''s time budget, the send rate one call is sized for, and the most calls at once. Change it with SQL as the project owner.';
+
+COMMENT ON COLUMN herald.dispatch_settings.id IS 'Always true: the table holds one row.';
+
+COMMENT ON COLUMN herald.dispatch_settings.call_budget IS 'How long one dispatcher call keeps claiming and sending (1 to 120 seconds; Supabase answers 504 to a request still running at 150 s). Also the window herald.dispatch_fanout sizes for.';
+
+COMMENT ON COLUMN herald.dispatch_settings.call_rate IS 'Messages per second one dispatcher call is sized to send: its 32 concurrent provider calls over Twilio''s latency, and the function''s CPU time per request, bound it.';
+
+COMMENT ON COLUMN herald.dispatch_settings.max_calls IS 'The most dispatcher calls running at once, whatever the backlog: each holds up to HERALD_DB_POOL_SIZE database connections.';
+
 CREATE TABLE herald.iana_time_zones (
     name text NOT NULL
 );
@@ -5848,6 +5965,12 @@ COMMENT ON COLUMN public.workspace_members.created_at IS 'When the user joined t
 
 COMMENT ON CONSTRAINT workspace_members_role_valid ON public.workspace_members IS 'A member''s role must be owner, admin or agent.';
 
+ALTER TABLE ONLY herald.dispatch_runs
+    ADD CONSTRAINT dispatch_runs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY herald.dispatch_settings
+    ADD CONSTRAINT dispatch_settings_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY herald.iana_time_zones
     ADD CONSTRAINT iana_time_zones_pkey PRIMARY KEY (name);
 
@@ -6011,6 +6134,8 @@ ALTER TABLE ONLY public.workspace_members
 
 ALTER TABLE ONLY public.workspaces
     ADD CONSTRAINT workspaces_pkey PRIMARY KEY (id);
+
+CREATE INDEX dispatch_runs_claims_until_idx ON herald.dispatch_runs USING btree (claims_until);
 
 CREATE INDEX inflight_deletions_deletion_idx ON herald.inflight_deletions USING btree (deletion_id);
 
@@ -6468,6 +6593,10 @@ ALTER TABLE ONLY public.workspace_members
 ALTER TABLE ONLY public.workspace_members
     ADD CONSTRAINT workspace_members_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
+ALTER TABLE herald.dispatch_runs ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE herald.dispatch_settings ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE herald.inflight_deletions ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE herald.nanp_area_codes ENABLE ROW LEVEL SECURITY;
@@ -6712,6 +6841,9 @@ REVOKE ALL ON FUNCTION herald.appointments_rerender_reminders() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.appointments_schedule_reminders() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.begin_dispatch_run(p_budget interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.begin_dispatch_run(p_budget interval) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.campaigns_before_delete() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone) FROM PUBLIC;
@@ -6795,6 +6927,12 @@ REVOKE ALL ON FUNCTION herald.delete_stale_senders(p_older_than interval, p_work
 REVOKE ALL ON FUNCTION herald.delivered_statuses() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.delivered_statuses() TO authenticated;
 GRANT ALL ON FUNCTION herald.delivered_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.dispatch_fanout(p_every interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.dispatch_fanout(p_every interval) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.end_dispatch_run(p_run_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.end_dispatch_run(p_run_id uuid) TO service_role;
 
 GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;

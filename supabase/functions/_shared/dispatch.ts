@@ -7,7 +7,15 @@ import { classifyProviderError, type TwilioClient } from "./twilio.ts";
 import { eraseProviderRecords } from "./erasure.ts";
 
 export interface DispatchOptions {
+  /** Messages one claim takes at most. */
   limit: number;
+  /** Claim again when fewer claimed messages than this wait for a worker. */
+  refillBelow: number;
+  /**
+   * How long the call keeps claiming, in seconds: null for the database's setting
+   * (herald.dispatch_settings.call_budget); 0 for one claim.
+   */
+  budgetSeconds: number | null;
   statusCallbackUrl: string;
   leaseSeconds: number;
   /** Provider calls in flight at once. */
@@ -157,12 +165,52 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   return { status: row.status as string | null, reconciled, outcome };
 }
 
+/** Resolves waiters when notified, or each after its own timeout. */
+class Wakeup {
+  #waiters = new Set<() => void>();
+
+  wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waiters.add(done);
+    });
+  }
+
+  notify(): void {
+    for (const done of [...this.#waiters]) done();
+  }
+}
+
+/** After a claim that got less than it asked for, the next one waits this long. */
+const CLAIM_RETRY_MS = 1000;
+/**
+ * A call holds no more claimed messages than it has sent in this long (once it has been running
+ * that long): what it holds then goes out well within a lease's 15 s past its slot, however slow
+ * the provider or the machine, instead of being reaped and looked up at the provider.
+ */
+const HOLD_MS = 10_000;
+
+/**
+ * One dispatcher call: registered as running (herald.begin_dispatch_run) for its time budget, it
+ * keeps claiming while it holds fewer than `refillBelow` claimed messages (and no more than it
+ * sent in the last HOLD_MS) and keeps up with their slots; its workers send each message as its
+ * slot comes. It stops claiming when the budget is spent or a claim finds nothing while it has
+ * nothing left to send; a budget of 0 is one claim. A claim reserves slots half its lease ahead
+ * and a lease is at least 10 s, so near the end of the budget a claim reserves at most 5 s past
+ * it: the call answers within its budget plus those 5 s and the provider timeout.
+ */
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
-  const claimed = await sql<ClaimedMessage[]>`
-    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}),
-                                        make_interval(secs => ${opts.callTimeoutSeconds}))`;
+  const [run] = await sql<{ run_id: string; budget_ms: number }[]>`
+    select run_id, (extract(epoch from budget) * 1000)::float8 as budget_ms
+    from herald.begin_dispatch_run(make_interval(secs => ${opts.budgetSeconds}))`;
+  const deadline = Date.now() + run.budget_ms;
   const summary: DispatchSummary = {
-    claimed: claimed.length,
+    claimed: 0,
     sent: 0,
     retried: 0,
     failed: 0,
@@ -173,10 +221,111 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     unknown: 0,
   };
 
-  let next = 0;
+  // Claimed messages wait in `pending` (earliest slot first: calls claim side by side, so a later
+  // claim may hold earlier slots than an earlier one) until their slot comes; then a worker takes
+  // each, so the workers' concurrency is spent on provider calls, not on waiting for slots.
+  const pending: ClaimedMessage[] = [];
+  const due: ClaimedMessage[] = [];
+  const idleWorkers: ((m: ClaimedMessage | null) => void)[] = [];
+  let slotTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Taken by a worker and not yet recorded. */
+  let sending = 0;
+  let claiming = true;
+  const workTaken = new Wakeup();
+  const held = () => pending.length + due.length;
+  const startedAt = Date.now();
+  /** When each message this call finished with in the last HOLD_MS was done. */
+  const doneAt: number[] = [];
+  const holdTarget = () => {
+    const now = Date.now();
+    while (doneAt.length && doneAt[0] <= now - HOLD_MS) doneAt.shift();
+    if (now - startedAt < HOLD_MS) return opts.refillBelow;
+    return Math.min(opts.refillBelow, Math.max(Math.ceil(opts.limit / 2), doneAt.length));
+  };
+
+  /** Hands every message whose slot has come to an idle worker (or queues it), and waits for the next. */
+  const release = () => {
+    clearTimeout(slotTimer);
+    slotTimer = undefined;
+    const now = Date.now();
+    while (pending.length && pending[0].send_not_before.getTime() <= now) {
+      const m = pending.shift()!;
+      const worker = idleWorkers.shift();
+      if (worker) worker(m);
+      else due.push(m);
+    }
+    if (pending.length) slotTimer = setTimeout(release, pending[0].send_not_before.getTime() - now);
+    else if (!claiming) for (const worker of idleWorkers.splice(0)) worker(null);
+    workTaken.notify();
+  };
+
+  const nextMessage = (): Promise<ClaimedMessage | null> => {
+    const m = due.shift();
+    if (m) {
+      workTaken.notify();
+      return Promise.resolve(m);
+    }
+    if (!claiming && pending.length === 0) return Promise.resolve(null);
+    return new Promise((resolve) => idleWorkers.push(resolve));
+  };
+
+  const claim = async (limit: number, leaseSeconds: number) => {
+    const claimed = await sql<ClaimedMessage[]>`
+      select * from herald.claim_messages(${limit}, make_interval(secs => ${leaseSeconds}),
+                                          make_interval(secs => ${opts.callTimeoutSeconds}))`;
+    summary.claimed += claimed.length;
+    if (claimed.length) {
+      pending.push(...claimed);
+      pending.sort((a, b) => a.send_not_before.getTime() - b.send_not_before.getTime());
+      release();
+    }
+    return claimed.length;
+  };
+
+  // Slots up to what is left of the budget (a claim reserves half its lease ahead).
+  const lease = () =>
+    run.budget_ms === 0
+      ? opts.leaseSeconds
+      : Math.max(10, Math.min(opts.leaseSeconds, (2 * (deadline - Date.now())) / 1000));
+
+  const claimer = async () => {
+    try {
+      // The first claim is made whatever the budget, and its failure is the call's.
+      if ((await claim(opts.limit, lease())) === 0 || run.budget_ms === 0) return;
+      for (;;) {
+        const leftMs = deadline - Date.now();
+        if (leftMs <= 0) return;
+        // Enough in hand, or behind: a message whose slot has come waits for a worker. Claiming
+        // more then would only reserve slots this call cannot keep, and age what it holds past
+        // its lease; the backlog stays queued for calls that keep up.
+        const target = holdTarget();
+        if (held() >= target || due.length > 0) {
+          await workTaken.wait(Math.min(CLAIM_RETRY_MS, leftMs));
+          continue;
+        }
+        const asked = Math.min(opts.limit, target - held());
+        let got: number;
+        try {
+          got = await claim(asked, lease());
+        } catch (err) {
+          // What is held still goes out; the next call claims the rest.
+          console.error("dispatch: a claim failed; sending what this call holds", err);
+          return;
+        }
+        if (got === 0 && held() === 0 && sending === 0) return;
+        if (got < asked) await new Promise((r) => setTimeout(r, Math.min(CLAIM_RETRY_MS, Math.max(0, deadline - Date.now()))));
+      }
+    } finally {
+      claiming = false;
+      release();
+    }
+  };
+
   const worker = async () => {
-    while (next < claimed.length) {
-      const m = claimed[next++];
+    for (;;) {
+      const m = await nextMessage();
+      if (!m) return;
+      sending++;
       try {
         const r = await sendOne(sql, client, m, opts);
         if (r.reconciled) summary.reconciled++;
@@ -190,10 +339,20 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       } catch (err) {
         // The database did not take the answer; the lease expiry and provider check recover it.
         console.error(`dispatch: could not record message ${m.message_id}`, err);
+      } finally {
+        sending--;
+        doneAt.push(Date.now());
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(opts.concurrency, claimed.length) }, worker));
+
+  try {
+    await Promise.all([claimer(), ...Array.from({ length: opts.concurrency }, worker)]);
+  } finally {
+    await sql`select herald.end_dispatch_run(${run.run_id}::uuid)`.catch((err) =>
+      console.error("dispatch: could not end its run (it stops counting when its budget is over)", err)
+    );
+  }
 
   // Provider erasures that failed earlier are retried here, on the dispatcher's cadence.
   await eraseProviderRecords(sql, client, { deletionId: null, limit: 50 }).catch((err) =>
