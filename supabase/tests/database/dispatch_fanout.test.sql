@@ -18,6 +18,8 @@ select tests.create_user('fan_stranger');
 create function pg_temp.fanout(p_every interval default '10 seconds')
 returns table (calls integer, needed integer, running integer, sendable integer, call_budget interval)
 language sql as $$ select * from herald.dispatch_fanout(p_every) $$;
+-- Functions are not executable by public by default (the project's default privileges).
+grant execute on function pg_temp.fanout(interval) to service_role;
 
 /** Section - what the backlog needs */
 select tests.authenticate_as_service_role();
