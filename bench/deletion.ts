@@ -495,7 +495,7 @@ const TARGET_PURGE_CALL_MS = 20_000;
  */
 export const purgeSuite: Suite = {
   name: "purge",
-  title: "Purge of soft-deleted contacts (issue 10): bounded, resumable calls over 100,000 contacts",
+  title: "Purge of soft-deleted contacts: bounded, resumable calls over 100,000 contacts",
   async run({ cluster, log }: SuiteContext): Promise<Line[]> {
     const sql = cluster.sql;
     log(`purge: loading ${PURGE_CONTACTS.toLocaleString("en")} soft-deleted contacts with a delivered message each`);

@@ -126,6 +126,43 @@ export function schedstat(pid: number): { cpuNs: number; waitNs: number } | null
   }
 }
 
+/** schedstat readings of several processes (null where /proc gave none), by pid. */
+export type Schedstats = Map<number, { cpuNs: number; waitNs: number } | null>;
+
+export function schedstats(pids: number[]): Schedstats {
+  return new Map(pids.map((pid) => [pid, schedstat(pid)]));
+}
+
+/**
+ * CPU and run-queue wait, in ms, that a set of processes used between two readings, summed. A
+ * process first read in `after` (a backend that connected meanwhile) counts from its start.
+ * Undefined when a reading is missing or a process of `before` is gone: its share is unknown.
+ */
+export function cpuBetween(before: Schedstats, after: Schedstats): { cpuMs: number; waitMs: number } | undefined {
+  let cpuNs = 0;
+  let waitNs = 0;
+  for (const [pid, b] of before) if (!b || !after.get(pid)) return undefined;
+  for (const [pid, a] of after) {
+    if (!a) return undefined;
+    const b = before.get(pid);
+    cpuNs += a.cpuNs - (b?.cpuNs ?? 0);
+    waitNs += a.waitNs - (b?.waitNs ?? 0);
+  }
+  return { cpuMs: cpuNs / 1e6, waitMs: waitNs / 1e6 };
+}
+
+/** The cluster's current WAL position, to measure the WAL a span of work writes (walSince). */
+export async function walPosition(sql: Sql): Promise<string> {
+  const [row] = await sql`select pg_current_wal_lsn()::text as lsn`;
+  return row.lsn as string;
+}
+
+/** Bytes of WAL the whole cluster wrote since `lsn`. */
+export async function walSince(sql: Sql, lsn: string): Promise<number> {
+  const [row] = await sql`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${lsn}::pg_lsn)::float8 as bytes`;
+  return Number(row.bytes);
+}
+
 export interface BackendTiming<T> {
   ms: number;
   /** CPU time of the backend (parallel workers not included), when /proc allows. */
@@ -228,7 +265,9 @@ export type Line =
     error?: string;
     profile?: ProfiledStatement[];
   }
-  | { kind: "figure"; label: string; value: string; note?: string };
+  | { kind: "figure"; label: string; value: string; note?: string }
+  /** A table of its own, printed under the suite's: figures derived from several cases. */
+  | { kind: "table"; label: string; header: string[]; rows: string[][]; notes?: string[] };
 
 export type TimingLine = Extract<Line, { kind: "timing" }>;
 
@@ -310,14 +349,22 @@ function pad(s: string, n: number, right = false): string {
   return len >= n ? s : right ? " ".repeat(n - len) + s : s + " ".repeat(n - len);
 }
 
+/** Rows as aligned text: the first column left-aligned, those `right` says right-aligned. */
+function formatRows(header: string[], rows: string[][], right: (i: number) => boolean): string[] {
+  const widths = header.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...r[i]].length)));
+  const fmt = (r: string[]) => r.map((c, i) => pad(c, widths[i], i > 0 && right(i))).join("  ").trimEnd();
+  return [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)];
+}
+
 /** Prints a plain-text table; returns the number of lines that missed their target. */
 export function printTable(title: string, lines: Line[], print: (s: string) => void = console.log): number {
   const header = ["case", "runs", "median", "p95", "cpu", "cpu wait", "target", "result"];
   const med = (xs?: number[]) => (xs && xs.length ? formatMs(median(xs)) : "-");
-  const rows = lines.map((l) => {
-    if (l.kind === "figure") return [l.label, "", l.value, "", "", "", "", ""];
+  const rows = lines.flatMap((l) => {
+    if (l.kind === "table") return [];
+    if (l.kind === "figure") return [[l.label, "", l.value, "", "", "", "", ""]];
     const ok = passed(l);
-    return [
+    return [[
       l.label,
       String(l.samples.length),
       l.samples.length ? formatMs(median(l.samples)) : "-",
@@ -326,17 +373,14 @@ export function printTable(title: string, lines: Line[], print: (s: string) => v
       med(l.wait),
       l.targetMs === undefined ? "-" : `< ${formatMs(l.targetMs)}`,
       l.error ? "ERROR" : ok === undefined ? "-" : ok ? "PASS" : "FAIL",
-    ];
+    ]];
   });
-  const widths = header.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...r[i]].length)));
-  const fmt = (r: string[]) => r.map((c, i) => pad(c, widths[i], i > 0 && i < 7)).join("  ").trimEnd();
   print(`\n${title}`);
-  print(fmt(header));
-  print(widths.map((w) => "-".repeat(w)).join("  "));
-  for (const r of rows) print(fmt(r));
-  const notes = lines.filter((l) => l.note || (l.kind === "timing" && l.error));
+  for (const r of formatRows(header, rows, (i) => i < 7)) print(r);
+  const notes = lines.filter((l) => l.kind !== "table" && (l.note || (l.kind === "timing" && l.error)));
   if (notes.length) print("");
   for (const l of notes) {
+    if (l.kind === "table") continue;
     if (l.note) print(`  ${l.label}: ${l.note}`);
     if (l.kind === "timing" && l.error) print(`  ${l.label}: ERROR ${l.error}`);
   }
@@ -347,6 +391,13 @@ export function printTable(title: string, lines: Line[], print: (s: string) => v
       print(`  ${pad(formatMs(st.ms), 9, true)}  ${st.query.length > 150 ? st.query.slice(0, 147) + "..." : st.query}`);
       for (const pl of st.plan.slice(0, 6)) print(`             ${pl}`);
     }
+  }
+  for (const l of lines) {
+    if (l.kind !== "table") continue;
+    print(`\n${l.label}`);
+    for (const r of formatRows(l.header, l.rows, () => true)) print(r);
+    if (l.notes?.length) print("");
+    for (const n of l.notes ?? []) print(`  ${n}`);
   }
   return lines.filter((l) => passed(l) === false).length;
 }

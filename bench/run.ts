@@ -10,17 +10,24 @@
 //                                        the slowest statements, triggers' statements included
 //   npm run bench -- --with fix.sql      apply fix.sql after the migrations (measure a proposal)
 //   npm run bench -- --keep              leave the loaded cluster running for a look with psql
+//   HERALD_BENCH_PEERS_JOBS=10000 npm run bench -- peers
+//                                        the peers suite on a smaller drain (default 100,000)
 //
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
 import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts";
 import { deletionSuite, purgeSuite } from "./deletion.ts";
-import { sendingSuite } from "./sending.ts";
+import { fanoutSuite, sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
+import { peersSuite } from "./peers.ts";
+import { faultsSuite } from "./faults.ts";
+import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 
+/** The first port a bench cluster tries; another checkout's bench may hold it, then the next free one. */
 export const BENCH_PORT = 54362;
 
-export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, queueSuite];
+// faults last: it crashes and restarts the cluster the others measure.
+export const SUITES: Suite[] = [deletionSuite, purgeSuite, sendingSuite, fanoutSuite, queueSuite, peersSuite, faultsSuite];
 
 interface Options {
   filters: string[];
@@ -79,8 +86,9 @@ async function main(): Promise<number> {
   }
 
   const log = (s: string) => console.log(`bench: ${s}`);
-  log(`booting a throwaway PostgreSQL cluster on port ${BENCH_PORT}`);
-  const cluster = await bootBenchCluster(BENCH_PORT, log, opts.extraSql);
+  const port = await firstFreePort(BENCH_PORT, 1, 10);
+  log(`booting a throwaway PostgreSQL cluster on port ${port}`);
+  const cluster = await bootBenchCluster(port, log, opts.extraSql);
   let missed = 0;
   let errors = 0;
   try {

@@ -15,7 +15,8 @@ import {
   loadAverage,
   median,
   type Member,
-  schedstat,
+  cpuBetween,
+  schedstats,
   type Sql,
   type Suite,
   type SuiteContext,
@@ -23,13 +24,18 @@ import {
   timed,
   timedOnBackend,
   type TimingLine,
+  walPosition,
+  walSince,
 } from "./lib.ts";
 import {
   type BenchServices,
+  clusterCpuMs,
   dispatch,
   logTail,
+  machineCpuMs,
   pool,
   postCallback,
+  processCpuMs,
   sandboxReset,
   sandboxSnapshot,
   signedStatusCallback,
@@ -38,11 +44,11 @@ import {
 
 const MEMBER: Member = { userId: "00000000-0000-4000-8000-00000000be41", email: "bench-sending@herald.local" };
 
-const CLAIM_MESSAGES = 100_000;
+export const CLAIM_MESSAGES = 100_000;
 const CLAIM_CONTACTS = 1_000;
 const CLAIM_SENDERS = 10;
-const CLAIM_BATCH = 500;
-const CLAIMERS = 4;
+export const CLAIM_BATCH = 500;
+export const CLAIMERS = 4;
 const TARGET_CLAIM_PER_S = 10_000;
 
 const QUEUE_MESSAGES = 100_000;
@@ -68,7 +74,7 @@ interface Workspace {
   senders: { id: string; phone: string }[];
 }
 
-async function loadMember(sql: Sql) {
+export async function loadMember(sql: Sql) {
   await sql`
     insert into auth.users (id, aud, role, email)
     values (${MEMBER.userId}, 'authenticated', 'authenticated', ${MEMBER.email})
@@ -108,7 +114,7 @@ async function loadWorkspace(
 /**
  * `n` messages of the workspace, spread round-robin over its contacts and senders and
  * interleaved in the heap as messages scheduled over time are, with `status` and send_at
- * `sendAt` + i ms (a SQL expression of now()).
+ * `sendAt` + i ms (a SQL expression of now()); marketing unless `category` says otherwise.
  */
 async function loadMessages(
   sql: Sql,
@@ -117,18 +123,19 @@ async function loadMessages(
   status: "queued" | "scheduled",
   sendAt: string,
   tag: string,
+  category: "marketing" | "transactional" = "marketing",
 ) {
   // Arrays, not a join on row numbers: a join on `g % n` is a nested loop (n × contacts).
   const insert = (from: number, to: number) =>
     sql.unsafe(
       `with c as (select array_agg(id order by phone) as ids from public.contacts where workspace_id = $1),
             s as (select array_agg(id order by phone_number) as ids from public.senders where workspace_id = $1)
-       insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, status)
+       insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, status, category)
        select $1, c.ids[1 + g % cardinality(c.ids)], s.ids[1 + g % cardinality(s.ids)], 'sms', $2 || ' ' || g,
-              ${sendAt} + g * interval '1 millisecond', $3::public.message_status
+              ${sendAt} + g * interval '1 millisecond', $3::public.message_status, $6::public.message_category
        from c, s, generate_series($4::int, $5::int) g
        order by g`,
-      [ws.id, tag, status, from, to],
+      [ws.id, tag, status, from, to, category],
     );
   await insert(1, n);
 }
@@ -179,47 +186,79 @@ function errorLine(label: string, err: unknown, extra: Partial<TimingLine> = {})
 
 // ---- claim_messages ---------------------------------------------------------------------------
 
-async function claimRun(ctx: SuiteContext, run: number, log: (s: string) => void) {
+/** What a claimer needs of each claimed message to confirm and record it. */
+export interface ClaimedMessage {
+  message_id: string;
+  attempt_no: number;
+}
+
+export interface ClaimRunOptions {
+  /** Names the run's workspace ("claim" by default). */
+  label?: string;
+  /** Due messages loaded for the run (CLAIM_MESSAGES by default). */
+  messages?: number;
+  /**
+   * What each claimer does with a batch on its own connection before claiming the next (the
+   * pre-send confirmation and the recording, say); nothing by default: claims only.
+   */
+  work?: (c: Sql, batch: ClaimedMessage[]) => Promise<void>;
+  /** The status every message must end in: sending (claimed only, the default) or sent. */
+  endStatus?: "sending" | "sent";
+  /** Startup settings of the claimers' connections (track_functions, say). */
+  connection?: Record<string, string>;
+}
+
+/**
+ * One claim run on fresh data: a workspace with quiet hours off and CLAIM_SENDERS senders at mps
+ * 1000 (their rate never limits the claim), `messages` due queued messages, and CLAIMERS
+ * claimers, each on its own connection, claiming CLAIM_BATCH at a time (and doing `work` with
+ * each batch) until a claim returns nothing. cpu and wait are the claimers' backends summed.
+ */
+export async function claimRun(ctx: SuiteContext, run: number, log: (s: string) => void, opts: ClaimRunOptions = {}) {
   const sql = ctx.cluster.sql;
-  const ws = await loadWorkspace(sql, `claim ${run}`, { contacts: CLAIM_CONTACTS, senders: CLAIM_SENDERS, mps: 1000 });
-  await loadMessages(sql, ws, CLAIM_MESSAGES, "queued", "now() - interval '1 hour'", `Claim ${run}`);
+  const total = opts.messages ?? CLAIM_MESSAGES;
+  const label = opts.label ?? "claim";
+  const ws = await loadWorkspace(sql, `${label} ${run}`, { contacts: CLAIM_CONTACTS, senders: CLAIM_SENDERS, mps: 1000 });
+  await loadMessages(sql, ws, total, "queued", "now() - interval '1 hour'", `${label} ${run}`);
   await settle(sql);
-  log(`sending: claim run ${run + 1}: ${CLAIM_MESSAGES} queued loaded, ${CLAIMERS} claimers`);
-  const claimers = Array.from({ length: CLAIMERS }, () => postgres(ctx.cluster.url, { max: 1, onnotice: () => {} }));
+  log(`${label} run ${run + 1}: ${total} queued loaded, ${CLAIMERS} claimers`);
+  const claimers = Array.from(
+    { length: CLAIMERS },
+    () => postgres(ctx.cluster.url, { max: 1, onnotice: () => {}, connection: opts.connection }),
+  );
   try {
     const pids = await Promise.all(claimers.map((c) => backendPid(c)));
-    const before = pids.map(schedstat);
+    const before = schedstats(pids);
     const claimedBy: number[] = claimers.map(() => 0);
     const calls: number[] = claimers.map(() => 0);
+    const wal = await walPosition(sql);
     const t = await timed(() =>
       Promise.all(claimers.map(async (c, k) => {
         for (;;) {
-          const rows = await c`select * from herald.claim_messages(${CLAIM_BATCH}, interval '10 minutes')`;
+          const rows = await c<ClaimedMessage[]>`
+            select * from herald.claim_messages(${CLAIM_BATCH}, interval '10 minutes')`;
           calls[k]++;
           if (rows.length === 0) return;
           claimedBy[k] += rows.length;
+          await opts.work?.(c, rows);
         }
       }))
     );
-    const after = pids.map(schedstat);
+    const used = cpuBetween(before, schedstats(pids));
+    const walBytes = await walSince(sql, wal);
     const counts = await statusCounts(sql, ws);
     const claimed = claimedBy.reduce((a, b) => a + b, 0);
-    if ((counts.sending ?? 0) !== CLAIM_MESSAGES || claimed < CLAIM_MESSAGES) {
-      throw new Error(`claimed ${claimed}, sending ${counts.sending ?? 0}, queued ${counts.queued ?? 0} of ${CLAIM_MESSAGES}`);
-    }
-    let cpuMs: number | undefined;
-    let waitMs: number | undefined;
-    if (before.every((b) => b) && after.every((a) => a)) {
-      cpuMs = after.reduce((s, a, i) => s + (a!.cpuNs - before[i]!.cpuNs), 0) / 1e6;
-      waitMs = after.reduce((s, a, i) => s + (a!.waitNs - before[i]!.waitNs), 0) / 1e6;
+    const endStatus = opts.endStatus ?? "sending";
+    if ((counts[endStatus] ?? 0) !== total || claimed < total) {
+      throw new Error(`claimed ${claimed}; ${JSON.stringify(counts)}; expected ${total} ${endStatus}`);
     }
     log(
-      `sending: claim run ${run + 1}: ${claimed} in ${formatMs(t.ms)} (${rate(claimed, t.ms)}), ` +
+      `${label} run ${run + 1}: ${claimed} in ${formatMs(t.ms)} (${rate(claimed, t.ms)}), ` +
         `calls ${calls.join("/")}, per claimer ${claimedBy.join("/")}`,
     );
     await finish(ctx.cluster.url, ws);
     // Claims beyond the messages (e.g. of another suite's workspace) would overstate: count only ours.
-    return { ms: t.ms * (CLAIM_MESSAGES / claimed), cpuMs, waitMs, ws };
+    return { ms: t.ms * (total / claimed), cpuMs: used?.cpuMs, waitMs: used?.waitMs, walBytes, ws };
   } finally {
     await Promise.all(claimers.map((c) => c.end({ timeout: 1 })));
   }
@@ -420,7 +459,7 @@ export const sendingSuite: Suite = {
     const claim = await timeCase(
       `claim_messages(${CLAIM_BATCH}) x ${CLAIMERS} claimers: ${CLAIM_MESSAGES / 1000}k due queued`,
       heavyRuns,
-      (i) => claimRun(ctx, i, log),
+      (i) => claimRun(ctx, i, (s) => log(`sending: ${s}`)),
       { line: {
           targetMs: (CLAIM_MESSAGES / TARGET_CLAIM_PER_S) * 1000,
           note: `${CLAIM_CONTACTS} contacts, ${CLAIM_SENDERS} senders at mps 1000, lease 10 min; each claimer its own ` +
@@ -546,6 +585,210 @@ export const sendingSuite: Suite = {
     } finally {
       await services.stop();
     }
+    lines.push({ kind: "figure", label: "load average at end (1/5/15 min)", value: loadAverage() });
+    return lines;
+  },
+};
+
+// ---- the scheduled path: dispatch sized by the work ---------------------------------------------
+
+const FANOUT_MESSAGES = 100_000;
+const FANOUT_SENDERS = 50;
+const FANOUT_MPS = 20;
+/** pg_cron's cadence for herald-dispatch on Supabase; the stack runner asks as often here. */
+const FANOUT_EVERY_MS = 10_000;
+const TARGET_FANOUT_PER_S = 900;
+const FANOUT_TOLERANCE = 0.05;
+
+interface FanoutResult {
+  /** Messages sent, ended otherwise (failed: retries exhausted), and attempted more than once. */
+  outcome: { sent: number; ended: number; reattempted: number };
+  /** First to last create request of the backlog at the sandbox. */
+  sendMs: number;
+  /** From the stack runner's start to the last create request. */
+  totalMs: number;
+  plan: { sendable: number; needed: number; calls: number };
+  settings: { budget_s: number; call_rate: number; max_calls: number };
+  /** Calls the stack runner started at each tick that started any. */
+  posted: number[];
+  answered: number;
+  /** Per sender: segments per second, first to last create request. */
+  rates: number[];
+  created: number;
+  distinctBodies: number;
+  distinctSids: number;
+  sentInDb: number;
+  cpu: { postgres: number; functions: number; sandbox: number; cron: number; machineBusy: number; machineTotal: number };
+}
+
+async function fanoutRun(ctx: SuiteContext, log: (s: string) => void): Promise<FanoutResult> {
+  const sql = ctx.cluster.sql;
+  const dataDir = ctx.cluster.stack.cluster.dataDir;
+  const ws = await loadWorkspace(sql, "fan-out", { contacts: CLAIM_CONTACTS, senders: FANOUT_SENDERS, mps: FANOUT_MPS });
+  // Transactional, so the legal hours for marketing at the contacts' numbers never defer them.
+  await loadMessages(sql, ws, FANOUT_MESSAGES, "queued", "now() - interval '1 minute'", `Fan-out ${ws.id.slice(0, 8)}`, "transactional");
+  await settle(sql);
+  const [plan] = await sql`select sendable, needed, calls from herald.dispatch_fanout(make_interval(secs => ${FANOUT_EVERY_MS / 1000}))`;
+  const [settings] = await sql`select extract(epoch from call_budget)::int as budget_s, call_rate::float8 as call_rate, max_calls
+                               from herald.dispatch_settings`;
+  log(
+    `sending: fan-out: ${FANOUT_MESSAGES} queued over ${FANOUT_SENDERS} senders at ${FANOUT_MPS} mps; herald.dispatch_fanout ` +
+      `asks for ${plan.calls} call(s) (${plan.sendable} sendable within a ${settings.budget_s} s budget)`,
+  );
+
+  const pg0 = clusterCpuMs(dataDir);
+  const machine0 = machineCpuMs();
+  const started = Date.now();
+  const services = await startBenchServices(ctx.cluster, log, { cronIntervalMs: FANOUT_EVERY_MS });
+  try {
+    const counts = async () => {
+      const [c] = await sql`
+        select count(*) filter (where status in ('sent', 'delivered'))::int as sent,
+               count(*) filter (where status in ('failed', 'undelivered', 'cancelled'))::int as ended,
+               count(*) filter (where attempts > 1)::int as reattempted
+        from public.messages where workspace_id = ${ws.id}`;
+      return c as { sent: number; ended: number; reattempted: number };
+    };
+    // Until every message has ended one way or the other, or nothing has moved for two minutes
+    // (retries wait for pg_cron's queueing, every minute).
+    let c = await counts();
+    let [progressAt, lastDone, logAt, loggedSent] = [Date.now(), 0, Date.now(), 0];
+    while (c.sent + c.ended < FANOUT_MESSAGES && Date.now() - progressAt < 120_000) {
+      await new Promise((r) => setTimeout(r, 1000));
+      c = await counts();
+      if (c.sent + c.ended !== lastDone) [lastDone, progressAt] = [c.sent + c.ended, Date.now()];
+      if (Date.now() - logAt >= 15_000) {
+        log(`sending: fan-out: ${c.sent} sent, ${c.ended} failed after ${formatMs(Date.now() - started)} ` +
+          `(${rate(c.sent - loggedSent, Date.now() - logAt)} lately)`);
+        [logAt, loggedSent] = [Date.now(), c.sent];
+      }
+    }
+    const cpu = {
+      postgres: clusterCpuMs(dataDir) - pg0,
+      functions: processCpuMs(services.functionsPid),
+      sandbox: processCpuMs(services.sandboxPid),
+      cron: services.cronPid === null ? 0 : processCpuMs(services.cronPid),
+      machineBusy: machineCpuMs().busy - machine0.busy,
+      machineTotal: machineCpuMs().total - machine0.total,
+    };
+
+    // The sandbox's record is the witness: who sent what, when, and how often.
+    const snap = await sandboxSnapshot(services);
+    const phones = new Set(ws.senders.map((s) => s.phone));
+    const ours = snap.messages.filter((m) => m.from !== null && phones.has(m.from));
+    // A reduce, not Math.min(...): 100,000 arguments overflow the stack.
+    const first = ours.reduce((a, m) => Math.min(a, m.received_at_ms), Infinity);
+    const lastAt = ours.reduce((a, m) => Math.max(a, m.received_at_ms), -Infinity);
+    const rates = ws.senders.map((s) => {
+      const mine = ours.filter((m) => m.from === s.phone).sort((a, b) => a.received_at_ms - b.received_at_ms);
+      if (mine.length < 2) return 0;
+      const segments = mine.reduce((a, m) => a + Number(m.num_segments), 0) - Number(mine[0].num_segments);
+      return segments / ((mine[mine.length - 1].received_at_ms - mine[0].received_at_ms) / 1000);
+    });
+    const [db] = await sql`select count(*)::int as sent, count(distinct provider_sid)::int as sids from public.messages
+                           where workspace_id = ${ws.id} and status in ('sent', 'delivered') and provider_sid is not null`;
+    const runnerLog = (await Deno.readTextFile(services.logFile)).split("\n");
+    const posted = runnerLog.map((l) => /local-cron: (\d+) dispatch call\(s\) at once/.exec(l)).filter((m) => m !== null)
+      .map((m) => Number(m![1]));
+    return {
+      outcome: c,
+      sendMs: lastAt - first,
+      totalMs: lastAt - started,
+      plan: { sendable: plan.sendable, needed: plan.needed, calls: plan.calls },
+      settings: { budget_s: settings.budget_s, call_rate: settings.call_rate, max_calls: settings.max_calls },
+      posted,
+      answered: runnerLog.filter((l) => l.startsWith("local-cron: dispatch {")).length,
+      rates,
+      created: ours.length,
+      distinctBodies: new Set(ours.map((m) => m.body)).size,
+      distinctSids: db.sids,
+      sentInDb: db.sent,
+      cpu,
+    };
+  } finally {
+    await services.stop();
+    await finish(ctx.cluster.url, ws);
+  }
+}
+
+/**
+ * The scheduled path at scale, as a hosted project runs it: herald.dispatch_fanout sizes the
+ * fan-out and the stack runner (standing in for pg_cron and pg_net) starts that many dispatch
+ * calls every 10 s; each keeps claiming until its budget or the work runs out. Its own suite, so
+ * it can run alone (`npm run bench -- fanout`); `npm run bench -- sending` runs it too.
+ */
+export const fanoutSuite: Suite = {
+  name: "sending-fanout",
+  title: `Sending at scale: ${FANOUT_MESSAGES / 1000}k due over ${FANOUT_SENDERS} senders, drained by the SQL-sized fan-out`,
+  async run(ctx: SuiteContext): Promise<Line[]> {
+    const { log } = ctx;
+    const lines: Line[] = [{ kind: "figure", label: "load average at start (1/5/15 min)", value: loadAverage() }];
+    await loadMember(ctx.cluster.sql);
+    const label = `fan-out: ${FANOUT_MESSAGES / 1000}k msgs, ${FANOUT_SENDERS} senders at ${FANOUT_MPS} mps`;
+    let r: FanoutResult;
+    try {
+      r = await fanoutRun(ctx, log);
+    } catch (err) {
+      lines.push(errorLine(label, err));
+      return lines;
+    }
+    const drained = r.outcome.sent === FANOUT_MESSAGES;
+    const perS = r.created / (r.sendMs / 1000);
+    const ceiling = FANOUT_SENDERS * FANOUT_MPS;
+    lines.push({
+      kind: "timing",
+      label,
+      samples: [r.sendMs],
+      ...(drained ? {} : { error: `${r.outcome.sent} sent, ${r.outcome.ended} failed: not drained` }),
+      targetMs: (FANOUT_MESSAGES / TARGET_FANOUT_PER_S) * 1000,
+      note: `one run: first to last create request at the sandbox; the stack runner asks herald.dispatch_fanout every ` +
+        `${FANOUT_EVERY_MS / 1000} s (pg_cron's cadence on Supabase) and POSTs dispatch that many times at once; ` +
+        `call budget ${r.settings.budget_s} s, calls sized for ${r.settings.call_rate} msg/s, at most ${r.settings.max_calls}; ` +
+        `the senders' ceiling is ${ceiling} msg/s; target = ${TARGET_FANOUT_PER_S} msg/s`,
+    });
+    lines.push({
+      kind: "figure",
+      label: "fan-out throughput to the sandbox",
+      value: `${Math.round(perS)} msg/s (>= ${TARGET_FANOUT_PER_S}: ${verdict(drained && perS >= TARGET_FANOUT_PER_S)})`,
+      note: `${r.created} creates first to last; ${formatMs(r.totalMs)} from the runner's start to the last send ` +
+        `(${rate(r.created, r.totalMs)} with the wait for the first tick and the first claims); ` +
+        `${r.outcome.reattempted} message(s) claimed more than once (a lost lease or a transient error)`,
+    });
+    lines.push({
+      kind: "figure",
+      label: "calls started (herald.dispatch_fanout)",
+      value: `${r.posted.join(", ") || "none"}; ${r.answered} answered`,
+      note: `at the load: ${r.plan.sendable} sendable within one budget, ${r.plan.needed} calls needed, ${r.plan.calls} to start; ` +
+        "each later tick starts what the backlog needs less the calls still claiming at the next one",
+    });
+    const worst = Math.max(...r.rates.map((x) => Math.abs(x / FANOUT_MPS - 1)));
+    const within = r.rates.filter((x) => Math.abs(x / FANOUT_MPS - 1) <= FANOUT_TOLERANCE).length;
+    lines.push({
+      kind: "figure",
+      label: `sender rates (segments/s, within ${FANOUT_TOLERANCE * 100}% of ${FANOUT_MPS})`,
+      value: `${within}/${r.rates.length} within; ${Math.min(...r.rates).toFixed(2)}–${Math.max(...r.rates).toFixed(2)}, ` +
+        `worst ${(worst * 100).toFixed(2)}% (${verdict(within === r.rates.length)})`,
+      note: "each sender's segments over its first to last create request at the sandbox (every body here is one segment)",
+    });
+    // Nothing created twice, and every create is a sent message with its own sid.
+    const once = r.created === r.distinctBodies && r.created === r.sentInDb && r.sentInDb === r.distinctSids;
+    lines.push({
+      kind: "figure",
+      label: "each message sent once",
+      value: `${verdict(once)}: sandbox ${r.created} creates, ${r.distinctBodies} distinct bodies; database ${r.sentInDb} sent, ` +
+        `${r.distinctSids} distinct sids`,
+    });
+    const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    const ours = r.cpu.postgres + r.cpu.functions + r.cpu.sandbox + r.cpu.cron;
+    lines.push({
+      kind: "figure",
+      label: "where the CPU went (runner start to drained)",
+      value: `PostgreSQL ${s(r.cpu.postgres)}, functions ${s(r.cpu.functions)}, sandbox ${s(r.cpu.sandbox)}, runner ` +
+        `${s(r.cpu.cron)}; machine busy ${s(r.cpu.machineBusy)} of ${s(r.cpu.machineTotal)} (${
+          Math.round((100 * r.cpu.machineBusy) / r.cpu.machineTotal)
+        }%), others ${s(Math.max(0, r.cpu.machineBusy - ours))}`,
+      note: "the functions server also answers the sandbox's status callbacks (3 per message), as twilio-status does on Supabase",
+    });
     lines.push({ kind: "figure", label: "load average at end (1/5/15 min)", value: loadAverage() });
     return lines;
   },

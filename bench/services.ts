@@ -20,6 +20,8 @@ export interface BenchServices {
   /** The functions server's process id (the deno process itself), for /proc sampling. */
   functionsPid: number;
   sandboxPid: number;
+  /** The stack runner's dispatch stand-in (scripts/local-cron.ts), when started. */
+  cronPid: number | null;
   /** Where both services' output goes (printed by the caller on failure). */
   logFile: string;
   stop(): Promise<void>;
@@ -43,7 +45,8 @@ async function freePort(from: number, taken: number[]): Promise<number> {
 export async function startBenchServices(
   cluster: BenchCluster,
   log: (s: string) => void,
-  opts: { functionsOnly?: string[] } = {},
+  /** `cronIntervalMs`: also the stack runner's dispatch stand-in, asking on that cadence. */
+  opts: { functionsOnly?: string[]; cronIntervalMs?: number } = {},
 ): Promise<BenchServices> {
   const db = cluster.stack.ports.db;
   const functions = await freePort(54380, [db]);
@@ -52,7 +55,13 @@ export async function startBenchServices(
   const keys = await localKeys();
   const logFile = `/var/tmp/herald/bench-${Deno.pid}-services-${functions}.log`;
   log(`starting the Twilio sandbox on ${sandbox} and the functions server on ${functions} (log: ${logFile})`);
-  const services: ServiceProcess[] = await stack.startServices(keys, { logFile, functionsOnly: opts.functionsOnly });
+  const cron = opts.cronIntervalMs !== undefined;
+  const services: ServiceProcess[] = await stack.startServices(keys, {
+    logFile,
+    functionsOnly: opts.functionsOnly,
+    cron,
+    cronIntervalMs: opts.cronIntervalMs,
+  });
   const pid = (name: string) => services.find((s) => s.name === name)!.child.pid;
   // The functions server opens its port before its first database connection: one cheap call
   // through it, so the first timed request does not pay for connecting. (A server limited to
@@ -66,6 +75,7 @@ export async function startBenchServices(
     keys,
     functionsPid: pid("functions"),
     sandboxPid: pid("sandbox"),
+    cronPid: cron ? pid("local-cron") : null,
     logFile,
     stop: async () => {
       if (stopped) return;
@@ -125,6 +135,45 @@ export function sampleRss(pid: number, everyMs = 5): { stop(): { peakKb: number;
       return { peakKb, samples };
     },
   };
+}
+
+/** Fields 3 onwards of /proc/<pid>/stat (the command name, which may hold spaces, cut off). */
+function statFields(pid: number): string[] {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** Linux reports process times in USER_HZ ticks, 100 a second. */
+const TICK_MS = 10;
+
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat; with
+ * `reaped`, also that of the children it has waited for.
+ */
+export function processCpuMs(pid: number, reaped = false): number {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) * TICK_MS;
+}
+
+/** CPU time of a PostgreSQL cluster so far: the postmaster, the backends it has reaped, and those alive. */
+export function clusterCpuMs(dataDir: string): number {
+  const postmaster = Number(Deno.readTextFileSync(`${dataDir}/postmaster.pid`).split("\n")[0]);
+  let ms = processCpuMs(postmaster, true);
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      if (Number(statFields(Number(e.name))[1]) === postmaster) ms += processCpuMs(Number(e.name));
+    } catch { /* gone meanwhile */ }
+  }
+  return ms;
+}
+
+/** The whole machine's CPU time so far, busy and in all, in ms summed over its CPUs (/proc/stat). */
+export function machineCpuMs(): { busy: number; total: number } {
+  const cpu = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  // idle and iowait are the 4th and 5th.
+  return { busy: (total - cpu[3] - cpu[4]) * TICK_MS, total: total * TICK_MS };
 }
 
 export function mb(kb: number): string {
@@ -196,7 +245,15 @@ export async function dispatch(services: BenchServices, limit: number): Promise<
 }
 
 export interface SandboxSnapshot {
-  messages: { sid: string; to: string; from: string | null; status: string; received_at_ms: number }[];
+  messages: {
+    sid: string;
+    to: string;
+    from: string | null;
+    body: string;
+    num_segments: string;
+    status: string;
+    received_at_ms: number;
+  }[];
   create_requests: { to: string | null; received_at_ms: number; http_status: number; sid: string | null }[];
 }
 

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import twilio from "twilio";
 import { createTwilioClient, type TwilioClient } from "@herald/shared/twilio.ts";
 import { type Sandbox, type SandboxOptions, startSandbox } from "./server.ts";
+import { DENO_CONFIG } from "@herald/scripts/lib/config.ts";
 
 export const ACCOUNT_SID = "AC00000000000000000000000000000000";
 export const AUTH_TOKEN = "sandbox-test-token";
@@ -118,3 +119,63 @@ export async function waitForStatus(client: TwilioClient, sid: string, status: s
 }
 
 export const basicAuth = `Basic ${btoa(`${ACCOUNT_SID}:${AUTH_TOKEN}`)}`;
+
+/** The sandbox as a process of its own (so it can be stopped with SIGSTOP), keeping its record at `recordPath`. */
+export interface SandboxProcess {
+  url: string;
+  pid: number;
+  /** Ends it with SIGTERM (continuing it first, should it be stopped) and waits for the exit. */
+  stop(): Promise<void>;
+}
+
+export async function startSandboxProcess(recordPath: string): Promise<SandboxProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", DENO_CONFIG, new URL("./twilio-sandbox.ts", import.meta.url).pathname],
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      TWILIO_ACCOUNT_SID: ACCOUNT_SID,
+      TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+      SANDBOX_PORT: "0",
+      SANDBOX_RECORD: recordPath,
+    },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/listening on (http:\S+)/.test(seen)) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`the sandbox exited before listening: ${seen}`);
+    seen += value;
+  }
+  // Drained from here on, so its output never blocks it.
+  (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })().catch(() => {});
+  let stopped: Promise<void> | null = null;
+  return {
+    url: /listening on (http:\S+)/.exec(seen)![1],
+    pid: child.pid,
+    stop() {
+      stopped ??= (async () => {
+        child.kill("SIGCONT");
+        child.kill("SIGTERM");
+        await child.status;
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The create requests a sandbox's record file holds, by `To`: what reached it, whatever it answered. */
+export async function recordedCreatesByTo(recordPath: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const line of (await Deno.readTextFile(recordPath)).split("\n")) {
+    if (!line) continue;
+    const entry = JSON.parse(line) as { request?: { to: string | null } };
+    if (entry.request?.to) counts.set(entry.request.to, (counts.get(entry.request.to) ?? 0) + 1);
+  }
+  return counts;
+}

@@ -704,6 +704,31 @@ $$;
 
 COMMENT ON FUNCTION herald.appointments_schedule_reminders() IS 'Appointments inserted: their reminders are scheduled from the workspace''s policy in the same statement.';
 
+CREATE FUNCTION herald.begin_dispatch_run(p_budget interval DEFAULT NULL::interval) RETURNS TABLE(run_id uuid, budget interval)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_budget interval := coalesce(p_budget, (select s.call_budget from herald.dispatch_settings s));
+begin
+  if v_budget is null then
+    raise exception 'herald.dispatch_settings has no row' using errcode = '55000',
+      hint = 'insert into herald.dispatch_settings default values';
+  end if;
+  if v_budget < interval '0' or v_budget > interval '120 seconds' then
+    raise exception 'a dispatch call''s budget must be between 0 and 120 seconds, not %', v_budget
+      using errcode = '22023', hint = 'Supabase answers 504 to a request still running after 150 seconds.';
+  end if;
+  -- Rows of calls that died long ago; they stopped counting when their budget ended.
+  delete from herald.dispatch_runs r where r.claims_until < now() - interval '1 hour';
+  insert into herald.dispatch_runs (claims_until) values (now() + v_budget) returning id into run_id;
+  budget := v_budget;
+  return next;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.begin_dispatch_run(p_budget interval) IS 'A dispatcher call starts: registers it until its budget ends (the given one, else dispatch_settings.call_budget; 0 = one claim) and returns its id and budget.';
+
 CREATE FUNCTION herald.campaigns_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1006,6 +1031,35 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) IS 'Claims due queued messages for sending (for update skip locked), shared fairly across workspaces and their senders, deferring what falls in quiet hours or over a daily limit, with one attempt row each, the time each may go out (every sender''s mps holds across dispatchers) and a lease covering that slot plus the provider call.';
+
+CREATE FUNCTION herald.claim_status_checks(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:01:00'::interval) RETURNS TABLE(provider_sid text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    raise exception 'limit must be between 1 and 1000' using errcode = '22023';
+  end if;
+  if p_lease is null or p_lease < interval '10 seconds' then
+    raise exception 'lease must be at least 10 seconds' using errcode = '22023';
+  end if;
+  return query
+  with due as (
+    select s.attempt_id from herald.status_checks s
+    where s.due_at <= now() and (s.leased_until is null or s.leased_until <= now())
+    order by s.due_at
+    limit p_limit
+    for update skip locked
+  ), leased as (
+    update herald.status_checks s set leased_until = now() + p_lease
+    from due where s.attempt_id = due.attempt_id
+    returning s.attempt_id
+  )
+  select a.provider_sid from leased l join public.message_attempts a on a.id = l.attempt_id;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.claim_status_checks(p_limit integer, p_lease interval) IS 'The dispatcher takes up to p_limit due status checks under a lease (for update skip locked): the sids to fetch from the provider.';
 
 CREATE FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) RETURNS text
     LANGUAGE sql STABLE
@@ -1885,6 +1939,67 @@ CREATE FUNCTION herald.delivered_statuses() RETURNS public.message_status[]
     AS $$ select '{delivered,read}'::public.message_status[] $$;
 
 COMMENT ON FUNCTION herald.delivered_statuses() IS 'Delivered: the message reached the recipient (delivered, read).';
+
+CREATE FUNCTION herald.dispatch_fanout(p_every interval DEFAULT '00:00:10'::interval) RETURNS TABLE(calls integer, needed integer, running integer, sendable integer, call_budget interval)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings herald.dispatch_settings;
+  v_budget_s numeric;
+begin
+  if p_every is null or p_every < interval '1 second' or p_every > interval '1 hour' then
+    raise exception 'the caller''s cadence must be between 1 second and 1 hour, not %', coalesce(p_every::text, 'null')
+      using errcode = '22023', hint = 'Pass how often you ask, e.g. interval ''10 seconds'' for the pg_cron job.';
+  end if;
+  select * into v_settings from herald.dispatch_settings;
+  if not found then
+    raise exception 'herald.dispatch_settings has no row' using errcode = '55000',
+      hint = 'insert into herald.dispatch_settings default values';
+  end if;
+  v_budget_s := extract(epoch from v_settings.call_budget);
+  call_budget := v_settings.call_budget;
+
+  -- What each sender can send within one budget: its due queued messages, oldest first, as long
+  -- as their segments fit in mps × budget (a WhatsApp message is one, whatever its length). More
+  -- calls cannot make a sender faster, so its share stops there; the per-sender limit keeps the
+  -- scan short however long the backlog.
+  select coalesce(sum(w.n), 0)::integer into sendable
+  from public.senders se
+  join public.workspaces ws on ws.id = se.workspace_id
+  cross join lateral (
+    select count(*) filter (where d.spent <= se.mps * v_budget_s) as n
+    from (
+      select sum(case when m.channel = 'whatsapp' then 1 else m.segments end)
+               over (order by m.send_at rows unbounded preceding) as spent
+      from public.messages m
+      where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
+      order by m.send_at
+      limit ceil(se.mps * v_budget_s)::integer
+    ) d
+  ) w
+  where ws.automation_enabled and se.phone_number is not null;
+
+  needed := least(v_settings.max_calls, ceil(sendable / (v_settings.call_rate * v_budget_s)))::integer;
+  -- A call still claiming at the caller's next tick does this tick's work; one ending before it
+  -- is replaced now, so the senders do not wait a tick between generations.
+  running := (select count(*) from herald.dispatch_runs r where r.claims_until > now() + p_every)::integer;
+  calls := greatest(0, needed - running);
+  return next;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.dispatch_fanout(p_every interval) IS 'How many dispatcher calls to start now: due queued messages each sender can send within one call budget (segments against its mps), summed, over what one call sends in its budget (call_rate × call_budget), capped by max_calls, less the calls still claiming at the caller''s next tick (p_every).';
+
+CREATE FUNCTION herald.end_dispatch_run(p_run_id uuid) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with gone as (delete from herald.dispatch_runs r where r.id = p_run_id returning 1)
+  select exists (select 1 from gone)
+$$;
+
+COMMENT ON FUNCTION herald.end_dispatch_run(p_run_id uuid) IS 'A dispatcher call is over: it no longer counts as running. False if it was not registered (or expired long ago).';
 
 CREATE TABLE public.sequences (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3485,6 +3600,51 @@ $$;
 
 COMMENT ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) IS 'Writes one consent record for Herald''s own paths (keyword replies, provider 21610); the caller has applied the opt-out or opt-in to the contact itself.';
 
+CREATE FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  m public.messages;
+  v_calls integer;
+  v_prev text;
+begin
+  perform set_config('herald.actor', 'dispatcher', true);
+  select * into m from public.messages where id = p_message_id for update;
+  if not found or m.status <> 'sending' or m.attempts <> p_attempt_no or not m.provider_check_required then
+    return 'skip'; -- no longer this look-up's to decide
+  end if;
+
+  -- The earlier calls whose answer was lost never reached the provider.
+  update public.message_attempts a
+  set provider_status = 'not_found'
+  where a.message_id = m.id and a.attempt_no < p_attempt_no and a.provider_sid is null
+    and a.provider_status in ('unknown', 'requested');
+
+  -- Calls that could have reached the provider: each attempt confirmed for sending.
+  select count(*) into v_calls from public.message_attempts a
+  where a.message_id = m.id and a.attempt_no < p_attempt_no and a.confirmed_at is not null;
+  if v_calls >= m.max_attempts then
+    -- Its budget is spent: failed, without another call. This look-up was no call: its attempt
+    -- goes, as an attempt that sent nothing does.
+    v_prev := herald.set_reason('max_attempts');
+    update public.messages
+    set status = 'failed', failed_at = now(), lease_expires_at = null, provider_check_required = false,
+        attempts = attempts - 1,
+        last_error = coalesce(last_error || '; ', '') || 'the provider never got it (looked up) and no attempts are left'
+    where id = m.id;
+    delete from public.message_attempts a where a.message_id = m.id and a.attempt_no = p_attempt_no;
+    perform herald.set_reason(v_prev);
+    return 'failed';
+  end if;
+
+  update public.messages set provider_check_required = false where id = m.id;
+  return 'send';
+end;
+$$;
+
+COMMENT ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) IS 'The provider look-up for a message whose earlier answers were lost found nothing: those attempts become not_found, and the message may be sent (send), or, its max_attempts provider calls spent, fails (failed); skip when it is no longer this attempt''s.';
+
 CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text) RETURNS public.message_status
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3497,9 +3657,11 @@ declare
   v_early record;
   v_applied record;
   v_block public.cancel_reason;
+  v_until timestamptz;
 begin
-  if p_outcome not in ('sent', 'permanent', 'transient', 'not_sent') then
-    raise exception 'unknown outcome %', p_outcome using errcode = '22023';
+  if p_outcome is null or p_outcome not in ('sent', 'permanent', 'transient', 'not_sent', 'unknown') then
+    raise exception 'invalid outcome %', coalesce(p_outcome, 'null') using errcode = '22023',
+      hint = 'One of sent, permanent, transient, not_sent or unknown (no answer: Twilio may have it).';
   end if;
   perform set_config('herald.actor', 'dispatcher', true);
   if p_sid is not null then
@@ -3509,7 +3671,8 @@ begin
 
   update public.message_attempts
   set provider_sid = coalesce(p_sid, provider_sid),
-      provider_status = coalesce(lower(p_provider_status), case p_outcome when 'sent' then 'accepted' else 'error' end),
+      provider_status = coalesce(lower(p_provider_status),
+                                 case p_outcome when 'sent' then 'accepted' when 'unknown' then 'unknown' else 'error' end),
       error_code = p_error_code, error_message = p_error_message, responded_at = now()
   where message_id = p_message_id and attempt_no = p_attempt_no;
 
@@ -3556,6 +3719,13 @@ begin
       where e.id = v_early.id;
       select status into v_target from public.messages where id = m.id;
     end loop;
+    -- A look-up can find the message further on than sent (delivered, undelivered…): the message
+    -- goes there too, forward by rank only, as a callback would take it.
+    if herald.message_rank(herald.from_provider_status(p_provider_status)) > herald.message_rank('sent') then
+      perform set_config('herald.actor', 'dispatcher', true);
+      perform herald.apply_status_event(p_sid, p_provider_status, p_error_code);
+      select status into v_target from public.messages where id = m.id;
+    end if;
     return v_target;
   end if;
 
@@ -3563,7 +3733,18 @@ begin
     return m.status; -- a stale answer for an attempt that no longer holds the message
   end if;
 
-  if p_outcome = 'not_sent' then
+  if p_outcome = 'unknown' then
+    -- No answer: Twilio may have it, so it is never sent again blind. It stays sending (nothing
+    -- cancels a message that may be at the provider), flagged for the look-up; send_at and the
+    -- lease move out by the retry delay, and the reaper then hands it to the look-up.
+    select w.retry_base_seconds into v_base from public.workspaces w where w.id = m.workspace_id;
+    v_prev := herald.set_reason('unknown_outcome');
+    v_until := now() + herald.retry_delay(m.attempts, v_base);
+    update public.messages
+    set provider_check_required = true, send_at = v_until, lease_expires_at = v_until,
+        last_error_code = p_error_code, last_error = p_error_message
+    where id = m.id returning status into v_target;
+  elsif p_outcome = 'not_sent' then
     select herald.contact_block_reason(c) into v_block
     from public.contacts c where c.workspace_id = m.workspace_id and c.id = m.contact_id;
     v_prev := herald.set_reason(coalesce('not_sent_' || p_error_code, 'not_sent'));
@@ -3605,7 +3786,58 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts) or not_sent. For a message erased meanwhile, a returned sid goes to the provider-erasure outbox.';
+COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it, and a found status past sent), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts), not_sent, or unknown (no answer: kept in sending, flagged for a provider look-up after the retry delay, never resent blind). For a message erased meanwhile, a returned sid goes to the provider-erasure outbox.';
+
+CREATE FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer DEFAULT NULL::integer, p_error text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_attempt uuid;
+  r record;
+begin
+  if p_status is not null and lower(p_status) not in ('accepted', 'scheduled', 'queued', 'sending', 'sent', 'delivered',
+                                                      'undelivered', 'failed', 'read', 'canceled', 'partially_delivered') then
+    raise exception 'unknown provider status %', p_status using errcode = '22023',
+      hint = 'A Twilio message status (queued, sent, delivered, undelivered, failed, read, canceled…), or null when the look-up failed.';
+  end if;
+  perform set_config('herald.actor', 'reconciliation', true);
+  -- In turn with callbacks and send results for the same sid.
+  perform pg_advisory_xact_lock(hashtextextended(p_sid, 0));
+  select s.attempt_id into v_attempt
+  from herald.status_checks s join public.message_attempts a on a.id = s.attempt_id
+  where a.provider_sid = p_sid
+  for update of s;
+  if not found then
+    return 'gone'; -- its message moved on meanwhile, or it was erased
+  end if;
+  if exists (select 1 from herald.provider_erasures e where e.provider_sid = p_sid) then
+    delete from herald.status_checks s where s.attempt_id = v_attempt;
+    return 'erased';
+  end if;
+
+  if p_status is null then
+    -- The look-up failed: tried again after the next wait.
+    update herald.status_checks s
+    set checks = s.checks + 1, last_checked_at = now(), leased_until = null, last_error = coalesce(p_error, 'no answer'),
+        due_at = now() + least(s.every * power(2, s.checks + 1), interval '1 day')
+    where s.attempt_id = v_attempt;
+    return 'failed';
+  end if;
+  r := herald.apply_status_event(p_sid, p_status, p_error_code);
+  if (select m.status from public.messages m where m.id = r.message_id) not in ('sent', 'sending') then
+    delete from herald.status_checks s where s.attempt_id = v_attempt; -- it moved on: nothing left to look for
+  else
+    update herald.status_checks s
+    set checks = s.checks + 1, last_checked_at = now(), leased_until = null, last_error = null,
+        due_at = now() + least(s.every * power(2, s.checks + 1), interval '1 day')
+    where s.attempt_id = v_attempt;
+  end if;
+  return r.outcome;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) IS 'Applies a status fetched from the provider for a due check through the path status callbacks take (rank only; actor reconciliation), and drops the check once the message moved on or schedules the next one. A null status is a failed look-up: checked again later.';
 
 CREATE FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) RETURNS record
     LANGUAGE plpgsql STABLE
@@ -3837,6 +4069,43 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) IS 'For scheduled appointments: one message per reminder policy row not scheduled yet, at starts_at - offset, expiring at starts_at; skipped when that time has passed, the contact may not be messaged, or the text renders empty. Returns how many were scheduled.';
+
+CREATE FUNCTION herald.select_status_checks(p_older_than interval DEFAULT '00:10:00'::interval, p_give_up_after interval DEFAULT '3 days'::interval) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if p_older_than is null or p_older_than <= interval '0' then
+    raise exception 'the wait before a status check must be positive' using errcode = '22023';
+  end if;
+  if p_give_up_after is null or p_give_up_after <= p_older_than then
+    raise exception 'status checks must give up (after %) later than they start (after %)', p_give_up_after, p_older_than
+      using errcode = '22023';
+  end if;
+
+  -- Nothing left to find: the message moved on, or the attempt is older than any report.
+  delete from herald.status_checks s
+  using public.message_attempts a, public.messages m
+  where a.id = s.attempt_id and m.workspace_id = a.workspace_id and m.id = a.message_id
+    and (m.status not in ('sent', 'sending') or a.requested_at < now() - p_give_up_after);
+
+  insert into herald.status_checks (attempt_id, every)
+  select a.id, p_older_than
+  from (select m.workspace_id, m.id from public.messages m
+        where m.status = 'sent' and m.sent_at >= now() - p_give_up_after
+        union all
+        select m.workspace_id, m.id from public.messages m where m.status = 'sending') m
+  join public.message_attempts a on a.workspace_id = m.workspace_id and a.message_id = m.id
+  where a.provider_sid is not null
+    and a.requested_at >= now() - p_give_up_after
+    and coalesce(a.last_callback_at, a.responded_at, a.requested_at) < now() - p_older_than
+  on conflict (attempt_id) do nothing;
+
+  return (select count(*) from herald.status_checks s where s.due_at <= now());
+end;
+$$;
+
+COMMENT ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) IS 'pg_cron, every minute: attempts whose message is still sent (or sending) and not heard of for p_older_than become due status checks; checks with nothing left to find go. Returns the checks due.';
 
 CREATE FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.contacts
     LANGUAGE plpgsql
@@ -4661,6 +4930,37 @@ $$;
 
 COMMENT ON FUNCTION public.take_lead(contact_id uuid) IS 'A human takes the lead: controlled_by = human, assigned to the caller, and every pending automated message and active enrollment cancelled (human_takeover) in the same transaction.';
 
+CREATE TABLE herald.dispatch_runs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    claims_until timestamp with time zone NOT NULL
+);
+
+COMMENT ON TABLE herald.dispatch_runs IS 'Dispatcher calls running now, each from its start to its end; a call that dies leaves its row, which stops counting when its budget is over.';
+
+COMMENT ON COLUMN herald.dispatch_runs.claims_until IS 'When the call''s time budget ends: it claims nothing after it.';
+
+CREATE TABLE herald.dispatch_settings (
+    id boolean DEFAULT true NOT NULL,
+    call_budget interval DEFAULT '00:01:00'::interval NOT NULL,
+    call_rate numeric DEFAULT 50 NOT NULL,
+    max_calls integer DEFAULT 20 NOT NULL,
+    CONSTRAINT dispatch_settings_call_budget_range CHECK (((call_budget >= '00:00:01'::interval) AND (call_budget <= '00:02:00'::interval))),
+    CONSTRAINT dispatch_settings_call_rate_range CHECK (((call_rate > (0)::numeric) AND (call_rate <= (10000)::numeric))),
+    CONSTRAINT dispatch_settings_max_calls_range CHECK (((max_calls >= 1) AND (max_calls <= 500))),
+    CONSTRAINT dispatch_settings_one_row CHECK (id)
+);
+
+COMMENT ON TABLE herald.dispatch_settings IS 'How dispatch fans out (one row): each call''s time budget, the send rate one call is sized for, and the most calls at once. Change it with SQL as the project owner.';
+
+COMMENT ON COLUMN herald.dispatch_settings.id IS 'Always true: the table holds one row.';
+
+COMMENT ON COLUMN herald.dispatch_settings.call_budget IS 'How long one dispatcher call keeps claiming and sending (1 to 120 seconds; Supabase answers 504 to a request still running at 150 s). Also the window herald.dispatch_fanout sizes for.';
+
+COMMENT ON COLUMN herald.dispatch_settings.call_rate IS 'Messages per second one dispatcher call is sized to send: its 32 concurrent provider calls over Twilio''s latency, and the function''s CPU time per request, bound it.';
+
+COMMENT ON COLUMN herald.dispatch_settings.max_calls IS 'The most dispatcher calls running at once, whatever the backlog: each holds up to HERALD_DB_POOL_SIZE database connections.';
+
 CREATE TABLE herald.iana_time_zones (
     name text NOT NULL
 );
@@ -4736,6 +5036,30 @@ CREATE TABLE herald.standard_keywords (
 );
 
 COMMENT ON TABLE herald.standard_keywords IS 'Twilio''s standard keywords on long codes: opt-out, opt-in and help. Workspaces add to these; they never replace them.';
+
+CREATE TABLE herald.status_checks (
+    attempt_id uuid NOT NULL,
+    every interval NOT NULL,
+    checks integer DEFAULT 0 NOT NULL,
+    due_at timestamp with time zone DEFAULT now() NOT NULL,
+    leased_until timestamp with time zone,
+    last_checked_at timestamp with time zone,
+    last_error text,
+    CONSTRAINT status_checks_checks_range CHECK ((checks >= 0)),
+    CONSTRAINT status_checks_every_positive CHECK ((every > '00:00:00'::interval))
+);
+
+COMMENT ON TABLE herald.status_checks IS 'Attempts whose message is still sent (or sending) with no word from the provider for a while: the dispatcher fetches their status from Twilio and applies it as a status callback would.';
+
+COMMENT ON COLUMN herald.status_checks.every IS 'The wait the check was selected after (the job''s p_older_than); each further check waits twice the last, at most a day.';
+
+COMMENT ON COLUMN herald.status_checks.checks IS 'Look-ups made so far, answered or not.';
+
+COMMENT ON COLUMN herald.status_checks.due_at IS 'When the next look-up is due.';
+
+COMMENT ON COLUMN herald.status_checks.leased_until IS 'Held by a dispatcher until then; free again after, should it die.';
+
+COMMENT ON COLUMN herald.status_checks.last_error IS 'Why the last look-up got no status, if it did not.';
 
 CREATE TABLE herald.workspace_keys (
     workspace_id uuid NOT NULL,
@@ -5104,7 +5428,7 @@ COMMENT ON COLUMN public.message_attempts.requested_at IS 'When the dispatcher c
 
 COMMENT ON COLUMN public.message_attempts.responded_at IS 'When the provider answered the API call.';
 
-COMMENT ON COLUMN public.message_attempts.last_callback_at IS 'When the last status callback for this attempt arrived.';
+COMMENT ON COLUMN public.message_attempts.last_callback_at IS 'When the provider last reported this attempt''s status: a status callback, or a look-up of its status (reconciliation of a missed callback, or the look-up after an unknown outcome).';
 
 COMMENT ON COLUMN public.message_attempts.confirmed_at IS 'When the dispatcher confirmed, right before calling the provider, that it may send. Null: the provider was never called for this attempt.';
 
@@ -5641,6 +5965,12 @@ COMMENT ON COLUMN public.workspace_members.created_at IS 'When the user joined t
 
 COMMENT ON CONSTRAINT workspace_members_role_valid ON public.workspace_members IS 'A member''s role must be owner, admin or agent.';
 
+ALTER TABLE ONLY herald.dispatch_runs
+    ADD CONSTRAINT dispatch_runs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY herald.dispatch_settings
+    ADD CONSTRAINT dispatch_settings_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY herald.iana_time_zones
     ADD CONSTRAINT iana_time_zones_pkey PRIMARY KEY (name);
 
@@ -5667,6 +5997,9 @@ ALTER TABLE ONLY herald.sender_slots
 
 ALTER TABLE ONLY herald.standard_keywords
     ADD CONSTRAINT standard_keywords_pkey PRIMARY KEY (keyword);
+
+ALTER TABLE ONLY herald.status_checks
+    ADD CONSTRAINT status_checks_pkey PRIMARY KEY (attempt_id);
 
 ALTER TABLE ONLY herald.workspace_keys
     ADD CONSTRAINT workspace_keys_pkey PRIMARY KEY (workspace_id);
@@ -5802,11 +6135,15 @@ ALTER TABLE ONLY public.workspace_members
 ALTER TABLE ONLY public.workspaces
     ADD CONSTRAINT workspaces_pkey PRIMARY KEY (id);
 
+CREATE INDEX dispatch_runs_claims_until_idx ON herald.dispatch_runs USING btree (claims_until);
+
 CREATE INDEX inflight_deletions_deletion_idx ON herald.inflight_deletions USING btree (deletion_id);
 
 CREATE INDEX provider_erasures_deletion_idx ON herald.provider_erasures USING btree (deletion_id);
 
 CREATE INDEX provider_erasures_pending_idx ON herald.provider_erasures USING btree (next_attempt_at) WHERE (erased_at IS NULL);
+
+CREATE INDEX status_checks_due_idx ON herald.status_checks USING btree (due_at);
 
 CREATE INDEX appointment_reminders_workspace_template_idx ON public.appointment_reminders USING btree (workspace_id, template_id, channel) WHERE (template_id IS NOT NULL);
 
@@ -5861,6 +6198,8 @@ CREATE INDEX messages_queued_due_idx ON public.messages USING btree (sender_id, 
 CREATE INDEX messages_scheduled_due_idx ON public.messages USING btree (send_at) WHERE (status = 'scheduled'::public.message_status);
 
 CREATE INDEX messages_sending_lease_idx ON public.messages USING btree (lease_expires_at) WHERE (status = 'sending'::public.message_status);
+
+CREATE INDEX messages_sent_idx ON public.messages USING btree (sent_at) WHERE (status = 'sent'::public.message_status);
 
 CREATE INDEX messages_workspace_appointment_idx ON public.messages USING btree (workspace_id, appointment_id) WHERE (appointment_id IS NOT NULL);
 
@@ -6125,6 +6464,9 @@ ALTER TABLE ONLY herald.provider_erasures
 ALTER TABLE ONLY herald.sender_slots
     ADD CONSTRAINT sender_slots_sender_id_fkey FOREIGN KEY (sender_id) REFERENCES public.senders(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY herald.status_checks
+    ADD CONSTRAINT status_checks_attempt_id_fkey FOREIGN KEY (attempt_id) REFERENCES public.message_attempts(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY herald.workspace_keys
     ADD CONSTRAINT workspace_keys_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
@@ -6251,6 +6593,10 @@ ALTER TABLE ONLY public.workspace_members
 ALTER TABLE ONLY public.workspace_members
     ADD CONSTRAINT workspace_members_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
+ALTER TABLE herald.dispatch_runs ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE herald.dispatch_settings ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE herald.inflight_deletions ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE herald.nanp_area_codes ENABLE ROW LEVEL SECURITY;
@@ -6272,6 +6618,8 @@ ALTER TABLE herald.sender_slots ENABLE ROW LEVEL SECURITY;
 ALTER TABLE herald.standard_keywords ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY standard_keywords_select ON herald.standard_keywords FOR SELECT TO authenticated, service_role USING (true);
+
+ALTER TABLE herald.status_checks ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE herald.workspace_keys ENABLE ROW LEVEL SECURITY;
 
@@ -6493,6 +6841,9 @@ REVOKE ALL ON FUNCTION herald.appointments_rerender_reminders() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.appointments_schedule_reminders() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.begin_dispatch_run(p_budget interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.begin_dispatch_run(p_budget interval) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.campaigns_before_delete() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.cancel_expired_messages(p_now timestamp with time zone) FROM PUBLIC;
@@ -6508,6 +6859,9 @@ REVOKE ALL ON FUNCTION herald.child_take_workspace() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.claim_status_checks(p_limit integer, p_lease interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.claim_status_checks(p_limit integer, p_lease interval) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) TO service_role;
@@ -6573,6 +6927,12 @@ REVOKE ALL ON FUNCTION herald.delete_stale_senders(p_older_than interval, p_work
 REVOKE ALL ON FUNCTION herald.delivered_statuses() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.delivered_statuses() TO authenticated;
 GRANT ALL ON FUNCTION herald.delivered_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.dispatch_fanout(p_every interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.dispatch_fanout(p_every interval) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.end_dispatch_run(p_run_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.end_dispatch_run(p_run_id uuid) TO service_role;
 
 GRANT SELECT,INSERT,REFERENCES,DELETE,TRIGGER,UPDATE ON TABLE public.sequences TO authenticated;
 GRANT ALL ON TABLE public.sequences TO service_role;
@@ -6766,8 +7126,14 @@ GRANT ALL ON FUNCTION herald.reap_expired_leases() TO service_role;
 REVOKE ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact_id uuid, p_channel public.channel, p_status public.consent_status, p_source public.consent_source, p_proof text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) TO service_role;
@@ -6796,6 +7162,9 @@ REVOKE ALL ON FUNCTION herald.role_rank(p_role text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
 
@@ -7015,3 +7384,4 @@ SELECT cron.schedule('herald-cleanup-stale-senders', '7 * * * *', 'select herald
 SELECT cron.schedule('herald-purge-deleted-contacts', '*/10 * * * *', 'select herald.purge_deleted_contacts()');
 SELECT cron.schedule('herald-queue-due-messages', '* * * * *', 'select herald.queue_due_messages()');
 SELECT cron.schedule('herald-reap-expired-leases', '* * * * *', 'select herald.reap_expired_leases()');
+SELECT cron.schedule('herald-reconcile-statuses', '* * * * *', 'select herald.select_status_checks(''10 minutes'')');

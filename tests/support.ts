@@ -135,8 +135,9 @@ export async function sendingWorkspace(sql: postgres.Sql, opts: { mps?: number; 
   return { owner, workspaceId, senderId, senderNumber };
 }
 
+/** One dispatcher call that claims once (budget 0), as a test steps through sending. */
 export async function dispatchOnce(limit = 200) {
-  const res = await callFunction("dispatch", { token: stack.serviceRoleKey, body: { limit } });
+  const res = await callFunction("dispatch", { token: stack.serviceRoleKey, body: { limit, budget_seconds: 0 } });
   if (res.status !== 200) throw new Error(`dispatch answered ${res.status}: ${res.text}`);
   return res.body as { claimed: number; sent: number; retried: number; failed: number; deferred: number };
 }

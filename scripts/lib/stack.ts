@@ -96,6 +96,8 @@ interface ServiceSpec {
 export interface ServiceOptions {
   /** Also the stand-in for the pg_net dispatch job (not in tests, which dispatch when they choose). */
   cron?: boolean;
+  /** How often the stand-in asks herald.dispatch_fanout; default HERALD_DISPATCH_INTERVAL_MS or 5 s. */
+  cronIntervalMs?: number;
   /** Serve only these functions. */
   functionsOnly?: string[];
   /** Where the sandbox keeps its record across restarts; memory only without it. */
@@ -143,11 +145,12 @@ export class Stack {
     return { startedCluster: !wasRunning };
   }
 
-  cronEnv(keys: Keys): Record<string, string> {
+  cronEnv(keys: Keys, intervalMs?: number): Record<string, string> {
     return {
       HERALD_DISPATCH_URL: `${this.urls.functions}/dispatch`,
       SUPABASE_SERVICE_ROLE_KEY: keys.serviceRole,
-      HERALD_DISPATCH_INTERVAL_MS: Deno.env.get("HERALD_DISPATCH_INTERVAL_MS") ?? "5000",
+      HERALD_DB_URL: this.cluster.url,
+      HERALD_DISPATCH_INTERVAL_MS: String(intervalMs ?? Deno.env.get("HERALD_DISPATCH_INTERVAL_MS") ?? "5000"),
     };
   }
 
@@ -193,7 +196,7 @@ export class Stack {
       },
     ];
     if (opts.cron) {
-      specs.push({ name: "local-cron", script: `${ROOT}/scripts/local-cron.ts`, env: this.cronEnv(keys), flags: [], port: null });
+      specs.push({ name: "local-cron", script: `${ROOT}/scripts/local-cron.ts`, env: this.cronEnv(keys, opts.cronIntervalMs), flags: [], port: null });
     }
     return specs;
   }
@@ -357,6 +360,8 @@ function spawnDeno(
 export interface FunctionsServer {
   url: string;
   logFile: string;
+  /** The server's own process (the deno process itself). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -378,7 +383,7 @@ export async function startFunctionsServer(port: number, env: Record<string, str
     await stop();
     throw err;
   }
-  return { url: functionsUrl(port), logFile, stop };
+  return { url: functionsUrl(port), logFile, pid: server.child.pid, stop };
 }
 
 /**

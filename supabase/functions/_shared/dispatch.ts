@@ -7,7 +7,15 @@ import { classifyProviderError, type TwilioClient } from "./twilio.ts";
 import { eraseProviderRecords } from "./erasure.ts";
 
 export interface DispatchOptions {
+  /** Messages one claim takes at most. */
   limit: number;
+  /** Claim again when fewer claimed messages than this wait for a worker. */
+  refillBelow: number;
+  /**
+   * How long the call keeps claiming, in seconds: null for the database's setting
+   * (herald.dispatch_settings.call_budget); 0 for one claim.
+   */
+  budgetSeconds: number | null;
   statusCallbackUrl: string;
   leaseSeconds: number;
   /** Provider calls in flight at once. */
@@ -27,6 +35,8 @@ export interface DispatchSummary {
   reconciled: number;
   /** Not sent by this call: the lease was lost or another attempt holds the message. */
   skipped: number;
+  /** No answer from the provider (timeout, broken connection): looked up before any resend. */
+  unknown: number;
 }
 
 interface ClaimedMessage {
@@ -43,20 +53,25 @@ interface ClaimedMessage {
   blocked_reason: string | null;
 }
 
-type Outcome = "sent" | "permanent" | "transient" | "not_sent" | Verdict["verdict"];
+type Outcome = "sent" | "permanent" | "transient" | "unknown" | "not_sent" | "failed" | Verdict["verdict"];
 
 function address(channel: ClaimedMessage["channel"], phone: string): string {
   return channel === "whatsapp" ? `whatsapp:${phone}` : phone;
 }
 
 /**
- * After a lease expired with Twilio's answer unknown: did Twilio take the message? Looks for a
- * message to the same number with the same body, created since the lost attempt was requested,
- * that is not already another message's (or attempt's) at Herald: an earlier message with the
- * same text to the same number is not this one.
+ * After a call with no answer, or a lease that expired with Twilio's answer unknown: did Twilio
+ * take the message? Looks for a message to the same number with the same body, created since the
+ * first of the attempts whose answer was lost, that is not already another message's (or
+ * attempt's) at Herald: an earlier message with the same text to the same number is not this one.
  */
 async function findAtProvider(sql: Sql, client: TwilioClient, m: ClaimedMessage) {
-  const since = new Date((m.previous_attempt_requested_at ?? m.send_not_before).getTime() - 60_000);
+  // Look-ups can fail too (each an attempt of its own): the search goes back to the first lost one.
+  const [{ first_lost: firstLost }] = await sql<{ first_lost: Date | null }[]>`
+    select min(requested_at) as first_lost from public.message_attempts
+    where message_id = ${m.message_id} and attempt_no < ${m.attempt_no} and provider_sid is null
+      and provider_status in ('requested', 'unknown')`;
+  const since = new Date((firstLost ?? m.previous_attempt_requested_at ?? m.send_not_before).getTime() - 60_000);
   // No DateSent filter: a message Twilio has only queued has no date_sent yet. The list is
   // newest first, so the lost attempt is among the first page.
   const candidates = (await client.messages.list({ to: address(m.channel, m.to_phone), limit: 100 }))
@@ -97,23 +112,31 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   let code: number | null = null;
   let message: string | null = null;
   let reconciled = false;
-  const failed = (err: unknown) => {
+  const failed = (err: unknown): Outcome => {
     const failure = classifyProviderError(err);
     code = failure.code;
     message = failure.message;
     // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
-    outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
+    return outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
   };
   let found: Awaited<ReturnType<typeof findAtProvider>>;
   try {
     found = m.provider_check_required ? await findAtProvider(sql, client, m) : undefined;
   } catch (err) {
-    failed(err);
+    // A look-up that failed leaves the message's fate as unknown as it was.
+    if (failed(err) !== "not_sent") outcome = "unknown";
+  }
+  if (!found && m.provider_check_required && outcome === "sent") {
+    // Twilio does not have it: may it be sent again (max_attempts counts the lost calls)?
+    const [{ verdict }] = await sql<{ verdict: "send" | "failed" | "skip" }[]>`
+      select herald.record_lookup_miss(${m.message_id}::uuid, ${m.attempt_no}) as verdict`;
+    if (verdict !== "send") return { status: verdict === "failed" ? "failed" : null, reconciled, outcome: verdict };
   }
   if (found) {
     reconciled = true;
     sid = found.sid;
     providerStatus = found.status;
+    code = found.errorCode ?? null;
   } else if (m.blocked_reason && outcome === "sent") {
     // Twilio never got it and the contact is now off limits: the database cancels it.
     outcome = "not_sent";
@@ -142,12 +165,52 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   return { status: row.status as string | null, reconciled, outcome };
 }
 
+/** Resolves waiters when notified, or each after its own timeout. */
+class Wakeup {
+  #waiters = new Set<() => void>();
+
+  wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waiters.add(done);
+    });
+  }
+
+  notify(): void {
+    for (const done of [...this.#waiters]) done();
+  }
+}
+
+/** After a claim that got less than it asked for, the next one waits this long. */
+const CLAIM_RETRY_MS = 1000;
+/**
+ * A call holds no more claimed messages than it has sent in this long (once it has been running
+ * that long): what it holds then goes out well within a lease's 15 s past its slot, however slow
+ * the provider or the machine, instead of being reaped and looked up at the provider.
+ */
+const HOLD_MS = 10_000;
+
+/**
+ * One dispatcher call: registered as running (herald.begin_dispatch_run) for its time budget, it
+ * keeps claiming while it holds fewer than `refillBelow` claimed messages (and no more than it
+ * sent in the last HOLD_MS) and keeps up with their slots; its workers send each message as its
+ * slot comes. It stops claiming when the budget is spent or a claim finds nothing while it has
+ * nothing left to send; a budget of 0 is one claim. A claim reserves slots half its lease ahead
+ * and a lease is at least 10 s, so near the end of the budget a claim reserves at most 5 s past
+ * it: the call answers within its budget plus those 5 s and the provider timeout.
+ */
 export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: DispatchOptions): Promise<DispatchSummary> {
-  const claimed = await sql<ClaimedMessage[]>`
-    select * from herald.claim_messages(${opts.limit}, make_interval(secs => ${opts.leaseSeconds}),
-                                        make_interval(secs => ${opts.callTimeoutSeconds}))`;
+  const [run] = await sql<{ run_id: string; budget_ms: number }[]>`
+    select run_id, (extract(epoch from budget) * 1000)::float8 as budget_ms
+    from herald.begin_dispatch_run(make_interval(secs => ${opts.budgetSeconds}))`;
+  const deadline = Date.now() + run.budget_ms;
   const summary: DispatchSummary = {
-    claimed: claimed.length,
+    claimed: 0,
     sent: 0,
     retried: 0,
     failed: 0,
@@ -155,28 +218,141 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     cancelled: 0,
     reconciled: 0,
     skipped: 0,
+    unknown: 0,
   };
 
-  let next = 0;
+  // Claimed messages wait in `pending` (earliest slot first: calls claim side by side, so a later
+  // claim may hold earlier slots than an earlier one) until their slot comes; then a worker takes
+  // each, so the workers' concurrency is spent on provider calls, not on waiting for slots.
+  const pending: ClaimedMessage[] = [];
+  const due: ClaimedMessage[] = [];
+  const idleWorkers: ((m: ClaimedMessage | null) => void)[] = [];
+  let slotTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Taken by a worker and not yet recorded. */
+  let sending = 0;
+  let claiming = true;
+  const workTaken = new Wakeup();
+  const held = () => pending.length + due.length;
+  const startedAt = Date.now();
+  /** When each message this call finished with in the last HOLD_MS was done. */
+  const doneAt: number[] = [];
+  const holdTarget = () => {
+    const now = Date.now();
+    while (doneAt.length && doneAt[0] <= now - HOLD_MS) doneAt.shift();
+    if (now - startedAt < HOLD_MS) return opts.refillBelow;
+    return Math.min(opts.refillBelow, Math.max(Math.ceil(opts.limit / 2), doneAt.length));
+  };
+
+  /** Hands every message whose slot has come to an idle worker (or queues it), and waits for the next. */
+  const release = () => {
+    clearTimeout(slotTimer);
+    slotTimer = undefined;
+    const now = Date.now();
+    while (pending.length && pending[0].send_not_before.getTime() <= now) {
+      const m = pending.shift()!;
+      const worker = idleWorkers.shift();
+      if (worker) worker(m);
+      else due.push(m);
+    }
+    if (pending.length) slotTimer = setTimeout(release, pending[0].send_not_before.getTime() - now);
+    else if (!claiming) for (const worker of idleWorkers.splice(0)) worker(null);
+    workTaken.notify();
+  };
+
+  const nextMessage = (): Promise<ClaimedMessage | null> => {
+    const m = due.shift();
+    if (m) {
+      workTaken.notify();
+      return Promise.resolve(m);
+    }
+    if (!claiming && pending.length === 0) return Promise.resolve(null);
+    return new Promise((resolve) => idleWorkers.push(resolve));
+  };
+
+  const claim = async (limit: number, leaseSeconds: number) => {
+    const claimed = await sql<ClaimedMessage[]>`
+      select * from herald.claim_messages(${limit}, make_interval(secs => ${leaseSeconds}),
+                                          make_interval(secs => ${opts.callTimeoutSeconds}))`;
+    summary.claimed += claimed.length;
+    if (claimed.length) {
+      pending.push(...claimed);
+      pending.sort((a, b) => a.send_not_before.getTime() - b.send_not_before.getTime());
+      release();
+    }
+    return claimed.length;
+  };
+
+  // Slots up to what is left of the budget (a claim reserves half its lease ahead).
+  const lease = () =>
+    run.budget_ms === 0
+      ? opts.leaseSeconds
+      : Math.max(10, Math.min(opts.leaseSeconds, (2 * (deadline - Date.now())) / 1000));
+
+  const claimer = async () => {
+    try {
+      // The first claim is made whatever the budget, and its failure is the call's.
+      if ((await claim(opts.limit, lease())) === 0 || run.budget_ms === 0) return;
+      for (;;) {
+        const leftMs = deadline - Date.now();
+        if (leftMs <= 0) return;
+        // Enough in hand, or behind: a message whose slot has come waits for a worker. Claiming
+        // more then would only reserve slots this call cannot keep, and age what it holds past
+        // its lease; the backlog stays queued for calls that keep up.
+        const target = holdTarget();
+        if (held() >= target || due.length > 0) {
+          await workTaken.wait(Math.min(CLAIM_RETRY_MS, leftMs));
+          continue;
+        }
+        const asked = Math.min(opts.limit, target - held());
+        let got: number;
+        try {
+          got = await claim(asked, lease());
+        } catch (err) {
+          // What is held still goes out; the next call claims the rest.
+          console.error("dispatch: a claim failed; sending what this call holds", err);
+          return;
+        }
+        if (got === 0 && held() === 0 && sending === 0) return;
+        if (got < asked) await new Promise((r) => setTimeout(r, Math.min(CLAIM_RETRY_MS, Math.max(0, deadline - Date.now()))));
+      }
+    } finally {
+      claiming = false;
+      release();
+    }
+  };
+
   const worker = async () => {
-    while (next < claimed.length) {
-      const m = claimed[next++];
+    for (;;) {
+      const m = await nextMessage();
+      if (!m) return;
+      sending++;
       try {
         const r = await sendOne(sql, client, m, opts);
         if (r.reconciled) summary.reconciled++;
         if (r.outcome === "cancelled" || r.status === "cancelled") summary.cancelled++;
         else if (r.outcome === "deferred" || r.outcome === "not_sent") summary.deferred++;
         else if (r.outcome === "skip") summary.skipped++;
+        else if (r.outcome === "unknown") summary.unknown++;
         else if (r.status === "scheduled") summary.retried++;
         else if (r.status === "failed" || r.status === "undelivered") summary.failed++;
         else if (r.status !== null) summary.sent++;
       } catch (err) {
         // The database did not take the answer; the lease expiry and provider check recover it.
         console.error(`dispatch: could not record message ${m.message_id}`, err);
+      } finally {
+        sending--;
+        doneAt.push(Date.now());
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(opts.concurrency, claimed.length) }, worker));
+
+  try {
+    await Promise.all([claimer(), ...Array.from({ length: opts.concurrency }, worker)]);
+  } finally {
+    await sql`select herald.end_dispatch_run(${run.run_id}::uuid)`.catch((err) =>
+      console.error("dispatch: could not end its run (it stops counting when its budget is over)", err)
+    );
+  }
 
   // Provider erasures that failed earlier are retried here, on the dispatcher's cadence.
   await eraseProviderRecords(sql, client, { deletionId: null, limit: 50 }).catch((err) =>

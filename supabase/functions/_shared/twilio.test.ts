@@ -4,8 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { startSandbox } from "@herald/sandbox/server.ts";
-import { ACCOUNT_SID, AUTH_TOKEN, FROM, OK_TO, withSandbox } from "@herald/sandbox/testing.ts";
-import { classifyProviderError, createTwilioClient, rewriteTwilioUri, type TwilioClient } from "./twilio.ts";
+import {
+  ACCOUNT_SID,
+  AUTH_TOKEN,
+  FROM,
+  OK_TO,
+  recordedCreatesByTo,
+  startSandboxProcess,
+  withSandbox,
+} from "@herald/sandbox/testing.ts";
+import { classifyProviderError, createTwilioClient, ProviderCallError, rewriteTwilioUri, type TwilioClient } from "./twilio.ts";
 
 Deno.test("rewriteTwilioUri moves any twilio.com origin and leaves others alone", () => {
   const base = "http://127.0.0.1:54330/";
@@ -56,7 +64,7 @@ Deno.test("classifyProviderError on real sandbox failures", async () => {
     });
   });
 
-  // Nothing listens there any more: a network error, so transient.
+  // Nothing listens there any more: the request was never written, so transient.
   const gone = await startSandbox({ port: 0, accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN });
   await gone.close();
   const offline = createTwilioClient({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN, apiBase: gone.url });
@@ -64,12 +72,64 @@ Deno.test("classifyProviderError on real sandbox failures", async () => {
     () => null,
     (e: unknown) => e,
   );
+  assert.ok(err instanceof ProviderCallError && err.reached === "no", String(err));
   const network = classifyProviderError(err);
   assert.equal(network.kind, "transient");
   assert.equal(network.status, null);
 
   assert.equal(classifyProviderError({ status: 503, code: 30001, message: "Queue overflow" }).kind, "transient");
   assert.equal(classifyProviderError(new Error("Required parameter \"params['to']\" missing.")).kind, "permanent");
+  assert.equal(classifyProviderError(Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })).kind, "unknown");
+  assert.equal(classifyProviderError(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })).kind, "transient");
+  assert.equal(classifyProviderError(new SyntaxError("Unexpected end of JSON input")).kind, "unknown");
+});
+
+// The sandbox stopped (SIGSTOP) as a stalled provider would be: connections are accepted by the
+// kernel and requests pile up unread. Each call times out, is classed unknown, and reaches the
+// provider exactly once when it resumes: the client never sends a timed-out request again by
+// itself. (The library's default client, a keep-alive node:http agent, sent every request that
+// timed out on a reused connection twice.) The sandbox's record on disk is the witness.
+Deno.test({
+  name: "the client never re-sends a timed-out request: a stalled provider gets each one once",
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "herald-stall-" });
+    const record = `${dir}/messages.jsonl`;
+    const sandbox = await startSandboxProcess(record);
+    try {
+      const client = createTwilioClient({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN, apiBase: sandbox.url, timeoutMs: 1500 });
+      // Connections opened and answered first, so the stalled calls go out on reused ones too.
+      const warm = Array.from({ length: 8 }, (_, i) => `+1555987000${i}`);
+      await Promise.all(warm.map((to) => client.messages.create({ to, from: FROM, body: "warm" })));
+
+      Deno.kill(sandbox.pid, "SIGSTOP");
+      const stalled = Array.from({ length: 16 }, (_, i) => `+15559871${String(i).padStart(3, "0")}`);
+      const results = await Promise.allSettled(stalled.map((to) => client.messages.create({ to, from: FROM, body: "stalled" })));
+      Deno.kill(sandbox.pid, "SIGCONT");
+      for (const r of results) {
+        assert.equal(r.status, "rejected");
+        const err = (r as PromiseRejectedResult).reason;
+        assert.ok(err instanceof ProviderCallError && err.reached === "maybe", String(err));
+        assert.equal(classifyProviderError(err).kind, "unknown");
+      }
+
+      // Resumed, it works through what piled up; a look-up finds each message.
+      for (const to of stalled) {
+        const deadline = Date.now() + 5000;
+        while ((await client.messages.list({ to, limit: 5 })).length === 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.equal((await client.messages.list({ to, limit: 5 })).length, 1, `${to} is at the provider once`);
+      }
+      await sandbox.stop();
+      const creates = await recordedCreatesByTo(record);
+      assert.deepEqual(stalled.map((to) => creates.get(to) ?? 0), stalled.map(() => 1), "one create request each on record");
+      assert.deepEqual(warm.map((to) => creates.get(to) ?? 0), warm.map(() => 1));
+    } finally {
+      await sandbox.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 // ---- running as a program --------------------------------------------------------------------

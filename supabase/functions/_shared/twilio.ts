@@ -1,9 +1,13 @@
 /**
  * The Twilio client the edge functions use, and how its failures are classified.
  *
- * It is the real `twilio` library. For local development and tests the only change is where requests
- * go: with `apiBase` set, a RequestClient subclass rewrites the twilio.com origin to the sandbox, so
- * the library's own auth, form encoding, paging and RestException handling are exercised unchanged.
+ * It is the real `twilio` library (its auth, form encoding, paging and RestException handling are
+ * exercised unchanged) over a request path of Herald's own: `fetch` with a timeout that aborts the
+ * call. The library's default HTTP stack (axios on a keep-alive `node:http` agent) sent a request
+ * that timed out on a reused connection a second time by itself under Deno, so a stalled provider
+ * got two copies of a message Herald believed it had sent at most once. fetch never replays a
+ * request that was written. With `apiBase` set (local development and tests), twilio.com requests
+ * go there instead.
  */
 import twilio from "twilio";
 // Type-only: the library ships these as CommonJS declarations that the root export does not re-export.
@@ -17,9 +21,11 @@ export interface TwilioClientConfig {
   authToken: string;
   /** e.g. "http://127.0.0.1:54330"; when set, every *.twilio.com request goes there instead. */
   apiBase?: string;
-  /** Per-request timeout in milliseconds (the library's default is 30 000). */
+  /** Per-request timeout in milliseconds, answer included (the library's default is 30 000). */
   timeoutMs?: number;
 }
+
+const DEFAULT_TIMEOUT_MS = 30_000;
 
 function isTwilioHost(hostname: string): boolean {
   return hostname === "twilio.com" || hostname.endsWith(".twilio.com");
@@ -32,33 +38,97 @@ export function rewriteTwilioUri(uri: string, apiBase: string): string {
   return `${apiBase.replace(/\/+$/, "")}${target.pathname}${target.search}`;
 }
 
-/** The library's own HTTP client, pointed somewhere else. */
-class RedirectingRequestClient extends twilio.RequestClient {
-  readonly #apiBase: string;
+/**
+ * A provider call that got no HTTP answer. `reached` says whether the request may have got to the
+ * provider: "no" when the connection was never made (nothing was written), "maybe" when it timed
+ * out or broke after the request could have been written: then only a look-up tells.
+ */
+export class ProviderCallError extends Error {
+  override readonly name = "ProviderCallError";
+  constructor(message: string, readonly reached: "no" | "maybe", readonly code: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
 
-  constructor(apiBase: string, options: RequestClientTypes.RequestClientOptions) {
-    super(options);
+/** Form or query encoding as the library's own client does it: arrays repeat the key, undefined is left out. */
+function encodeParams(values: object, into = new URLSearchParams()): URLSearchParams {
+  for (const [key, value] of Object.entries(values)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) into.append(key, v === null ? "" : String(v));
+  }
+  return into;
+}
+
+/** Connection failures fetch reports before anything was written: DNS, TCP connect, TLS handshake. */
+const NOT_CONNECTED = /client error \(Connect\)|tcp connect error|dns error|failed to lookup address|connection refused/i;
+
+/** The library's RequestClient contract (`request(opts) → { statusCode, body, headers }`) on fetch. */
+class FetchRequestClient extends twilio.RequestClient {
+  readonly #apiBase: string | undefined;
+  readonly #timeoutMs: number;
+
+  constructor(apiBase: string | undefined, timeoutMs: number) {
+    super({ timeout: timeoutMs, keepAlive: false });
     this.#apiBase = apiBase;
+    this.#timeoutMs = timeoutMs;
   }
 
-  override request<TData>(
+  override async request<TData>(
     opts: RequestClientTypes.RequestOptions<TData>,
   ): Promise<HttpResponse.default<TData>> {
-    return super.request({ ...opts, uri: rewriteTwilioUri(opts.uri, this.#apiBase) });
+    const url = new URL(this.#apiBase ? rewriteTwilioUri(opts.uri, this.#apiBase) : opts.uri);
+    if (opts.params) encodeParams(opts.params, url.searchParams);
+    const headers = new Headers(opts.headers as Record<string, string> | undefined);
+    if (opts.username && opts.password) {
+      headers.set("Authorization", `Basic ${btoa(`${opts.username}:${opts.password}`)}`);
+    } else if (opts.authStrategy) {
+      headers.set("Authorization", await opts.authStrategy.getAuthString());
+    }
+    let body: string | undefined;
+    if (opts.data) {
+      const type = headers.get("Content-Type");
+      if (type === "application/x-www-form-urlencoded") body = encodeParams(opts.data).toString();
+      else if (type === "application/json") body = JSON.stringify(opts.data);
+    }
+    const timeoutMs = opts.timeout ?? this.#timeoutMs;
+    const method = opts.method.toUpperCase();
+    try {
+      // One signal for the whole exchange: a body that stalls half-way times out too.
+      const res = await fetch(url, {
+        method,
+        headers,
+        body,
+        redirect: opts.allowRedirects ? "follow" : "manual",
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await res.text();
+      return { statusCode: res.status, body: text as TData, headers: Object.fromEntries(res.headers) };
+    } catch (err) {
+      const what = `${method} ${url.pathname}`;
+      if (err instanceof DOMException && err.name === "TimeoutError") {
+        throw new ProviderCallError(`${what}: no answer within ${timeoutMs} ms`, "maybe", "ETIMEDOUT", { cause: err });
+      }
+      // fetch says "fetch failed"; what failed is in its cause.
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : "";
+      const message = `${err instanceof Error ? err.message : String(err)}${cause}`;
+      if (NOT_CONNECTED.test(message)) {
+        throw new ProviderCallError(`${what}: could not connect (${message})`, "no", "ECONNREFUSED", { cause: err });
+      }
+      throw new ProviderCallError(`${what}: the connection broke before an answer (${message})`, "maybe", "ECONNRESET", {
+        cause: err,
+      });
+    }
   }
 }
 
 export function createTwilioClient(cfg: TwilioClientConfig): TwilioClient {
-  if (!cfg.apiBase) {
-    return twilio(cfg.accountSid, cfg.authToken, cfg.timeoutMs ? { timeout: cfg.timeoutMs } : {});
+  if (cfg.apiBase) {
+    const base = new URL(cfg.apiBase); // fail fast on a malformed base, not on the first send
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new Error(`apiBase must be an http(s) URL, got ${cfg.apiBase}`);
+    }
   }
-  const base = new URL(cfg.apiBase); // fail fast on a malformed base, not on the first send
-  if (base.protocol !== "http:" && base.protocol !== "https:") {
-    throw new Error(`apiBase must be an http(s) URL, got ${cfg.apiBase}`);
-  }
-  const httpClient = new RedirectingRequestClient(cfg.apiBase, {
-    ...(cfg.timeoutMs ? { timeout: cfg.timeoutMs } : {}),
-  });
+  const httpClient = new FetchRequestClient(cfg.apiBase, cfg.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   return twilio(cfg.accountSid, cfg.authToken, { httpClient });
 }
 
@@ -86,24 +156,23 @@ export const PERMANENT_ERROR_CODES: ReadonlySet<number> = new Set([21211, 21612,
  */
 export const TRANSIENT_ERROR_CODES: ReadonlySet<number> = new Set([20429, 20500, 20503, 30001, 30017, 30022]);
 
-/** Error codes of sockets that failed or timed out before any HTTP answer (Node and Deno names). */
-const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
+/** Socket errors (Node's names) of a connection that was never made: nothing was written. */
+const NOT_CONNECTED_CODES: ReadonlySet<string> = new Set([
   "ECONNREFUSED",
-  "ECONNRESET",
-  "ECONNABORTED",
-  "ETIMEDOUT",
-  "ESOCKETTIMEDOUT",
-  "EPIPE",
   "EAI_AGAIN",
   "ENOTFOUND",
   "ENETUNREACH",
   "EHOSTUNREACH",
-  "ERR_NETWORK",
   "ERR_SOCKET_CONNECTION_TIMEOUT",
 ]);
 
 export interface ProviderErrorClass {
-  kind: "permanent" | "transient";
+  /**
+   * permanent: no retry can fix it. transient: the provider answered with a temporary error, or the
+   * request never reached it; a retry is safe. unknown: no answer, and the request may have reached
+   * the provider (a timeout, a connection broken after writing): only a look-up tells.
+   */
+  kind: "permanent" | "transient" | "unknown";
   code: number | null;
   status: number | null;
   message: string;
@@ -125,10 +194,12 @@ function asHttpError(err: unknown): HttpErrorShape | null {
 }
 
 /**
- * Decides whether a failed send may be retried.
+ * Decides whether a failed provider call may be retried.
  * Permanent: the permanent codes above, and any other 4xx. Transient: 429, 5xx, transient codes,
- * and failures before an HTTP answer (network errors, timeouts). The client's own argument checks
- * ("Required parameter … missing") are permanent: they fail the same way every time.
+ * and connections that were never made. Unknown: every other failure without an HTTP answer
+ * (timeouts, resets, an answer that could not be read), since the provider may have acted on the
+ * request. The client's own argument checks ("Required parameter … missing") are permanent: they
+ * fail the same way every time, before any request.
  */
 export function classifyProviderError(err: unknown): ProviderErrorClass {
   const http = asHttpError(err);
@@ -147,15 +218,18 @@ export function classifyProviderError(err: unknown): ProviderErrorClass {
   }
 
   const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof ProviderCallError) {
+    return { kind: err.reached === "no" ? "transient" : "unknown", code: null, status: null, message };
+  }
   const errno = typeof err === "object" && err !== null && "code" in err && typeof err.code === "string"
     ? err.code
     : null;
-  if (errno !== null && NETWORK_ERROR_CODES.has(errno)) {
+  if (errno !== null && NOT_CONNECTED_CODES.has(errno)) {
     return { kind: "transient", code: null, status: null, message };
   }
   if (err instanceof Error && /^Required parameter /.test(err.message)) {
     return { kind: "permanent", code: null, status: null, message };
   }
-  // Anything else happened before Twilio answered; a bounded retry is safer than dropping the message.
-  return { kind: "transient", code: null, status: null, message };
+  // No answer could be read: whether the provider acted on the request is not known.
+  return { kind: "unknown", code: null, status: null, message };
 }

@@ -258,6 +258,23 @@ as $$
   update public.messages set status = 'sent', lease_expires_at = null, sent_at = p_sent_at where id = any (p_ids);
 $$;
 
+-- The plan PostgreSQL chooses for a query (explain, costs off), one node per line: for tests that
+-- a rule or an index shapes the plan.
+-- (No search_path of its own: the query is planned with the caller's.)
+create or replace function tests.plan_of(p_query text) returns text
+language plpgsql
+as $$
+declare
+  v_line text;
+  v_plan text := '';
+begin
+  for v_line in execute 'explain (costs off) ' || p_query loop
+    v_plan := v_plan || v_line || E'\n';
+  end loop;
+  return v_plan;
+end;
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 select plan(1);

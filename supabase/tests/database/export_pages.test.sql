@@ -22,19 +22,8 @@ set local enable_seqscan = off;
 set local enable_bitmapscan = off;
 select id as ws from workspaces where name = 'Export 3' \gset
 
-create function pg_temp.plan_of(p_query text) returns text language plpgsql as $$
-declare
-  v_line text;
-  v_plan text := '';
-begin
-  for v_line in execute 'explain (costs off) ' || p_query loop
-    v_plan := v_plan || v_line || E'\n';
-  end loop;
-  return v_plan;
-end;
-$$;
 -- The page query of export-queue, second page on: the workspace, the key of the last row read.
-select pg_temp.plan_of(format($$
+select tests.plan_of(format($$
   select m.id from public.messages m
   where m.workspace_id = %L and (m.send_at, m.id) > (now() + interval '50 minutes', '00000000-0000-0000-0000-000000000000'::uuid)
   order by m.send_at, m.id limit 500 $$, :'ws')) as page_plan \gset

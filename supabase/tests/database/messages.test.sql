@@ -137,23 +137,11 @@ select is_empty(
 
 -- What the planner makes of a group: its constant array, so plans and partial indexes are the
 -- same as with the literal list.
-create function pg_temp.plan_of(p_query text) returns text
-language plpgsql as $$
-declare
-  v_line text;
-  v_plan text := '';
-begin
-  for v_line in execute 'explain (costs off) ' || p_query loop
-    v_plan := v_plan || v_line || E'\n';
-  end loop;
-  return v_plan;
-end;
-$$;
-select pg_temp.plan_of($$ select id from messages where workspace_id = gen_random_uuid() and status = any (herald.pending_statuses()) $$) as pending_plan \gset
+select tests.plan_of($$ select id from messages where workspace_id = gen_random_uuid() and status = any (herald.pending_statuses()) $$) as pending_plan \gset
 select ok(:'pending_plan' ~ '\{scheduled,queued\}' and :'pending_plan' !~ 'pending_statuses',
   'a group is folded into its constant while planning');
 set local enable_seqscan = off;
-select pg_temp.plan_of($$ select id from messages where status = any (herald.in_flight_statuses()) and lease_expires_at < now() $$) as lease_plan \gset
+select tests.plan_of($$ select id from messages where status = any (herald.in_flight_statuses()) and lease_expires_at < now() $$) as lease_plan \gset
 reset enable_seqscan;
 select ok(:'lease_plan' ~ 'messages_sending_lease_idx',
   'and a group still matches a partial index on its one status (the reaper''s)');
