@@ -75,6 +75,7 @@ grant execute on function herald.send_rule(public.messages, public.contacts, pub
 create function herald.apply_send_rules(p_ids uuid[], p_at timestamptz, p_apply_caps boolean)
 returns table (message_id uuid, outcome text, reason text)
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare

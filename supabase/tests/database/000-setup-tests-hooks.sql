@@ -228,13 +228,17 @@ as $$
   returning id
 $$;
 
+-- Transactional unless asked: the tests that use it are about the state machine and the
+-- workspace's own rules, which must not depend on the hour the suite runs at; the legal hours for
+-- marketing are tested with fixed clocks (send_rules, quiet_hour_rules).
 create or replace function tests.message(p_contact uuid, p_send_at timestamptz, p_status public.message_status default 'scheduled',
-                                         p_channel public.channel default 'sms') returns uuid
+                                         p_channel public.channel default 'sms',
+                                         p_category public.message_category default 'transactional') returns uuid
 language sql
 set search_path = ''
 as $$
-  insert into public.messages (workspace_id, contact_id, channel, body, send_at, status)
-  select c.workspace_id, c.id, p_channel, 'hello ' || c.phone, p_send_at, p_status
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, status, category)
+  select c.workspace_id, c.id, p_channel, 'hello ' || c.phone, p_send_at, p_status, p_category
   from public.contacts c where c.id = p_contact
   returning id
 $$;

@@ -291,13 +291,15 @@ select tests.clear_authentication();
 select is((select count(*)::int from message_events where workspace_id = :'ws' and reason = 'automation_resumed'), 7,
   'one automation_resumed event per held message');
 select tests.authenticate_as_service_role();
-select herald.queue_due_messages(20000, :'d3'::date + time '12:00');
+-- 01:00 UTC the day after: 10:00 in Tokyo, 17:00 the day before in Oakland (Una and Vic have
+-- no zone; their 415 numbers place them there), 02:00 in Paris.
+select herald.queue_due_messages(20000, :'d3'::date + 1 + time '01:00');
 select tests.clear_authentication();
 select results_eq(
   format($$ select c.first_name, m.status::text from messages m join contacts c on c.id = m.contact_id
             where m.workspace_id = %L and m.step_id = %L and c.lead_status = 'queued' order by c.created_at $$, :'ws', :'step1'),
-  $$ values ('Aiko'::text, 'queued'::text), ('Luis', 'queued'), ('Una', 'queued'), ('Vic', 'queued'), ('Wes', 'queued') $$,
-  'resumed: queueing takes the held first sends where it left off');
+  $$ values ('Aiko'::text, 'queued'::text), ('Luis', 'queued'), ('Una', 'queued'), ('Vic', 'queued'), ('Wes', 'scheduled') $$,
+  'resumed: queueing takes the held first sends where it left off; Wes''s waits for 08:00 in Paris (legal hours for marketing)');
 select tests.authenticate_as('qa_admin');
 select lives_ok(format('select set_automation(%L, true)', :'ws'), 'resuming again is harmless');
 select tests.clear_authentication();
