@@ -14,8 +14,8 @@
 //              code includes equal their source regions; every function error code and
 //              constraint message is in it
 //
-// Filters: `npm test -- pgtap|deno|static|readme` runs one group; `npm test -- deno FILE…` runs those
-// Deno test files only.
+// Filters: `npm test -- pgtap|deno|static|readme` runs one group; `npm test -- deno FILE…` and
+// `npm test -- pgtap FILE…` run those test files only (paths from the repository's root).
 
 import { DENO_BIN, DENO_CONFIG, LOCAL_TWILIO, ROOT, type StackPorts, SUPABASE_BIN, TEST_PORTS } from "./lib/config.ts";
 import { localKeys, Stack, stopServices, type ServiceProcess } from "./lib/stack.ts";
@@ -49,10 +49,11 @@ function check(stage: string, ok: boolean, output = "") {
 const ANSI_ESCAPE = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
 const supabaseEnv = { SUPABASE_TELEMETRY_DISABLED: "1", PGSSLMODE: "disable" };
 
-async function pgtap(dbUrl: string) {
-  const r = await run("pg_prove", ["-d", dbUrl, "--ext", ".sql", "-v", "-r", `${ROOT}/supabase/tests/database`], {
-    check: false,
-  });
+async function pgtap(dbUrl: string, files: string[]) {
+  // Chosen files run after the harness file that defines the tests.* helpers.
+  const dir = `${ROOT}/supabase/tests/database`;
+  const paths = files.length > 0 ? [`${dir}/000-setup-tests-hooks.sql`, ...files.map((f) => `${ROOT}/${f}`)] : ["-r", dir];
+  const r = await run("pg_prove", ["-d", dbUrl, "--ext", ".sql", "-v", ...paths], { check: false });
   const lines = r.stdout.split("\n");
   const ok = lines.filter((l) => /^\s*ok \d+/.test(l)).length;
   const notOk = lines.filter((l) => /^\s*not ok \d+/.test(l)).length;
@@ -208,7 +209,7 @@ try {
     HERALD_TEST_ANON_KEY: keys.anon,
     TWILIO_ACCOUNT_SID: LOCAL_TWILIO.accountSid,
   };
-  if (!only || only === "pgtap") await pgtap(stack.cluster.url);
+  if (!only || only === "pgtap") await pgtap(stack.cluster.url, only ? Deno.args.slice(1) : []);
   if (!only || only === "deno") {
     for (const need of [CHROMIUM, PGBOUNCER]) await ensureDebianPackages(need, (s) => console.log(`herald test: ${s}`));
     services = await stack.startServices(keys, { logFile: `${ROOT}/.local/test-services.log` });

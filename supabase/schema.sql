@@ -35,7 +35,8 @@ CREATE TYPE public.cancel_reason AS ENUM (
     'campaign_deleted',
     'user_cancelled',
     'expired',
-    'no_consent'
+    'no_consent',
+    'no_send_window'
 );
 
 COMMENT ON TYPE public.cancel_reason IS 'Why a message was cancelled. Deferrals (quiet hours, daily limit, paused automation) are not cancellations; expired means its send-by deadline (expires_at) passed first.';
@@ -521,6 +522,58 @@ $$;
 
 COMMENT ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) IS 'Applies one Twilio status callback: stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing. A sid being erased (hard delete) stores nothing.';
 
+CREATE FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) RETURNS TABLE(message_id uuid, outcome text, reason text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ids uuid[];
+  v_cancel public.cancel_reason[];
+  v_defer text[];
+  v_until timestamptz[];
+  v_prev text;
+begin
+  -- Decided once per message (send_rule reads the zones and the contact's day), then applied
+  -- one statement per outcome so the ledger records each with its reason.
+  select array_agg(b.id), array_agg(r.cancel_reason), array_agg(r.defer_reason), array_agg(r.defer_until)
+  into v_ids, v_cancel, v_defer, v_until
+  from (
+    select m.id, m as msg, c as contact, w as workspace,
+           case when p_apply_caps then
+             (count(*) filter (where m.category = 'marketing')
+                over (partition by m.contact_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding))::integer
+           end as pending
+    from public.messages m
+    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    join public.workspaces w on w.id = m.workspace_id
+    where m.id = any (p_ids)
+  ) b
+  cross join lateral herald.send_rule(b.msg, b.contact, b.workspace, p_at, b.pending) r;
+  if v_ids is null then
+    return;
+  end if;
+
+  update public.messages m
+  set status = 'cancelled', cancel_reason = x.reason, cancelled_at = now()
+  from unnest(v_ids, v_cancel) x(id, reason) where m.id = x.id and x.reason is not null;
+  v_prev := herald.set_reason('quiet_hours');
+  update public.messages m set status = 'scheduled', send_at = x.until
+  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'quiet_hours';
+  perform herald.set_reason('frequency_cap');
+  update public.messages m set status = 'scheduled', send_at = x.until
+  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'frequency_cap';
+  perform herald.set_reason(v_prev);
+
+  return query
+  select x.id,
+         case when x.c is not null then 'cancelled' when x.d is not null then 'deferred' else 'send' end,
+         coalesce(x.c::text, x.d)
+  from unnest(v_ids, v_cancel, v_defer) x(id, c, d);
+end;
+$$;
+
+COMMENT ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) IS 'Applies herald.send_rule to a batch of scheduled or queued messages: cancels (with the reason) or defers (back to scheduled, ledger reason quiet_hours or frequency_cap) those that may not go at p_at, and says for each message what became of it. p_apply_caps: queueing counts the per-contact cap; claims do not.';
+
 CREATE FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -940,23 +993,13 @@ begin
     v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
   end if;
 
-  -- 4. The send window: quiet hours in the recipient's zone (materialized: once per message),
-  -- then the daily limit of each workspace that has one. Deferred as queueing defers.
-  v_prev := herald.set_reason('quiet_hours');
-  with q as materialized (
-    select m.id, herald.quiet_until(now(), coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
-           least(interval '30 minutes',
-                 case when w.quiet_hours_start > w.quiet_hours_end then w.quiet_hours_start - w.quiet_hours_end
-                      else interval '24 hours' - (w.quiet_hours_end - w.quiet_hours_start) end / 4) as span
-    from public.messages m
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-    join public.workspaces w on w.id = m.workspace_id
-    where m.id = any (v_ids) and w.quiet_hours_start <> w.quiet_hours_end
-  ), deferred as (
-    update public.messages m set status = 'scheduled', send_at = q.until + herald.spread(m.id, q.span)
-    from q where m.id = q.id and q.until is not null
-    returning m.id
-  ) select array_agg(d.id) into v_skip from deferred d;
+  -- 4. The send window (herald.apply_send_rules: legal and workspace hours in every zone the
+  -- recipient may be in, consent, the deadline; the per-contact cap was applied at queueing and
+  -- counts queued messages), then the daily limit of each workspace that has one.
+  select array_agg(r.message_id) into v_skip
+  from herald.apply_send_rules(array(select m.id from public.messages m
+                                     where m.id = any (v_ids) and not m.provider_check_required), now(), false) r
+  where r.outcome <> 'send';
   if v_skip is not null then
     v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
   end if;
@@ -1084,7 +1127,7 @@ declare
   c public.contacts;
   w public.workspaces;
   v_block public.cancel_reason;
-  v_until timestamptz;
+  v_rule record;
   v_day timestamptz;
 begin
   if p_message_ids is null or p_attempt_nos is null or cardinality(p_message_ids) <> cardinality(p_attempt_nos) then
@@ -1108,8 +1151,9 @@ begin
     else
       select * into c from public.contacts x where x.workspace_id = m.workspace_id and x.id = m.contact_id;
       select * into w from public.workspaces x where x.id = m.workspace_id;
-      v_block := herald.contact_block_reason(c);
-      v_until := herald.quiet_until(now(), coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end);
+      select r.cancel_reason, r.defer_reason, r.defer_until into v_rule
+      from herald.send_rule(m, c, w, now(), null) r;
+      v_block := v_rule.cancel_reason;
       if v_block is not null then
         update public.messages
         set status = 'cancelled', cancel_reason = v_block, cancelled_at = now(), lease_expires_at = null,
@@ -1118,10 +1162,10 @@ begin
         delete from public.message_attempts a where a.message_id = m.id and a.attempt_no = m.attempts;
         verdict := 'cancelled';
         reason := v_block::text;
-      elsif v_until is not null then
-        perform herald.defer_sending(m.id, m.attempts, v_until + herald.spread(m.id, interval '30 minutes'), 'quiet_hours');
+      elsif v_rule.defer_reason is not null then
+        perform herald.defer_sending(m.id, m.attempts, v_rule.defer_until, v_rule.defer_reason);
         verdict := 'deferred';
-        reason := 'quiet_hours';
+        reason := v_rule.defer_reason;
       elsif w.daily_limit is not null
             and herald.day_use(w.id, herald.local_day_start(now(), w.timezone)) > w.daily_limit then
         v_day := herald.local_day_start(now(), w.timezone);
@@ -3376,6 +3420,7 @@ declare
   v_cancelled integer;
   v_failed integer;
   v_quiet integer;
+  v_ruled_out integer;
   v_limited integer;
   v_queued integer;
   v_prev text;
@@ -3402,6 +3447,8 @@ begin
              when m.appointment_id is not null and a.status = 'completed' then 'appointment_completed'
              when m.appointment_id is not null and a.status is distinct from 'scheduled' then 'appointment_cancelled'
              when m.enrollment_id is not null and e.status is distinct from 'active' then 'sequence_stopped'
+             when m.expires_at <= p_now then 'expired'
+             else herald.consent_block_reason(c, m.channel, m.category)
            end as reason
     from public.messages m
     join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
@@ -3429,26 +3476,14 @@ begin
     returning 1
   ) select count(*) into v_failed from done;
 
-  -- 3. Quiet hours in the recipient's zone: deferred to the window's end, spread over its start.
-  -- Materialized, so quiet_until() runs once per message: inlined, the planner may push
-  -- `until is not null` down into the contacts scan and call it for every message × contact
-  -- pair of the workspace (minutes for a 5,000-message batch right after a bulk load).
-  perform herald.set_reason('quiet_hours');
-  with q as materialized (
-    select m.id, herald.quiet_until(p_now, coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
-           -- spread over a quarter of the open window, at most 30 minutes
-           least(interval '30 minutes',
-                 case when w.quiet_hours_start > w.quiet_hours_end then w.quiet_hours_start - w.quiet_hours_end
-                      else interval '24 hours' - (w.quiet_hours_end - w.quiet_hours_start) end / 4) as span
-    from public.messages m
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-    join public.workspaces w on w.id = m.workspace_id
-    where m.id = any (v_ids) and m.status = 'scheduled'
-  ), done as (
-    update public.messages m set send_at = q.until + herald.spread(m.id, q.span)
-    from q where m.id = q.id and q.until is not null
-    returning 1
-  ) select count(*) into v_quiet from done;
+  -- 3. The sending window and the contact's cap (herald.apply_send_rules): legal hours and the
+  -- workspace's quiet hours in every zone the recipient may be in, a deadline the wait would
+  -- pass, and for marketing the per-contact daily cap, counting this batch's earlier messages.
+  select count(*) filter (where r.outcome = 'deferred'), count(*) filter (where r.outcome = 'cancelled')
+  into v_quiet, v_ruled_out
+  from herald.apply_send_rules(array(select m.id from public.messages m
+                                     where m.id = any (v_ids) and m.status = 'scheduled'), p_now, true) r;
+  v_cancelled := v_cancelled + v_ruled_out;
 
   -- 4. Daily limit per workspace-local day: what is already sent or on its way today counts.
   perform herald.set_reason('daily_limit');
@@ -4106,6 +4141,51 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) IS 'pg_cron, every minute: attempts whose message is still sent (or sending) and not heard of for p_older_than become due status checks; checks with nothing left to find go. Returns the checks due.';
+
+CREATE FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_open timestamptz;
+  -- spread a deferred batch over a quarter of the workspace's open window, at most 30 minutes
+  v_span interval := least(interval '30 minutes',
+    case when p_workspace.quiet_hours_start = p_workspace.quiet_hours_end then interval '24 hours'
+         when p_workspace.quiet_hours_start > p_workspace.quiet_hours_end then p_workspace.quiet_hours_start - p_workspace.quiet_hours_end
+         else interval '24 hours' - (p_workspace.quiet_hours_end - p_workspace.quiet_hours_start) end / 4);
+begin
+  cancel_reason := coalesce(herald.contact_block_reason(p_contact),
+                            herald.consent_block_reason(p_contact, p_message.channel, p_message.category));
+  if cancel_reason is null and p_message.expires_at <= p_at then
+    cancel_reason := 'expired';
+  end if;
+  if cancel_reason is not null then
+    return;
+  end if;
+  v_open := herald.allowed_send_time(p_contact, p_message.category, p_workspace, p_at);
+  if v_open is null then
+    cancel_reason := 'no_send_window';
+    return;
+  end if;
+  if v_open > p_at then
+    defer_reason := 'quiet_hours';
+    defer_until := v_open + herald.spread(p_message.id, v_span);
+  elsif p_pending is not null and p_message.category = 'marketing' then
+    defer_until := herald.contact_cap_next_time(p_contact, p_at, p_pending);
+    if defer_until is not null then
+      defer_reason := 'frequency_cap';
+      defer_until := defer_until + herald.spread(p_message.id, v_span);
+    end if;
+  end if;
+  if defer_until >= p_message.expires_at then
+    cancel_reason := 'expired';
+    defer_reason := null;
+    defer_until := null;
+  end if;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) IS 'Whether this message may be sent at p_at: a cancel reason, or a deferral (quiet_hours, frequency_cap) and the instant to wait for, or neither. p_pending counts the contact''s earlier marketing messages of the same batch; null skips the per-contact cap (claims and confirmations: the cap was applied at queueing).';
 
 CREATE FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.contacts
     LANGUAGE plpgsql
@@ -4787,7 +4867,7 @@ $$;
 
 COMMENT ON FUNCTION public.retry_message(message_id uuid) IS 'Sends a failed or undelivered message again as a new message (retry_of points back). Cancelled and delivered messages cannot be retried.';
 
-CREATE FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone DEFAULT now(), channel text DEFAULT 'sms'::text, idempotency_key text DEFAULT NULL::text, appointment_id uuid DEFAULT NULL::uuid) RETURNS uuid
+CREATE FUNCTION public.schedule_message(contact_id uuid, body text DEFAULT NULL::text, send_at timestamp with time zone DEFAULT now(), channel text DEFAULT 'sms'::text, idempotency_key text DEFAULT NULL::text, appointment_id uuid DEFAULT NULL::uuid, category text DEFAULT NULL::text, template_id uuid DEFAULT NULL::uuid, template_variables jsonb DEFAULT NULL::jsonb, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4795,34 +4875,54 @@ CREATE FUNCTION public.schedule_message(contact_id uuid, body text, send_at time
 declare
   v_contact public.contacts;
   v_channel public.channel;
+  v_template public.message_templates;
+  v_variables jsonb;
+  v_body text := btrim(schedule_message.body);
   v_id uuid;
   v_existing public.messages;
 begin
   perform herald.require_user();
-  if body is null or length(btrim(body)) = 0 then
-    raise exception 'message body must not be empty' using errcode = '22023';
-  end if;
-  if length(btrim(body)) > 1600 then
-    raise exception 'message body is % characters; the most is 1600', length(btrim(body)) using errcode = '22023';
-  end if;
-  if send_at > now() + interval '1 year' then
-    raise exception 'send_at % is more than a year ahead', send_at using errcode = '22023';
-  end if;
   if channel is null or channel not in ('sms', 'whatsapp') then
     raise exception 'unknown channel "%"', channel using errcode = '22023', hint = 'Use sms or whatsapp.';
   end if;
   v_channel := channel::public.channel;
+  if category is not null and category not in ('marketing', 'transactional') then
+    raise exception 'unknown category "%"', category using errcode = '22023',
+      hint = 'Use marketing (campaigns, follow-ups: legal hours, caps, consent) or transactional (reminders, one-time codes).';
+  end if;
+  if (v_body is null or v_body = '') and template_id is null then
+    raise exception 'message body must not be empty' using errcode = '22023',
+      hint = 'Give a body, or a template_id whose text becomes the body.';
+  end if;
+  if length(v_body) > 1600 then
+    raise exception 'message body is % characters; the most is 1600', length(v_body) using errcode = '22023';
+  end if;
+  if send_at > now() + interval '1 year' then
+    raise exception 'send_at % is more than a year ahead', send_at using errcode = '22023';
+  end if;
   if idempotency_key is not null and length(idempotency_key) not between 1 and 200 then
     raise exception 'idempotency_key must be 1 to 200 characters' using errcode = '22023';
   end if;
+  if template_variables is not null and template_id is null then
+    raise exception 'template_variables given without a template_id' using errcode = '22023';
+  end if;
 
   v_contact := herald.sendable_contact(schedule_message.contact_id);
+
+  if not exists (
+    select 1 from public.senders s
+    where s.workspace_id = v_contact.workspace_id and s.channel = v_channel and s.is_default and s.phone_number is not null
+  ) then
+    raise exception 'this workspace has no % sender to send from', v_channel using errcode = '55000',
+      hint = 'Add a sender with a phone number on this channel and make it the default (senders.is_default), then schedule again.';
+  end if;
 
   if schedule_message.idempotency_key is not null then
     select * into v_existing from public.messages m
     where m.workspace_id = v_contact.workspace_id and m.idempotency_key = schedule_message.idempotency_key;
     if found then
-      if v_existing.contact_id <> v_contact.id or v_existing.body <> btrim(schedule_message.body) then
+      if v_existing.contact_id <> v_contact.id or (v_body <> '' and v_existing.body <> v_body)
+         or v_existing.template_id is distinct from schedule_message.template_id then
         raise exception 'idempotency_key "%" was already used for a different message', schedule_message.idempotency_key
           using errcode = '23505';
       end if;
@@ -4839,10 +4939,29 @@ begin
       using errcode = 'P0002';
   end if;
 
-  insert into public.messages (workspace_id, contact_id, channel, body, send_at, idempotency_key, appointment_id, max_attempts)
-  select v_contact.workspace_id, v_contact.id, v_channel, btrim(schedule_message.body),
+  if schedule_message.template_id is not null then
+    select * into v_template from public.message_templates t
+    where t.workspace_id = v_contact.workspace_id and t.id = schedule_message.template_id;
+    if not found then
+      raise exception 'template % is not a template of this workspace', schedule_message.template_id using errcode = 'P0002';
+    end if;
+    if v_template.channel <> v_channel then
+      raise exception 'template "%" is for %, not %', v_template.name, v_template.channel, v_channel using errcode = '22023',
+        hint = 'Use a template made for the channel the message goes on.';
+    end if;
+    v_variables := herald.render_template_variables(v_template.id, v_contact.id, schedule_message.template_variables,
+                                                    schedule_message.appointment_id);
+    if v_body is null or v_body = '' then
+      v_body := herald.fill_content_variables(v_template.body, v_variables);
+    end if;
+  end if;
+
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, idempotency_key, appointment_id,
+                               max_attempts, category, template_id, template_variables, expires_at)
+  select v_contact.workspace_id, v_contact.id, v_channel, v_body,
          coalesce(schedule_message.send_at, now()), schedule_message.idempotency_key,
-         schedule_message.appointment_id, w.max_attempts
+         schedule_message.appointment_id, w.max_attempts, schedule_message.category::public.message_category,
+         v_template.id, v_variables, schedule_message.expires_at
   from public.workspaces w where w.id = v_contact.workspace_id
   on conflict (workspace_id, idempotency_key) where idempotency_key is not null do nothing
   returning id into v_id;
@@ -4856,7 +4975,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) IS 'Schedules one message to a contact. Refuses deleted, opted-out, suppressed and human-controlled contacts; the same idempotency_key returns the same message.';
+COMMENT ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) IS 'Schedules one message to a contact: a body, or a content template (its variables rendered from the contact) whose text becomes the body; category marketing or transactional (omitted: transactional for an appointment reminder, else marketing); an optional send-by deadline. Refuses deleted, opted-out, suppressed and human-controlled contacts, and a channel the workspace has no default sender on (55000); the same idempotency_key returns the same message.';
 
 CREATE FUNCTION public.set_automation(workspace_id uuid, enabled boolean) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
@@ -6826,6 +6945,9 @@ GRANT ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, 
 REVOKE ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
@@ -7166,6 +7288,9 @@ GRANT ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uu
 REVOKE ALL ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.senders_after_insert() FROM PUBLIC;
@@ -7248,9 +7373,9 @@ REVOKE ALL ON FUNCTION public.retry_message(message_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.retry_message(message_id uuid) TO authenticated;
 GRANT ALL ON FUNCTION public.retry_message(message_id uuid) TO service_role;
 
-REVOKE ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) TO authenticated;
-GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) TO service_role;
+REVOKE ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION public.set_automation(workspace_id uuid, enabled boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.set_automation(workspace_id uuid, enabled boolean) TO authenticated;

@@ -216,22 +216,43 @@ as $$
   values (p_workspace, 'sms', p_phone, 'connected', p_mps, true) returning id
 $$;
 
+-- A contact in p_tz, else in its workspace's zone: the tests that use it are about the workspace's
+-- rules, not about finding a zone from the number (recipient_zones and send_rules test that, with
+-- contacts inserted without one).
 create or replace function tests.contact(p_workspace uuid, p_phone text, p_tz text default null) returns uuid
 language sql
 set search_path = ''
 as $$
-  insert into public.contacts (workspace_id, phone, timezone) values (p_workspace, p_phone, p_tz) returning id
+  insert into public.contacts (workspace_id, phone, timezone)
+  values (p_workspace, p_phone, coalesce(p_tz, (select w.timezone from public.workspaces w where w.id = p_workspace)))
+  returning id
 $$;
 
+-- Transactional unless asked: the tests that use it are about the state machine and the
+-- workspace's own rules, which must not depend on the hour the suite runs at; the legal hours for
+-- marketing are tested with fixed clocks (send_rules, quiet_hour_rules).
 create or replace function tests.message(p_contact uuid, p_send_at timestamptz, p_status public.message_status default 'scheduled',
-                                         p_channel public.channel default 'sms') returns uuid
+                                         p_channel public.channel default 'sms',
+                                         p_category public.message_category default 'transactional') returns uuid
 language sql
 set search_path = ''
 as $$
-  insert into public.messages (workspace_id, contact_id, channel, body, send_at, status)
-  select c.workspace_id, c.id, p_channel, 'hello ' || c.phone, p_send_at, p_status
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, status, category)
+  select c.workspace_id, c.id, p_channel, 'hello ' || c.phone, p_send_at, p_status, p_category
   from public.contacts c where c.id = p_contact
   returning id
+$$;
+
+-- A zone where it is early afternoon now: for a contact whose marketing a test sends with the
+-- real clock (legal hours are tested with fixed clocks, in quiet_hour_rules and send_rules).
+create or replace function tests.daytime_zone() returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select name from pg_catalog.pg_timezone_names
+  where name ~ '^Etc/GMT[+-][0-9]+$' and extract(hour from now() at time zone name) between 12 and 14
+  order by name limit 1
 $$;
 
 -- Seconds from now() (fixed within a test file's transaction) to a timestamp.

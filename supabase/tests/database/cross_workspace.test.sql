@@ -33,6 +33,7 @@ select delete_contact(:'cb_gone') \gset
 
 select tests.authenticate_as('amy');
 select create_workspace('A Co') as wa \gset
+insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'wa', 'sms', '+15550007001', 'connected', true);
 insert into contacts (workspace_id, phone, first_name) values (:'wa', '+14155550701', 'Al') returning id as ca \gset
 insert into sequences (workspace_id, name, status) values (:'wa', 'A seq', 'active') returning id as qa \gset
 insert into sequence_steps (workspace_id, sequence_id, position, body) values (:'wa', :'qa', 1, 'Hello');

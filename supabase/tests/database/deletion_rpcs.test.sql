@@ -306,7 +306,8 @@ insert into workspace_members (workspace_id, user_id, role) values (:'ws', :'jay
 insert into senders (workspace_id, channel, phone_number, status, is_default)
 values (:'ws', 'sms', '+15550009801', 'connected', true) returning id as s_default \gset
 insert into senders (workspace_id, channel, status) values (:'ws', 'sms', 'disconnected') returning id as s_sms \gset
-insert into senders (workspace_id, channel, status) values (:'ws', 'whatsapp', 'connecting') returning id as s_wa \gset
+insert into senders (workspace_id, channel, phone_number, status, is_default)
+values (:'ws', 'whatsapp', '+15550009802', 'connecting', true) returning id as s_wa \gset
 insert into whatsapp_groups (workspace_id, sender_id, external_id) values (:'ws', :'s_wa', 'g1@g.us') returning id as g1 \gset
 insert into whatsapp_groups (workspace_id, sender_id, external_id) values (:'ws', :'s_wa', 'g2@g.us') returning id as g2 \gset
 insert into campaigns (workspace_id, name) values (:'ws', 'Spring') returning id as k \gset

@@ -49,9 +49,13 @@ select schedule_message(:'c1', 'sms one', now() + interval '1 hour') as m_sms1 \
 select schedule_message(:'c1', 'sms two', now() + interval '2 hours') as m_sms2 \gset
 select schedule_message(:'c1', 'sms queued') as m_smsq \gset
 select schedule_message(:'c1', 'sms sent') as m_smssent \gset
-select schedule_message(:'c1', 'wa one', now() + interval '1 hour', 'whatsapp') as m_wa1 \gset
-select schedule_message(:'c1', 'wa sent', now(), 'whatsapp') as m_wasent \gset
 select tests.authenticate_as_service_role();
+-- Bound to the WhatsApp sender below, as a bulk import would write them (schedule_message
+-- refuses a channel with no default sender).
+insert into messages (workspace_id, contact_id, channel, body, send_at)
+values (:'ws', :'c1', 'whatsapp', 'wa one', now() + interval '1 hour') returning id as m_wa1 \gset
+insert into messages (workspace_id, contact_id, channel, body, send_at)
+values (:'ws', :'c1', 'whatsapp', 'wa sent', now()) returning id as m_wasent \gset
 update messages set sender_id = :'s_sms' where id in (:'m_sms1', :'m_sms2', :'m_smsq', :'m_smssent');
 update messages set sender_id = :'s_wa' where id in (:'m_wa1', :'m_wasent');
 update messages set status = 'queued' where id in (:'m_smsq', :'m_smssent', :'m_wasent');
@@ -460,7 +464,7 @@ insert into sequence_steps (workspace_id, sequence_id, position, body) values (:
 insert into queue_settings (workspace_id, default_sequence_id) values (:'ws_hal', :'hseq');
 select enroll_contact(:'hseq', :'h1');
 insert into appointments (workspace_id, contact_id, title, starts_at) values (:'ws_hal', :'h1', 'Visit', now() + interval '1 day') returning id as hap \gset
-select schedule_message(:'h1', 'see you', now() + interval '1 hour', appointment_id => :'hap') as hm \gset
+select schedule_message(:'h1', 'see you', now() + interval '1 hour', 'whatsapp', appointment_id => :'hap') as hm \gset
 select tests.authenticate_as_service_role();
 update messages set status = 'failed', failed_at = now(), last_error_code = 21211 where id = :'hm';
 insert into message_attempts (workspace_id, message_id, attempt_no, provider_sid, error_code)

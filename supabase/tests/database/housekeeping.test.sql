@@ -30,10 +30,10 @@ insert into whatsapp_groups (workspace_id, sender_id, external_id) values (:'ws'
 insert into campaigns (workspace_id, name) values (:'ws', 'Stale campaign') returning id as k2 \gset
 insert into campaign_groups (workspace_id, campaign_id, group_id)
 select :'ws', :'k2', id from whatsapp_groups where sender_id = :'stale';
-select tests.authenticate_as('gus');
-select schedule_message(:'c6', 'via the stale sender', now() + interval '1 day', 'whatsapp') as m_stale \gset
+-- Written as a stale writer would (schedule_message refuses a channel with no sender to send from).
+insert into messages (workspace_id, contact_id, channel, body, send_at, sender_id)
+values (:'ws', :'c6', 'whatsapp', 'via the stale sender', now() + interval '1 day', :'stale') returning id as m_stale \gset
 select tests.authenticate_as_service_role();
-update messages set sender_id = :'stale' where id = :'m_stale';
 
 select tests.authenticate_as('gus');
 select is(cleanup_stale_senders('1 day'), 0, 'an agent cleans up nothing');
@@ -73,6 +73,7 @@ select tests.authenticate_as('erin');
 insert into contacts (workspace_id, phone) values (:'ws', '+14155550401') returning id as p_old \gset
 insert into contacts (workspace_id, phone) values (:'ws', '+14155550402') returning id as p_recent \gset
 insert into contacts (workspace_id, phone) values (:'ws', '+14155550403') returning id as p_live \gset
+insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws', 'sms', '+15005550018', 'connected', true);
 select schedule_message(:'p_old', 'never sent', now() + interval '40 days') as p_msg \gset
 update contacts set deleted_at = now() - interval '31 days' where id = :'p_old';
 update contacts set deleted_at = now() - interval '5 days' where id = :'p_recent';

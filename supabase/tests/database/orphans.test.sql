@@ -125,6 +125,7 @@ select herald.purge_deleted_contacts();
 -- and a whole second workspace, built the same way, then deleted
 select tests.authenticate_as('yan');
 select create_workspace('Gone soon') as ws_gone \gset
+insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws_gone', 'sms', '+15550001999', 'connected', true);
 insert into contacts (workspace_id, phone) values (:'ws_gone', '+4915100000001') returning id as gone_contact \gset
 insert into sequences (workspace_id, name, status) values (:'ws_gone', 'S', 'active') returning id as gone_seq \gset
 insert into sequence_steps (workspace_id, sequence_id, position, body) values (:'ws_gone', :'gone_seq', 1, 'Hi');

@@ -40,6 +40,13 @@ language sql as $$
   select set_config('request.jwt.claims', json_build_object('sub', p_user, 'role', 'authenticated')::text, true)
 $$;
 
+-- Whether schedule_message may be used on the channel: a default sender with a number.
+create function pg_temp.has_default_sender(p_workspace_id uuid, p_channel public.channel) returns boolean
+language sql as $$
+  select exists (select 1 from public.senders s where s.workspace_id = p_workspace_id and s.channel = p_channel
+                 and s.is_default and s.phone_number is not null)
+$$;
+
 -- The dispatcher's way of sending a pending message: queued, claimed (re-checking the contact,
 -- as the claim does), one attempt, sent. True if it went out.
 create function pg_temp.send_now(p_id uuid, p_op integer) returns boolean
@@ -176,6 +183,7 @@ declare
   v_detail text;
   v_violation text;
   v_key text;
+  v_channel public.channel;
 begin
   for v_i in 1 .. c_ops loop
     -- pick an operation by weight
@@ -267,17 +275,19 @@ begin
 
       when 'schedule' then
         v_key := case when random() < 0.15 then 'key-' || floor(random() * 20)::integer end;
+        v_channel := case when random() < 0.2 then 'whatsapp' else 'sms' end;
         v_expect := case
           when v_c.id is null then 'P0002'
           when v_c.deleted_at is not null or v_c.opted_out_at is not null or v_c.controlled_by = 'human'
                or herald.is_suppressed(v_c.workspace_id, v_c.phone) then '55000'
+          when not pg_temp.has_default_sender(v_c.workspace_id, v_channel) then '55000'
           when v_key is not null and exists (select 1 from public.messages m where m.workspace_id = v_c.workspace_id
                                              and m.idempotency_key = v_key and m.contact_id <> v_c.id) then '23505'
         end;
         begin
           v_id2 := public.schedule_message(v_id, coalesce('idempotent ' || v_key, 'op ' || v_i),
                                            now() + make_interval(mins => floor(random() * 14400)::integer - 60),
-                                           case when random() < 0.2 then 'whatsapp' else 'sms' end, v_key);
+                                           v_channel::text, v_key);
           if not v_id2 = any (v_messages) then
             v_messages := v_messages || v_id2;
           end if;
@@ -410,7 +420,8 @@ begin
           v_appointments := v_appointments || v_id2;
           v_expect := case
             when v_c.deleted_at is not null or v_c.opted_out_at is not null or v_c.controlled_by = 'human'
-                 or herald.is_suppressed(v_c.workspace_id, v_c.phone) then '55000'
+                 or herald.is_suppressed(v_c.workspace_id, v_c.phone)
+                 or not pg_temp.has_default_sender(v_c.workspace_id, 'sms') then '55000'
           end;
           begin
             v_id2 := public.schedule_message(v_c.id, 'reminder ' || v_i,

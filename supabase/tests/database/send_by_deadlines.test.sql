@@ -69,14 +69,17 @@ select is((select expires_at from messages where id = :'night_msg'), '2026-11-01
 select tests.authenticate_as_service_role();
 select herald.queue_due_messages(20000, '2026-11-01 05:30Z');
 select tests.clear_authentication();
-select ok((select send_at from messages where id = :'night_msg') >= '2026-11-01 13:00Z',
-  'quiet hours defer it to the morning (08:00 EST, 13:00Z), after the appointment');
+select results_eq(format('select status::text, cancel_reason::text, send_at from messages where id = %L', :'night_msg'),
+  $$ values ('cancelled', 'expired', '2026-11-01 05:30Z'::timestamptz) $$,
+  'queueing cancels it expired at once: quiet hours would hold it to 08:00 EST (13:00Z), after the appointment');
+select results_eq(format($$ select from_status::text, to_status::text, reason, actor from message_events
+                            where message_id = %L and to_status = 'cancelled' $$, :'night_msg'),
+  $$ values ('scheduled', 'cancelled', 'expired', 'cron') $$, 'the ledger says why, and who');
 select tests.authenticate_as_service_role();
-select is(herald.cancel_expired_messages('2026-11-01 06:29:59Z'), 0, 'a second before the start nothing is expired');
-select is(herald.cancel_expired_messages('2026-11-01 06:30Z'), 1, 'at the start the reminder is');
+select is(herald.cancel_expired_messages('2026-11-01 06:30Z'), 0, 'at the start the pg_cron safety net finds nothing left to expire');
 select tests.clear_authentication();
-select results_eq(format('select status::text, cancel_reason::text from messages where id = %L', :'night_msg'),
-  $$ values ('cancelled', 'expired') $$, 'cancelled expired: it can never be queued or sent after the appointment');
+select is((select count(*)::int from messages where id = :'night_msg' and status = 'cancelled'), 1,
+  'it can never be queued or sent after the appointment');
 
 select tests.contact(:'ws', '+14155550903') as busy \gset
 insert into messages (workspace_id, contact_id, body, send_at, expires_at, created_at)
