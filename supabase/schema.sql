@@ -403,18 +403,18 @@ $$;
 
 COMMENT ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) IS 'The earliest instant at or after p_at at which this message may be sent in every zone the contact may be in: inside the workspace''s window and, for marketing, every legal rule that applies to the number. Transactional messages follow the workspace''s window (and rules written for them) only. Falls back to the workspace''s zone when the number''s zones share no open instant; null when even that has none within 8 days (a workspace window outside the legal hours).';
 
-CREATE FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text DEFAULT NULL::text, OUT outcome text, OUT reply text) RETURNS record
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+#variable_conflict use_column
 declare
-  v_keyword text := upper(btrim(coalesce(p_body, '')));
+  -- Twilio's payload keeps the channel prefix the caller strips from p_from and p_to.
   v_channel public.channel := case when coalesce(p_payload ->> 'To', '') like 'whatsapp:%' then 'whatsapp' else 'sms' end;
-  v_stop boolean;
-  v_start boolean;
+  v_action text;
+  v_keyword_outcome text;
   v_ws uuid;
   c public.contacts;
-  v_outcome text;
   v_event bigint;
 begin
   perform set_config('herald.actor', 'provider', true);
@@ -423,12 +423,14 @@ begin
   on conflict (idempotency_token) do nothing
   returning id into v_event;
   if v_event is null then
-    return 'duplicate';
+    -- Applied already: nothing is written again. Twilio delivers a webhook again only when it got
+    -- no answer the first time, and acts on the answer it gets, so a HELP is answered again.
+    outcome := 'duplicate';
+    select w.help_reply into reply
+    from public.provider_events e join public.workspaces w on w.id = e.workspace_id
+    where e.idempotency_token = 'inbound:' || p_sid and e.kind = 'inbound' and e.outcome = 'help';
+    return;
   end if;
-
-  -- Twilio's opt-out and opt-in keywords: the whole message, any case.
-  v_stop := v_keyword in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT', 'REVOKE');
-  v_start := v_keyword in ('START', 'YES', 'UNSTOP');
 
   -- The sender of the message's channel; a line with only the other channel's sender (an SMS
   -- number that also receives WhatsApp) is that sender's. Never more than one workspace.
@@ -436,57 +438,84 @@ begin
   where s.phone_number = p_to order by s.channel = v_channel desc limit 1;
   if v_ws is null then
     update public.provider_events set outcome = 'unrouted' where id = v_event;
-    return 'unrouted';
+    outcome := 'unrouted';
+    return;
+  end if;
+
+  v_action := herald.classify_keyword(v_ws, p_body);
+  v_keyword_outcome := case v_action when 'opt_out' then 'opted_out' when 'opt_in' then 'opted_in' when 'help' then 'help' end;
+  if v_action = 'help' then
+    select w.help_reply into reply from public.workspaces w where w.id = v_ws;
   end if;
 
   select * into c from public.contacts
   where workspace_id = v_ws and phone = p_from and deleted_at is null for update;
   if not found then
-    if v_stop then
+    -- No contact to hold a consent record: the number's opt-out is kept as a suppression (a
+    -- contact added later with it starts opted out), and its opt-in lifts one.
+    if v_action = 'opt_out' then
       insert into public.suppressions (workspace_id, phone_hash, reason)
       values (v_ws, herald.phone_hash(v_ws, p_from), 'opted_out') on conflict do nothing;
-      v_outcome := 'opted_out';
-    elsif v_start then
+    elsif v_action = 'opt_in' then
       delete from public.suppressions where workspace_id = v_ws and phone_hash = herald.phone_hash(v_ws, p_from);
-      v_outcome := 'opted_in';
-    else
-      v_outcome := 'unknown_contact';
     end if;
-    update public.provider_events set workspace_id = v_ws, outcome = v_outcome where id = v_event;
-    return v_outcome;
+    outcome := coalesce(v_keyword_outcome, 'unknown_contact');
+    update public.provider_events e set workspace_id = v_ws, outcome = coalesce(v_keyword_outcome, 'unknown_contact')
+    where e.id = v_event;
+    return;
   end if;
 
-  perform set_config('herald.opt_in', case when v_start then 'on' else '' end, true);
+  -- herald.opt_in lets this one statement lift an opt-out (herald.contacts_guard_opt_in).
+  perform set_config('herald.opt_in', case when v_action = 'opt_in' then 'on' else '' end, true);
   update public.contacts
   set last_inbound_at = now(),
-      opted_out_at = case when v_stop then coalesce(opted_out_at, now()) when v_start then null else opted_out_at end
+      opted_out_at = case v_action when 'opt_out' then coalesce(opted_out_at, now()) when 'opt_in' then null
+                                   else opted_out_at end
   where id = c.id;
   perform set_config('herald.opt_in', '', true);
   insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
-  values (v_ws, c.id, 'replied', jsonb_build_object('provider_sid', p_sid, 'keyword',
-          case when v_stop then 'stop' when v_start then 'start' end), 'provider');
+  values (v_ws, c.id, 'replied',
+          jsonb_build_object('provider_sid', p_sid,
+                             'keyword', case v_action when 'opt_out' then 'stop' when 'opt_in' then 'start' when 'help' then 'help' end)
+          -- The word itself for a keyword (PARAR is a stop too).
+          || jsonb_strip_nulls(jsonb_build_object('word', case when v_action is not null then herald.normalize_keyword(p_body) end)),
+          'provider');
 
-  if not v_stop then
-    -- Any other reply ends the sequences that asked to stop on a reply.
+  if v_action in ('opt_out', 'opt_in') then
+    -- Every keyword opt-out and opt-in is recorded, a repeated STOP too: each is the contact's
+    -- own word, with its message as the proof.
+    perform herald.record_consent_event(v_ws, c.id, v_channel,
+                                        case v_action when 'opt_out' then 'opted_out' else 'opted_in' end::public.consent_status,
+                                        'keyword', p_sid);
+  elsif v_action = 'help' then
+    insert into public.contact_activities (workspace_id, contact_id, kind, detail, actor)
+    values (v_ws, c.id, 'help_requested',
+            jsonb_build_object('provider_sid', p_sid, 'word', herald.normalize_keyword(p_body), 'answered', reply is not null),
+            'provider');
+  end if;
+
+  if v_action is distinct from 'opt_out' then
+    -- Any other message, HELP and START included, is a reply: it ends the sequences that asked
+    -- to stop on one. (An opt-out has cancelled everything pending already.)
     update public.messages m
     set status = 'cancelled', cancel_reason = 'replied', cancelled_at = now()
     from public.sequence_enrollments e
     join public.sequences s on s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
     where e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active'
-      and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status in ('scheduled', 'queued');
+      and m.workspace_id = e.workspace_id and m.enrollment_id = e.id and m.status = any (herald.pending_statuses());
     update public.sequence_enrollments e
     set status = 'cancelled', stopped_reason = 'replied', completed_at = now()
     from public.sequences s
     where s.workspace_id = e.workspace_id and s.id = e.sequence_id and s.stop_on_reply
       and e.workspace_id = v_ws and e.contact_id = c.id and e.status = 'active';
   end if;
-  v_outcome := case when v_stop then 'opted_out' when v_start then 'opted_in' else 'replied' end;
-  update public.provider_events set workspace_id = v_ws, contact_id = c.id, outcome = v_outcome where id = v_event;
-  return v_outcome;
+  outcome := coalesce(v_keyword_outcome, 'replied');
+  update public.provider_events e set workspace_id = v_ws, contact_id = c.id, outcome = coalesce(v_keyword_outcome, 'replied')
+  where e.id = v_event;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) IS 'Applies one inbound message in the one workspace holding the number written to: STOP-family keywords opt out (cancelling everything pending), START-family opt back in, any other reply stops stop_on_reply sequences.';
+COMMENT ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text, OUT outcome text, OUT reply text) IS 'Applies one inbound message in the one workspace holding the number written to, once per MessageSid: opt-out and opt-in keywords (the standard sets and the workspace''s) are applied and recorded as keyword consents, HELP and INFO are recorded and answered with the workspace''s help_reply, any message but an opt-out stops stop_on_reply sequences. Returns the outcome and the reply the webhook answers with (null: empty TwiML).';
 
 CREATE FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -5705,7 +5734,7 @@ COMMENT ON COLUMN public.provider_events.provider_status IS 'The MessageStatus o
 
 COMMENT ON COLUMN public.provider_events.error_code IS 'The ErrorCode of a status callback, if any.';
 
-COMMENT ON COLUMN public.provider_events.outcome IS 'applied, unchanged (late or duplicate status), unknown_sid, opted_out, opted_in, replied, unrouted…';
+COMMENT ON COLUMN public.provider_events.outcome IS 'applied, unchanged (late or duplicate status), unknown_sid; for inbound messages opted_out, opted_in, help, replied, unknown_contact, unrouted.';
 
 COMMENT ON COLUMN public.provider_events.payload IS 'The webhook''s form fields as received.';
 
@@ -6939,8 +6968,8 @@ GRANT ALL ON TABLE public.workspaces TO service_role;
 REVOKE ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) TO service_role;
 
-REVOKE ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text) TO service_role;
+REVOKE ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text, OUT outcome text, OUT reply text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, p_sid text, p_payload jsonb, p_idempotency_token text, OUT outcome text, OUT reply text) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) TO service_role;

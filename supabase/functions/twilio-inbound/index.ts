@@ -1,10 +1,12 @@
 // POST /functions/v1/twilio-inbound: an inbound SMS or WhatsApp message. Verified by signature;
-// STOP/START keywords and stop_on_reply are applied by the database. Answers empty TwiML.
+// keywords (the standard sets and the workspace's own), consents and stop_on_reply are applied by
+// the database. Answers TwiML: the workspace's help_reply to HELP and INFO, empty otherwise.
 
 import { z } from "zod";
 import { db } from "../_shared/db.ts";
 import { handle } from "../_shared/http.ts";
 import { sidSchema } from "../_shared/sids.ts";
+import { twimlResponse } from "../_shared/twiml.ts";
 import { verifiedTwilioWebhook } from "../_shared/twilio-webhook.ts";
 
 const address = z.string().transform((s) => s.replace(/^whatsapp:/, "")).pipe(
@@ -17,12 +19,11 @@ const Inbound = z.object({
   Body: z.string().default(""),
 });
 
-const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>';
-
 Deno.serve(handle(async (req) => {
   // The idempotency header is not signed: the database keys an inbound message by its MessageSid.
   const { params, fields } = await verifiedTwilioWebhook(req, "twilio-inbound", Inbound, "invalid_inbound");
   const { MessageSid, From, To, Body } = fields;
-  await db()`select herald.apply_inbound(${From}, ${To}, ${Body}, ${MessageSid}, ${db().json(params)})`;
-  return new Response(EMPTY_TWIML, { headers: { "content-type": "text/xml" } });
+  const [{ reply }] = await db()`
+    select reply from herald.apply_inbound(${From}, ${To}, ${Body}, ${MessageSid}, ${db().json(params)})`;
+  return twimlResponse(reply);
 }));

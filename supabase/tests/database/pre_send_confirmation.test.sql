@@ -46,7 +46,7 @@ select ok((select lease_expires_at >= now() + interval '15 seconds' from message
 select isnt((select confirmed_at from message_attempts where message_id = :'m1'), null, 'and its attempt is marked confirmed');
 
 -- 2. what happened during the wait for the slot
-select is(herald.apply_inbound('+14157775002', '+15557775001', 'STOP', 'SM' || repeat('d', 32), '{}'), 'opted_out', 'contact 2 texts STOP');
+select is((herald.apply_inbound('+14157775002', '+15557775001', 'STOP', 'SM' || repeat('d', 32), '{}')).outcome, 'opted_out', 'contact 2 texts STOP');
 select tests.authenticate_as('psc_owner');
 select delete_contact(:'c3');
 select take_lead(:'c4');

@@ -80,7 +80,7 @@ select tests.message(:'i_stop', now() + interval '1 day') as im_plain \gset
 select herald.enroll(s, :'i_reply', now()) as ie_reply_stop from sequences s where s.id = :'seq_stop' \gset
 select herald.enroll(s, :'i_reply', now()) as ie_reply_go from sequences s where s.id = :'seq_go' \gset
 
-select is(herald.apply_inbound('+14155550101', '+15550003001', '  stop ', 'SM' || md5('in-1'), '{}'), 'opted_out',
+select is((herald.apply_inbound('+14155550101', '+15550003001', '  stop ', 'SM' || md5('in-1'), '{}')).outcome, 'opted_out',
   'STOP (any case, any spacing): opted_out');
 select results_eq(format($$ select opted_out_at is not null, last_inbound_at is not null from contacts where id = %L $$, :'i_stop'),
   $$ values (true, true) $$, 'the contact is opted out and its reply recorded');
@@ -90,14 +90,14 @@ select results_eq(
 select results_eq(format($$ select status::text, stopped_reason from sequence_enrollments where id = %L $$, :'ie_stop'),
   $$ values ('cancelled', 'contact_opted_out') $$, 'and its enrollment stopped');
 select ok(herald.is_suppressed(:'ws_i', '+14155550101'), 'the number is suppressed');
-select is(herald.apply_inbound('+14155550101', '+15550003001', 'Start', 'SM' || md5('in-2'), '{}'), 'opted_in',
+select is((herald.apply_inbound('+14155550101', '+15550003001', 'Start', 'SM' || md5('in-2'), '{}')).outcome, 'opted_in',
   'START: opted_in');
 select results_eq(format($$ select opted_out_at is null, herald.is_suppressed(workspace_id, phone) from contacts where id = %L $$, :'i_stop'),
   $$ values (true, false) $$, 'the contact is opted back in and the suppression lifted');
 select is((select count(*)::int from messages where contact_id = :'i_stop' and status = 'cancelled'), 2,
   'what was cancelled stays cancelled');
 
-select is(herald.apply_inbound('+14155550102', '+15550003001', 'Who is this?', 'SM' || md5('in-3'), '{}'), 'replied',
+select is((herald.apply_inbound('+14155550102', '+15550003001', 'Who is this?', 'SM' || md5('in-3'), '{}')).outcome, 'replied',
   'any other text: replied');
 select results_eq(
   format($$ select e.id, e.status::text, coalesce(e.stopped_reason, '-'), m.status::text, coalesce(m.cancel_reason::text, '-')
@@ -107,7 +107,7 @@ select results_eq(
   'the stop_on_reply enrollment stops (replied) with its pending step; the other keeps going');
 select results_eq(format($$ select opted_out_at is null, last_inbound_at is not null from contacts where id = %L $$, :'i_reply'),
   $$ values (true, true) $$, 'a reply is not an opt-out, and is recorded');
-select is(herald.apply_inbound('+14155550102', '+15550003001', 'Who is this?', 'SM' || md5('in-3'), '{}'), 'duplicate',
+select is((herald.apply_inbound('+14155550102', '+15550003001', 'Who is this?', 'SM' || md5('in-3'), '{}')).outcome, 'duplicate',
   'the same inbound message again: duplicate');
 
 -- The rest of the STOP and START families.
@@ -115,19 +115,19 @@ create temp table keywords as
   select k, tests.contact(:'ws_i', '+1415555020' || n) as contact_id, '+1415555020' || n as phone
   from unnest(array['STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT']) with ordinality u(k, n);
 select results_eq(
-  $$ select k, herald.apply_inbound(phone, '+15550003001', lower(k), 'SM' || md5('kw-' || k), '{}') from keywords order by k $$,
+  $$ select k, (herald.apply_inbound(phone, '+15550003001', lower(k), 'SM' || md5('kw-' || k), '{}')).outcome from keywords order by k $$,
   $$ values ('CANCEL', 'opted_out'), ('END', 'opted_out'), ('QUIT', 'opted_out'), ('STOPALL', 'opted_out'), ('UNSUBSCRIBE', 'opted_out') $$,
   'STOPALL, UNSUBSCRIBE, CANCEL, END and QUIT opt out too');
 select is((select count(*)::int from keywords k join contacts c on c.id = k.contact_id where c.opted_out_at is not null), 5,
   'all five contacts are opted out');
 select results_eq(
-  $$ select herald.apply_inbound(phone, '+15550003001', r, 'SM' || md5('kw2-' || k), '{}')
+  $$ select (herald.apply_inbound(phone, '+15550003001', r, 'SM' || md5('kw2-' || k), '{}')).outcome
      from keywords join (values ('STOPALL', 'YES'), ('UNSUBSCRIBE', 'unstop')) v(kk, r) on kk = k order by k $$,
   $$ values ('opted_in'), ('opted_in') $$,
   'YES and UNSTOP opt back in');
 
 -- A number Herald does not know: its STOP is kept as a suppression, and a contact added later is opted out.
-select is(herald.apply_inbound('+14155550999', '+15550003001', 'STOP', 'SM' || md5('in-4'), '{}'), 'opted_out',
+select is((herald.apply_inbound('+14155550999', '+15550003001', 'STOP', 'SM' || md5('in-4'), '{}')).outcome, 'opted_out',
   'STOP from an unknown number: opted_out');
 select ok(herald.is_suppressed(:'ws_i', '+14155550999'), 'the unknown number is suppressed');
 select tests.contact(:'ws_i', '+14155550999') as i_late \gset
@@ -139,17 +139,17 @@ select tests.workspace('Inbound two') as ws_i2 \gset
 select tests.sender(:'ws_i2', '+15550003002');
 select tests.contact(:'ws_i', '+14155550777') as i_both_1 \gset
 select tests.contact(:'ws_i2', '+14155550777') as i_both_2 \gset
-select is(herald.apply_inbound('+14155550777', '+15550003002', 'STOP', 'SM' || md5('in-5'), '{}'), 'opted_out',
+select is((herald.apply_inbound('+14155550777', '+15550003002', 'STOP', 'SM' || md5('in-5'), '{}')).outcome, 'opted_out',
   'STOP to the second workspace''s number');
 select results_eq(
   format($$ select id, opted_out_at is not null from contacts where id in (%L, %L) order by id $$, :'i_both_1', :'i_both_2'),
   format($$ select * from (values (%L::uuid, false), (%L::uuid, true)) v order by 1 $$, :'i_both_1', :'i_both_2'),
   'only the contact of the workspace that owns the To number is opted out');
-select is(herald.apply_inbound('+14155550777', '+15550009999', 'hello', 'SM' || md5('in-6'), '{}'), 'unrouted',
+select is((herald.apply_inbound('+14155550777', '+15550009999', 'hello', 'SM' || md5('in-6'), '{}')).outcome, 'unrouted',
   'a To number no sender has: unrouted');
 -- An opt-out no member can lift (herald.contacts_guard_opt_in): the contact's own START can.
 insert into contacts (workspace_id, phone, opted_out_at) values (:'ws_i', '+14155557001', now()) returning id as stopped \gset
-select is(herald.apply_inbound('+14155557001', '+15550003001', 'START', 'SM' || repeat('a', 32), '{}'), 'opted_in',
+select is((herald.apply_inbound('+14155557001', '+15550003001', 'START', 'SM' || repeat('a', 32), '{}')).outcome, 'opted_in',
   'a START reply is the way back for a contact imported opted out');
 select is((select opted_out_at from contacts where id = :'stopped'), null, 'and it clears the opt-out');
 

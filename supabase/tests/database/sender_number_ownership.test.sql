@@ -35,8 +35,8 @@ select tests.clear_authentication();
 -- 2. inbound routing: the channel and the number name exactly one workspace
 insert into contacts (workspace_id, phone) values (:'wa', '+14155558801') returning id as ca \gset
 insert into contacts (workspace_id, phone) values (:'wb', '+14155558801') returning id as cb \gset
-select is(herald.apply_inbound('+14155558801', '+15557770001', 'STOP', 'SM' || repeat('b', 32),
-                               '{"From": "+14155558801", "To": "+15557770001"}'), 'opted_out',
+select is((herald.apply_inbound('+14155558801', '+15557770001', 'STOP', 'SM' || repeat('b', 32),
+                               '{"From": "+14155558801", "To": "+15557770001"}')).outcome, 'opted_out',
   'an SMS STOP to the number is applied');
 select results_eq(
   format($$ select id, opted_out_at is not null from contacts where id in (%L, %L) order by id = %L desc $$, :'ca', :'cb', :'ca'),
@@ -45,8 +45,8 @@ select results_eq(
 select is((select workspace_id from provider_events where provider_sid = 'SM' || repeat('b', 32)), :'wa'::uuid,
   'and its provider event is that workspace''s');
 
-select is(herald.apply_inbound('+14155558801', '+15557770001', 'Hello', 'SM' || repeat('9', 32),
-                               '{"From": "whatsapp:+14155558801", "To": "whatsapp:+15557770001"}'), 'replied',
+select is((herald.apply_inbound('+14155558801', '+15557770001', 'Hello', 'SM' || repeat('9', 32),
+                               '{"From": "whatsapp:+14155558801", "To": "whatsapp:+15557770001"}')).outcome, 'replied',
   'a WhatsApp reply to the same number is applied');
 select is((select workspace_id from provider_events where provider_sid = 'SM' || repeat('9', 32)), :'wb'::uuid,
   'in the workspace holding its WhatsApp sender');
