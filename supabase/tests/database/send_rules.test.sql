@@ -31,8 +31,11 @@ insert into messages (workspace_id, contact_id, body, send_at, status, category,
   (:'w1', :'ny', 'too late', :now::timestamptz - interval '1 hour', 'scheduled', 'transactional', :now::timestamptz - interval '1 minute'),
   (:'w1', :'fl', 'would wait past its deadline', :now, 'scheduled', 'marketing', :now::timestamptz + interval '1 hour');
 
+-- The app records the opt-in it collected, as a member of the workspace.
+insert into workspace_members (workspace_id, user_id, role) values (:'w2', tests.create_user('consent_admin'), 'admin');
+select tests.authenticate_as('consent_admin');
+select record_consent(:'consented', 'sms', 'opted_in', 'form', 'Signed up on the web form: "Text me offers"');
 select tests.authenticate_as_service_role();
-select herald.record_consent_event(:'w2', :'consented', 'sms', 'opted_in', 'form', 'Signed up on the web form: "Text me offers"');
 select herald.queue_due_messages(100, :now) as queued \gset
 select tests.clear_authentication();
 
