@@ -428,6 +428,7 @@ export type Database = {
           "provider_status": string | null;
           "requested_at": string;
           "responded_at": string | null;
+          "spent": boolean;
           "workspace_id": string;
         };
         ComputedFields: never;
@@ -443,6 +444,7 @@ export type Database = {
           "provider_status"?: string | null;
           "requested_at"?: string;
           "responded_at"?: string | null;
+          "spent"?: boolean;
           "workspace_id": string;
         };
         Update: {
@@ -457,6 +459,7 @@ export type Database = {
           "provider_status"?: string | null;
           "requested_at"?: string;
           "responded_at"?: string | null;
+          "spent"?: boolean;
           "workspace_id"?: string;
         };
         Relationships: [
@@ -1428,11 +1431,15 @@ export type Database = {
       "schedule_message": {
         Args: {
           "appointment_id"?: string;
-          "body": string;
+          "body"?: string;
+          "category"?: string;
           "channel"?: string;
           "contact_id": string;
+          "expires_at"?: string;
           "idempotency_key"?: string;
           "send_at"?: string;
+          "template_id"?: string;
+          "template_variables"?: Json;
         };
         Returns: string;
       };
@@ -1462,7 +1469,8 @@ export type Database = {
         | "campaign_deleted"
         | "user_cancelled"
         | "expired"
-        | "no_consent";
+        | "no_consent"
+        | "no_send_window";
       "channel": "sms" | "whatsapp";
       "consent_source": "keyword" | "api" | "form" | "import" | "provider";
       "consent_status": "opted_in" | "opted_out";
@@ -1654,6 +1662,7 @@ export const Constants = {
         "user_cancelled",
         "expired",
         "no_consent",
+        "no_send_window",
       ],
       "channel": ["sms", "whatsapp"],
       "consent_source": ["keyword", "api", "form", "import", "provider"],
