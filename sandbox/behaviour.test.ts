@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import twilio from "twilio";
 import { sidPattern } from "@herald/shared/sids.ts";
+import { ProviderCallError } from "@herald/shared/twilio.ts";
 import { advances, countSegments, encodingOf, messageResource, SandboxAccount } from "./behaviour.ts";
 import {
   ACCOUNT_SID,
@@ -137,6 +138,22 @@ Deno.test("+15005550010 ends undelivered 30003 and +15005550011 ends failed 3000
       const f = await client.messages(failed.sid).fetch();
       assert.equal(f.status, "failed");
       assert.equal(f.errorCode, 30008);
+    });
+  });
+});
+
+Deno.test("+15005550022 takes the message but the answer is lost: the client gets no resource, the account has it", async () => {
+  await withReceiver(async (receiver) => {
+    await withSandbox(async ({ client }) => {
+      const body = `lost answer ${crypto.randomUUID()}`;
+      await assert.rejects(
+        client.messages.create({ to: "+15005550022", from: FROM, body, statusCallback: `${receiver.base}/status` }),
+        (err: unknown) => err instanceof ProviderCallError && err.reached === "maybe",
+        "no answer reaches the client, after the request could have reached Twilio",
+      );
+      const [m] = await client.messages.list({ to: "+15005550022" });
+      assert.equal(m.body, body, "a look-up finds the message");
+      await waitForStatus(client, m.sid, "delivered");
     });
   });
 });
@@ -285,7 +302,7 @@ Deno.test("+15005550015 answers 21611 (sender queue full) and +15005550017 63038
   });
 });
 
-Deno.test("+15005550016 fails 30001 by callback; 018, 019, 020 end undelivered 30005, 30006, 30007", async () => {
+Deno.test("+15005550016 fails 30001 and 021 30023 by callback; 018, 019, 020 end undelivered 30005, 30006, 30007", async () => {
   await withReceiver(async (receiver) => {
     await withSandbox(async ({ client }) => {
       const statusCallback = `${receiver.base}/status`;
@@ -294,6 +311,7 @@ Deno.test("+15005550016 fails 30001 by callback; 018, 019, 020 end undelivered 3
         ["+15005550018", ["queued", "sent", "undelivered"], 30005],
         ["+15005550019", ["queued", "sent", "undelivered"], 30006],
         ["+15005550020", ["queued", "sent", "undelivered"], 30007],
+        ["+15005550021", ["queued", "failed"], 30023],
       ];
       const sids: string[] = [];
       for (const [to] of cases) sids.push((await client.messages.create({ to, from: FROM, body: "x", statusCallback })).sid);

@@ -125,6 +125,8 @@ export type CreateDecision =
 const RATE_LIMITED_TRIES = 2;
 const RATE_LIMITED_TO = "+15005550012";
 const SERVER_ERROR_TO = "+15005550013";
+/** Accepted, but the connection breaks before the answer: Twilio has a message the caller never hears of. */
+const ANSWER_LOST_TO = "+15005550022";
 const MAX_BODY_LENGTH = 1600;
 
 /** Twilio's documented magic `To` numbers, rejected synchronously as Twilio does. */
@@ -154,6 +156,11 @@ const QUEUE_FULL: Rejection = {
   code: 21611,
   message: "This 'From' number has exceeded the maximum number of queued messages",
 };
+
+/** Whether Twilio's answer to this accepted create request is lost on the way back (`+15005550022`). */
+export function answerLost(to: string): boolean {
+  return bareNumber(to) === ANSWER_LOST_TO;
+}
 
 /** Strips a channel prefix ("whatsapp:+1…") so magic numbers apply on every channel. */
 export function bareNumber(address: string): string {
@@ -318,6 +325,8 @@ export function lifecycleFor(to: string): Step[] {
       return [QUEUED, SENT, step("undelivered", 30006, "Landline or unreachable carrier")];
     case "+15005550020":
       return [QUEUED, SENT, step("undelivered", 30007, "Message filtered")];
+    case "+15005550021":
+      return [QUEUED, step("failed", 30023, "US A2P 10DLC - Daily message cap reached")];
     default:
       return [QUEUED, SENT, DELIVERED];
   }

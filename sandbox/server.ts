@@ -9,6 +9,7 @@ import { describeIssues } from "@herald/shared/http.ts";
 import { newSid, sidSchema } from "@herald/shared/sids.ts";
 import {
   advances,
+  answerLost,
   API_VERSION,
   CANCELABLE,
   CANCELED,
@@ -114,6 +115,23 @@ function twilioError(
     more_info: `https://www.twilio.com/docs/errors/${code}`,
     status,
   }, headers);
+}
+
+/**
+ * A 201 whose body never arrives whole: the connection closes one byte into a body announced as
+ * longer, as a dropped answer does, and the client has no resource to read.
+ */
+function lostAnswer(): Response {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode("{"));
+      controller.close();
+    },
+  });
+  return new Response(body, {
+    status: 201,
+    headers: { "content-type": "application/json; charset=utf-8", "content-length": "1024" },
+  });
 }
 
 function notFound(path: string): Response {
@@ -302,7 +320,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     store.set(sid, message);
     save(message);
     noteRequest({ to, received_at_ms: receivedAtMs, http_status: 201, error_code: null, sid });
-    const response = json(201, message.resource);
+    const response = answerLost(to) ? lostAnswer() : json(201, message.resource);
     track(runLifecycle(message, steps, generation.signal));
     return response;
   }

@@ -615,6 +615,7 @@ declare
   v_current public.message_status;
   v_advances boolean;
   v_prev text;
+  v_class text;
 begin
   select * into a from public.message_attempts where provider_sid = p_sid for update;
   if not found then
@@ -656,11 +657,21 @@ begin
         delivered_at = case when v_target = any (herald.delivered_statuses()) then coalesce(delivered_at, now()) else delivered_at end,
         failed_at = case when v_target = any (herald.failed_statuses()) then now() else failed_at end,
         last_error_code = case when v_target = any (herald.failed_statuses()) then p_error_code else last_error_code end,
-        last_error = case when v_target = any (herald.failed_statuses()) then 'provider reported ' || lower(p_status)
-                          || coalesce(' with error ' || p_error_code, '') else last_error end
+        last_error = case when v_target = any (herald.failed_statuses())
+                          then herald.provider_error_text(p_error_code, 'provider reported ' || lower(p_status))
+                          else last_error end
     where id = m.id;
     perform herald.set_reason(v_prev);
     outcome := 'applied';
+    if v_target = any (herald.failed_statuses()) and p_error_code is not null then
+      v_class := (herald.provider_error_class(p_error_code, null)).class;
+      if v_class = 'defer_next_day' and a.id is not null then
+        update public.message_attempts x set spent = false where x.id = a.id;
+      end if;
+      if v_class in ('transient', 'defer_next_day') then
+        perform herald.resend_after_delivery_error(m.id, v_class, p_error_code);
+      end if;
+    end if;
   else
     outcome := 'unchanged';
   end if;
@@ -669,7 +680,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) IS 'Applies one status callback to its attempt and message by rank; returns the outcome and the message it applied to.';
+COMMENT ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) IS 'Applies one status callback to its attempt and message by rank; a failure it applies gets the class table''s text, and a transient or daily-cap one a resend (herald.resend_after_delivery_error). Returns the outcome and the message it applied to.';
 
 CREATE FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) RETURNS text
     LANGUAGE plpgsql STABLE
@@ -2822,9 +2833,9 @@ COMMENT ON COLUMN public.messages.status IS 'scheduled → queued → sending �
 
 COMMENT ON COLUMN public.messages.cancel_reason IS 'Why it was cancelled (contact_deleted, contact_opted_out, human_takeover, sequence_stopped, replied, appointment_cancelled…); set exactly when status is cancelled.';
 
-COMMENT ON COLUMN public.messages.attempts IS 'Provider calls made so far; each has a row in message_attempts.';
+COMMENT ON COLUMN public.messages.attempts IS 'Provider calls made so far; each has a row in message_attempts. Calls Twilio never processed, or that a daily cap deferred, are not spent (message_attempts.spent) and do not count against max_attempts.';
 
-COMMENT ON COLUMN public.messages.max_attempts IS 'Provider attempts allowed before a transient error fails the message; copied from the workspace when scheduled.';
+COMMENT ON COLUMN public.messages.max_attempts IS 'Spent provider attempts allowed before a transient error fails the message; copied from the workspace when scheduled.';
 
 COMMENT ON COLUMN public.messages.last_error_code IS 'The provider''s error code of the last failed attempt (Twilio''s, e.g. 21211 invalid number, 30003 unreachable).';
 
@@ -3137,6 +3148,30 @@ $$;
 
 COMMENT ON FUNCTION herald.my_workspace_ids(p_min_role text) IS 'The workspaces the calling user belongs to with at least the given role. Policies use it as `workspace_id in (select herald.my_workspace_ids())` so it runs once per statement.';
 
+CREATE FUNCTION herald.next_day_send_at(p_message public.messages) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  c public.contacts;
+  w public.workspaces;
+  v_at timestamptz;
+  r record;
+begin
+  select * into w from public.workspaces x where x.id = p_message.workspace_id;
+  select * into c from public.contacts x where x.workspace_id = p_message.workspace_id and x.id = p_message.contact_id;
+  v_at := herald.next_local_day(now(), w.timezone) + herald.spread(p_message.id, interval '30 minutes');
+  select s.cancel_reason, s.defer_until into r from herald.send_rule(p_message, c, w, v_at, null) s;
+  if r.cancel_reason = 'expired' then
+    return null;
+  end if;
+  -- Any other reason not to send (an opt-out meanwhile…) is queueing's to apply, then.
+  return coalesce(r.defer_until, v_at);
+end;
+$$;
+
+COMMENT ON FUNCTION herald.next_day_send_at(p_message public.messages) IS 'When a message deferred by a daily cap (defer_next_day) goes: the next local day of its workspace (spread over the first half hour), at the first instant the recipient''s window allows; null if that is at or past its deadline.';
+
 CREATE FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     SET search_path TO ''
@@ -3201,6 +3236,24 @@ CREATE FUNCTION herald.normalize_keyword(p_text text) RETURNS text
 $_$;
 
 COMMENT ON FUNCTION herald.normalize_keyword(p_text text) IS 'Upper-cased, with leading and trailing whitespace and punctuation removed; null when nothing is left.';
+
+CREATE FUNCTION herald.opt_out_by_provider(p_message public.messages, p_proof text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform set_config('herald.opt_out_reason', 'provider_unsubscribed', true);
+  update public.contacts set opted_out_at = coalesce(opted_out_at, now())
+  where workspace_id = p_message.workspace_id and id = p_message.contact_id;
+  perform set_config('herald.opt_out_reason', '', true);
+  if herald.latest_consent(p_message.contact_id, p_message.channel) is distinct from 'opted_out' then
+    perform herald.record_consent_event(p_message.workspace_id, p_message.contact_id, p_message.channel,
+                                        'opted_out', 'provider', p_proof);
+  end if;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.opt_out_by_provider(p_message public.messages, p_proof text) IS 'Twilio answered 21610 (unsubscribed) for this message: opts its contact out everywhere and records a provider opt-out on the message''s channel, with the proof.';
 
 CREATE FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone DEFAULT now(), OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) RETURNS record
     LANGUAGE sql STABLE
@@ -3342,20 +3395,42 @@ CREATE FUNCTION herald.provider_error_class(p_code integer, p_http_status intege
     AS $$
   select coalesce(
     (select e from herald.provider_error_classes e where e.code = p_code),
-    row(p_code, 'Unknown error',
-        case when p_http_status is null and p_code is not null then 'delivery' else 'api' end,
-        case when p_http_status = 429 then 'retry_free'
-             when p_http_status >= 500 or (p_http_status is null and p_code is null) then 'transient'
-             else 'permanent' end,
-        case when p_http_status = 429 then 'Sent again without spending an attempt.'
-             when p_http_status >= 500 or (p_http_status is null and p_code is null) then 'Retried with backoff until max_attempts.'
-             else 'Fails at once.' end,
-        'See Twilio''s page for this error.',
-        case when p_code is not null then 'https://www.twilio.com/docs/api/errors/' || p_code end
-    )::herald.provider_error_classes)
+    case when p_code is null and p_http_status is null then
+      row(null, 'No answer', 'api', 'unknown',
+          'Kept in sending and looked up at Twilio before anything is sent again: the request may have reached it.',
+          'Nothing to do for this message: Herald finds out whether Twilio has it. If it happens often, check the network between Herald and Twilio.',
+          null)::herald.provider_error_classes
+    else
+      row(p_code, 'Unknown error',
+          case when p_http_status is null then 'delivery' else 'api' end,
+          case when p_http_status in (401, 429) then 'retry_free'
+               when p_http_status >= 500 then 'transient'
+               else 'permanent' end,
+          case when p_http_status in (401, 429) then 'Sent again without spending an attempt.'
+               when p_http_status >= 500 then 'Retried with backoff until max_attempts.'
+               else 'Fails at once.' end,
+          'See Twilio''s page for this error.',
+          case when p_code is not null then 'https://www.twilio.com/docs/api/errors/' || p_code end
+      )::herald.provider_error_classes
+    end)
 $$;
 
-COMMENT ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) IS 'How Herald treats a provider error: the row of herald.provider_error_classes for a known code (whatever its HTTP status), else one classed by HTTP status (429 retry_free; 5xx or no answer transient; other 4xx, or an unknown delivery error, permanent).';
+COMMENT ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) IS 'How Herald treats a provider error: the row of herald.provider_error_classes for a known code (whatever its HTTP status), else one classed by HTTP status (401 and 429 retry_free; 5xx transient; other 4xx, or an unknown delivery error, permanent); no code and no status (no answer at all) is unknown.';
+
+CREATE FUNCTION herald.provider_error_text(p_code integer, p_provider_message text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(
+    (select e.message from herald.provider_error_classes e where e.code = p_code),
+    case when p_code is not null then
+      coalesce(nullif(btrim(p_provider_message), '') || ' ', '')
+        || '(Twilio error ' || p_code || ': https://www.twilio.com/docs/api/errors/' || p_code || ')'
+    end,
+    p_provider_message)
+$$;
+
+COMMENT ON FUNCTION herald.provider_error_text(p_code integer, p_provider_message text) IS 'The last_error of a message that got this provider error: the class table''s "what you can do" for a known code, else the provider''s message with the code''s Twilio page, else the message as given.';
 
 CREATE FUNCTION herald.provider_events_inbound_key() RETURNS trigger
     LANGUAGE plpgsql
@@ -3685,9 +3760,9 @@ begin
   where a.message_id = m.id and a.attempt_no < p_attempt_no and a.provider_sid is null
     and a.provider_status in ('unknown', 'requested');
 
-  -- Calls that could have reached the provider: each attempt confirmed for sending.
+  -- Calls that could have reached the provider: each attempt confirmed for sending and spent.
   select count(*) into v_calls from public.message_attempts a
-  where a.message_id = m.id and a.attempt_no < p_attempt_no and a.confirmed_at is not null;
+  where a.message_id = m.id and a.attempt_no < p_attempt_no and a.confirmed_at is not null and a.spent;
   if v_calls >= m.max_attempts then
     -- Its budget is spent: failed, without another call. This look-up was no call: its attempt
     -- goes, as an attempt that sent nothing does.
@@ -3707,9 +3782,9 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) IS 'The provider look-up for a message whose earlier answers were lost found nothing: those attempts become not_found, and the message may be sent (send), or, its max_attempts provider calls spent, fails (failed); skip when it is no longer this attempt''s.';
+COMMENT ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) IS 'The provider look-up for a message whose earlier answers were lost found nothing: those attempts become not_found, and the message may be sent (send), or, its max_attempts spent provider calls made, fails (failed); skip when it is no longer this attempt''s.';
 
-CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text) RETURNS public.message_status
+CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text, p_http_status integer DEFAULT NULL::integer) RETURNS public.message_status
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -3722,10 +3797,17 @@ declare
   v_applied record;
   v_block public.cancel_reason;
   v_until timestamptz;
+  v_class text;
+  v_error text;
+  v_spent integer;
 begin
   if p_outcome is null or p_outcome not in ('sent', 'permanent', 'transient', 'not_sent', 'unknown') then
     raise exception 'invalid outcome %', coalesce(p_outcome, 'null') using errcode = '22023',
       hint = 'One of sent, permanent, transient, not_sent or unknown (no answer: Twilio may have it).';
+  end if;
+  if p_http_status is not null and p_http_status not between 100 and 599 then
+    raise exception 'invalid HTTP status %', p_http_status using errcode = '22023',
+      hint = 'Pass the status of Twilio''s answer (100–599), or null when there was none.';
   end if;
   perform set_config('herald.actor', 'dispatcher', true);
   if p_sid is not null then
@@ -3797,7 +3879,18 @@ begin
     return m.status; -- a stale answer for an attempt that no longer holds the message
   end if;
 
-  if p_outcome = 'unknown' then
+  -- Twilio's answer is classed by its code and HTTP status (herald.provider_error_classes); the
+  -- dispatcher's own permanent / transient stands only for a failure that got no answer (a
+  -- connection never made, a request the client refused to build).
+  v_class := case
+    when p_outcome in ('permanent', 'transient') and (p_error_code is not null or p_http_status is not null)
+      then (herald.provider_error_class(p_error_code, p_http_status)).class
+    else p_outcome
+  end;
+  v_error := case when p_outcome in ('permanent', 'transient') then herald.provider_error_text(p_error_code, p_error_message)
+                  else p_error_message end;
+
+  if v_class = 'unknown' then
     -- No answer: Twilio may have it, so it is never sent again blind. It stays sending (nothing
     -- cancels a message that may be at the provider), flagged for the look-up; send_at and the
     -- lease move out by the retry delay, and the reaper then hands it to the look-up.
@@ -3808,41 +3901,58 @@ begin
     set provider_check_required = true, send_at = v_until, lease_expires_at = v_until,
         last_error_code = p_error_code, last_error = p_error_message
     where id = m.id returning status into v_target;
-  elsif p_outcome = 'not_sent' then
+  elsif v_class in ('not_sent', 'retry_free') then
     select herald.contact_block_reason(c) into v_block
     from public.contacts c where c.workspace_id = m.workspace_id and c.id = m.contact_id;
-    v_prev := herald.set_reason(coalesce('not_sent_' || p_error_code, 'not_sent'));
+    v_prev := herald.set_reason(case when v_class = 'not_sent' then coalesce('not_sent_' || p_error_code, 'not_sent')
+                                     else 'retry_free_' || coalesce(p_error_code::text, 'http_' || p_http_status) end);
     -- Back to the queue, unless the contact may no longer be messaged: then it is cancelled
     -- here, since nothing else would ever pick a queued message of a blocked contact up.
     update public.messages
     set status = case when v_block is null then 'queued' else 'cancelled' end::public.message_status,
         cancel_reason = v_block, cancelled_at = case when v_block is not null then now() end,
-        lease_expires_at = null, attempts = attempts - 1,
-        last_error_code = p_error_code, last_error = p_error_message
+        lease_expires_at = null, attempts = attempts - case when v_class = 'not_sent' then 1 else 0 end,
+        last_error_code = p_error_code, last_error = v_error
     where id = m.id returning status into v_target;
-    -- The attempt is not spent, so its row goes too (the ledger keeps the not_sent event): the
-    -- next claim makes this attempt number again, and attempts stays the count of attempt rows.
-    delete from public.message_attempts where message_id = m.id and attempt_no = p_attempt_no;
-  elsif p_outcome = 'transient' and m.attempts < m.max_attempts then
-    select w.retry_base_seconds into v_base from public.workspaces w where w.id = m.workspace_id;
-    v_prev := herald.set_reason('retry_backoff');
+    if v_class = 'not_sent' then
+      -- Herald never called: the attempt goes (the ledger keeps the not_sent event), the next
+      -- claim makes this attempt number again, and attempts stays the count of attempt rows.
+      delete from public.message_attempts where message_id = m.id and attempt_no = p_attempt_no;
+    else
+      -- Twilio was called and never processed it: the row stays, as the call it was, not spent.
+      update public.message_attempts set spent = false where message_id = m.id and attempt_no = p_attempt_no;
+    end if;
+  elsif v_class = 'defer_next_day' then
+    update public.message_attempts set spent = false where message_id = m.id and attempt_no = p_attempt_no;
+    v_until := herald.next_day_send_at(m);
+    v_prev := herald.set_reason('defer_next_day_' || p_error_code);
     update public.messages
-    set status = 'scheduled', lease_expires_at = null,
-        send_at = now() + herald.retry_delay(m.attempts, v_base),
-        last_error_code = p_error_code, last_error = p_error_message
+    set status = case when v_until is null then 'cancelled' else 'scheduled' end::public.message_status,
+        cancel_reason = case when v_until is null then 'expired'::public.cancel_reason end,
+        cancelled_at = case when v_until is null then now() end,
+        send_at = coalesce(v_until, send_at), lease_expires_at = null,
+        last_error_code = p_error_code, last_error = v_error
     where id = m.id returning status into v_target;
   else
-    v_prev := herald.set_reason(case when p_outcome = 'transient' then 'max_attempts' else 'provider_error_' || coalesce(p_error_code::text, 'unknown') end);
-    update public.messages
-    set status = 'failed', lease_expires_at = null, failed_at = now(),
-        last_error_code = p_error_code, last_error = p_error_message
-    where id = m.id returning status into v_target;
-    if p_error_code = 21610 then
-      -- Twilio says the recipient replied STOP to this sender: opt the contact out everywhere.
-      perform set_config('herald.opt_out_reason', 'provider_unsubscribed', true);
-      update public.contacts set opted_out_at = coalesce(opted_out_at, now())
-      where workspace_id = m.workspace_id and id = m.contact_id;
-      perform set_config('herald.opt_out_reason', '', true);
+    select count(*) into v_spent from public.message_attempts a where a.message_id = m.id and a.spent;
+    if v_class = 'transient' and v_spent < m.max_attempts then
+      select w.retry_base_seconds into v_base from public.workspaces w where w.id = m.workspace_id;
+      v_prev := herald.set_reason('retry_backoff');
+      update public.messages
+      set status = 'scheduled', lease_expires_at = null,
+          send_at = now() + herald.retry_delay(v_spent, v_base),
+          last_error_code = p_error_code, last_error = v_error
+      where id = m.id returning status into v_target;
+    else
+      v_prev := herald.set_reason(case when v_class = 'transient' then 'max_attempts'
+                                       else 'provider_error_' || coalesce(p_error_code::text, 'unknown') end);
+      update public.messages
+      set status = 'failed', lease_expires_at = null, failed_at = now(),
+          last_error_code = p_error_code, last_error = v_error
+      where id = m.id returning status into v_target;
+      if p_error_code = 21610 then
+        perform herald.opt_out_by_provider(m, format('Twilio error 21610 answering message %s, attempt %s', m.id, p_attempt_no));
+      end if;
     end if;
   end if;
   perform herald.set_reason(v_prev);
@@ -3850,7 +3960,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it, and a found status past sent), permanent failure (21610 also opts the contact out), transient (backoff until max_attempts), not_sent, or unknown (no answer: kept in sending, flagged for a provider look-up after the retry delay, never resent blind). For a message erased meanwhile, a returned sid goes to the provider-erasure outbox.';
+COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text, p_http_status integer) IS 'Records the provider''s answer to one attempt: sent (then applies any status callback that arrived before it, and a found status past sent), or an error acted on by its class (herald.provider_error_class of the code and HTTP status): retry_free back to queued, not spent; transient backoff until max_attempts spent attempts; defer_next_day to the next local day''s window, not spent; permanent failed with the class table''s text (21610 also opts the contact out, with a consent record). not_sent (Herald did not call) and unknown (no answer: kept in sending, looked up before any resend) as before. For a message erased meanwhile, a returned sid goes to the provider-erasure outbox.';
 
 CREATE FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer DEFAULT NULL::integer, p_error text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -4076,6 +4186,65 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.require_user() IS 'The calling user''s id (auth.uid()); raises 42501 "not signed in" when the request carries none.';
+
+CREATE FUNCTION herald.resend_after_delivery_error(p_message_id uuid, p_class text, p_code integer) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  m public.messages;
+  c public.contacts;
+  v_left integer;
+  v_spent integer;
+  v_base integer;
+  v_at timestamptz;
+  v_id uuid;
+  v_prev text;
+begin
+  if p_class is null or p_class not in ('transient', 'defer_next_day') then
+    raise exception 'only transient and defer_next_day errors are sent again, not %', coalesce(p_class, 'null')
+      using errcode = '22023';
+  end if;
+  select * into m from public.messages x where x.id = p_message_id;
+  if not found or not m.status = any (herald.failed_statuses())
+     or exists (select 1 from public.messages r where r.workspace_id = m.workspace_id and r.retry_of = m.id) then
+    return null;
+  end if;
+  select * into c from public.contacts x where x.workspace_id = m.workspace_id and x.id = m.contact_id;
+  if herald.contact_block_reason(c) is not null then
+    return null;
+  end if;
+  select count(*) into v_spent from public.message_attempts a where a.message_id = m.id and a.spent;
+  v_left := m.max_attempts - v_spent;
+  if v_left < 1 then
+    return null;
+  end if;
+  if p_class = 'transient' then
+    select w.retry_base_seconds into v_base from public.workspaces w where w.id = m.workspace_id;
+    v_at := now() + herald.retry_delay(v_spent, v_base);
+  else
+    v_at := herald.next_day_send_at(m);
+  end if;
+  if v_at is null or v_at >= m.expires_at then
+    return null;
+  end if;
+
+  v_prev := herald.set_reason(case p_class when 'transient' then 'retry_backoff_' else 'defer_next_day_' end || p_code);
+  insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, enrollment_id, step_id,
+                               appointment_id, reminder_id, campaign_id, retry_of, max_attempts, category,
+                               template_id, template_variables, expires_at)
+  values (m.workspace_id, m.contact_id, m.sender_id, m.channel, m.body, v_at,
+          (select e.id from public.sequence_enrollments e
+           where e.workspace_id = m.workspace_id and e.id = m.enrollment_id and e.status = 'active'),
+          m.step_id, m.appointment_id, m.reminder_id, m.campaign_id, m.id, v_left, m.category,
+          m.template_id, m.template_variables, m.expires_at)
+  returning id into v_id;
+  perform herald.set_reason(v_prev);
+  return v_id;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.resend_after_delivery_error(p_message_id uuid, p_class text, p_code integer) IS 'A message Twilio failed by callback with a transient or defer_next_day error: a new message (retry_of) with its content, at backoff or on the next local day''s window, allowed the attempts the first had left. Null when there is nothing to do (already resent, contact blocked, no attempts left, past the deadline).';
 
 CREATE FUNCTION herald.retry_delay(p_attempts integer, p_base_seconds integer) RETURNS interval
     LANGUAGE sql
@@ -5551,6 +5720,7 @@ CREATE TABLE public.message_attempts (
     responded_at timestamp with time zone,
     last_callback_at timestamp with time zone,
     confirmed_at timestamp with time zone,
+    spent boolean DEFAULT true NOT NULL,
     CONSTRAINT message_attempts_attempt_no_positive CHECK ((attempt_no > 0))
 );
 
@@ -5579,6 +5749,8 @@ COMMENT ON COLUMN public.message_attempts.responded_at IS 'When the provider ans
 COMMENT ON COLUMN public.message_attempts.last_callback_at IS 'When the provider last reported this attempt''s status: a status callback, or a look-up of its status (reconciliation of a missed callback, or the look-up after an unknown outcome).';
 
 COMMENT ON COLUMN public.message_attempts.confirmed_at IS 'When the dispatcher confirmed, right before calling the provider, that it may send. Null: the provider was never called for this attempt.';
+
+COMMENT ON COLUMN public.message_attempts.spent IS 'Whether this call counts against the message''s max_attempts: false when Twilio never processed it (retry_free: 429 / 20429, rejected credentials) or a daily cap deferred the message (defer_next_day: 63038, 30023).';
 
 CREATE TABLE public.message_events (
     id bigint NOT NULL,
@@ -7213,6 +7385,8 @@ REVOKE ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO authenticated;
 GRANT ALL ON FUNCTION herald.my_workspace_ids(p_min_role text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.next_day_send_at(p_message public.messages) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.next_local_day(p_at timestamp with time zone, p_tz text) TO service_role;
 
@@ -7222,6 +7396,8 @@ GRANT ALL ON FUNCTION herald.next_open_instant(p_zones text[], p_quiet_starts ti
 REVOKE ALL ON FUNCTION herald.normalize_keyword(p_text text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO authenticated;
 GRANT ALL ON FUNCTION herald.normalize_keyword(p_text text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.opt_out_by_provider(p_message public.messages, p_proof text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone, OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone, OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) TO service_role;
@@ -7258,6 +7434,9 @@ GRANT SELECT ON TABLE herald.provider_error_classes TO service_role;
 REVOKE ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.provider_error_class(p_code integer, p_http_status integer) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.provider_error_text(p_code integer, p_provider_message text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.provider_error_text(p_code integer, p_provider_message text) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.provider_events_inbound_key() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.provider_events_keep_workspace() FROM PUBLIC;
@@ -7280,8 +7459,8 @@ GRANT ALL ON FUNCTION herald.record_consent_event(p_workspace_id uuid, p_contact
 REVOKE ALL ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no integer) TO service_role;
 
-REVOKE ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text) TO service_role;
+REVOKE ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text, p_http_status integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text, p_provider_status text, p_error_code integer, p_error_message text, p_http_status integer) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) TO service_role;
@@ -7306,6 +7485,8 @@ REVOKE ALL ON FUNCTION herald.require_member(p_workspace_id uuid, p_min_role tex
 REVOKE ALL ON FUNCTION herald.require_role(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.require_user() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.resend_after_delivery_error(p_message_id uuid, p_class text, p_code integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.retry_delay(p_attempts integer, p_base_seconds integer) FROM PUBLIC;
 

@@ -428,6 +428,7 @@ export type Database = {
           "provider_status": string | null;
           "requested_at": string;
           "responded_at": string | null;
+          "spent": boolean;
           "workspace_id": string;
         };
         ComputedFields: never;
@@ -443,6 +444,7 @@ export type Database = {
           "provider_status"?: string | null;
           "requested_at"?: string;
           "responded_at"?: string | null;
+          "spent"?: boolean;
           "workspace_id": string;
         };
         Update: {
@@ -457,6 +459,7 @@ export type Database = {
           "provider_status"?: string | null;
           "requested_at"?: string;
           "responded_at"?: string | null;
+          "spent"?: boolean;
           "workspace_id"?: string;
         };
         Relationships: [

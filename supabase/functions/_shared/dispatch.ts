@@ -111,20 +111,25 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   let providerStatus: string | null = null;
   let code: number | null = null;
   let message: string | null = null;
+  let httpStatus: number | null = null;
   let reconciled = false;
+  // The database acts on Twilio's answer by its code and HTTP status (herald.provider_error_classes:
+  // a 429 or rejected credentials spend no attempt, 63038 waits for the next day…); the kind
+  // guessed here counts only for a failure that got no answer.
   const failed = (err: unknown): Outcome => {
     const failure = classifyProviderError(err);
     code = failure.code;
     message = failure.message;
-    // Rejected credentials are Herald's configuration, not the message's fault: no attempt spent.
-    return outcome = failure.status === 401 || failure.code === 20003 ? "not_sent" : failure.kind;
+    httpStatus = failure.status;
+    return outcome = failure.kind;
   };
   let found: Awaited<ReturnType<typeof findAtProvider>>;
   try {
     found = m.provider_check_required ? await findAtProvider(sql, client, m) : undefined;
   } catch (err) {
     // A look-up that failed leaves the message's fate as unknown as it was.
-    if (failed(err) !== "not_sent") outcome = "unknown";
+    failed(err);
+    outcome = "unknown";
   }
   if (!found && m.provider_check_required && outcome === "sent") {
     // Twilio does not have it: may it be sent again (max_attempts counts the lost calls)?
@@ -161,7 +166,7 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   }
   const [row] = await sql`
     select herald.record_send_result(${m.message_id}::uuid, ${m.attempt_no}, ${outcome}, ${sid}, ${providerStatus},
-                                     ${code}::integer, ${message}) as status`;
+                                     ${code}::integer, ${message}, ${httpStatus}::integer) as status`;
   return { status: row.status as string | null, reconciled, outcome };
 }
 
@@ -333,7 +338,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
         else if (r.outcome === "deferred" || r.outcome === "not_sent") summary.deferred++;
         else if (r.outcome === "skip") summary.skipped++;
         else if (r.outcome === "unknown") summary.unknown++;
-        else if (r.status === "scheduled") summary.retried++;
+        else if (r.status === "scheduled" || r.status === "queued") summary.retried++;
         else if (r.status === "failed" || r.status === "undelivered") summary.failed++;
         else if (r.status !== null) summary.sent++;
       } catch (err) {

@@ -212,6 +212,11 @@ Deno.test("twilio-status: a callback that beats the dispatcher's record of the s
     assert.equal(status, "failed");
     const after = await snapshot(sql, early.messageId, early.sid);
     assert.deepEqual([after.message.status, after.message.last_error_code, after.attempt.provider_status], ["failed", 30008, "failed"]);
+    // 30008 is transient: applying it scheduled the message again, as a new one. That resend is
+    // not this test's to send; cancelled here, it cannot turn up in a later test's dispatch.
+    const resent = await sql`update messages set status = 'cancelled', cancel_reason = 'user_cancelled', cancelled_at = now()
+                             where retry_of = ${early.messageId} and status = 'scheduled' returning id`;
+    assert.equal(resent.length, 1, "the early transient failure was scheduled to be sent again");
 
     // During: the callback arrives while the dispatcher's transaction recording the sid is still
     // open. It waits for that transaction instead of missing the sid.

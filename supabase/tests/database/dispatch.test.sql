@@ -127,14 +127,14 @@ select results_eq(
   format($$ select reason from suppressions where workspace_id = %L and phone_hash = herald.phone_hash(%L, '+14155550073') $$, :'ws_r', :'ws_r'),
   $$ values ('provider_unsubscribed') $$, '21610 suppresses the number, saying the provider reported it');
 
-select is(herald.record_send_result(:'mr_trans', 1, 'transient', null, null, 20429, 'Too Many Requests'), 'scheduled'::message_status,
+select is(herald.record_send_result(:'mr_trans', 1, 'transient', null, null, 20500, 'Internal Server Error'), 'scheduled'::message_status,
   'transient on attempt 1: back to scheduled');
 select results_eq(
   format($$ select m.attempts, m.last_error_code, m.lease_expires_at is null,
                    tests.secs(m.send_at) between 30 and 90, e.reason
             from messages m join message_events e on e.message_id = m.id and e.from_status = 'sending'
             where m.id = %L $$, :'mr_trans'),
-  $$ values (1, 20429, true, true, 'retry_backoff') $$,
+  $$ values (1, 20500, true, true, 'retry_backoff') $$,
   'transient: send_at = now + 60 s × [0.5, 1.5] (base × 2^0 with jitter), ledger reason retry_backoff');
 
 select is(herald.record_send_result(:'mr_notsent', 1, 'not_sent', null, null, 20003, 'Authenticate'), 'queued'::message_status,

@@ -30,13 +30,13 @@ select throws_ok($$ insert into herald.provider_error_classes values (2, 't', 'a
 /** Section - the lookup */
 select is((herald.provider_error_class(63038, 429)).class, 'defer_next_day',
   'a known code wins over its HTTP status: 63038 comes with 429 but waits for the next day');
-select is((herald.provider_error_class(21610, 400)).action, 'Fails at once and opts the contact out everywhere.',
+select is((herald.provider_error_class(21610, 400)).action, 'Fails at once, opts the contact out everywhere and records a provider opt-out in consents.',
   'a known code brings what Herald does');
 select results_eq($$ select (e).class from (values (herald.provider_error_class(null, 429)), (herald.provider_error_class(29999, 503)),
                                                (herald.provider_error_class(null, null)), (herald.provider_error_class(21999, 400)),
                                                (herald.provider_error_class(39999, null))) v (e) $$,
-  $$ values ('retry_free'), ('transient'), ('transient'), ('permanent'), ('permanent') $$,
-  'unknown codes by HTTP status: 429 retry_free; 5xx and no answer at all transient; other 4xx and unknown delivery errors permanent');
+  $$ values ('retry_free'), ('transient'), ('unknown'), ('permanent'), ('permanent') $$,
+  'unknown codes by HTTP status: 429 retry_free; 5xx transient; other 4xx and unknown delivery errors permanent; no answer at all unknown');
 select is((herald.provider_error_class(39999, null)).doc_url, 'https://www.twilio.com/docs/api/errors/39999',
   'an unknown code still links to Twilio''s page for it');
 

@@ -491,11 +491,12 @@ update contacts set opted_out_at = now() where id = :'ivo';
 select results_eq(
   format($$ select id, status::text, last_error_code, last_error, retried from failed_messages
             where workspace_id = %L order by phone $$, :'ws'),
-  format($$ values (%L::uuid, 'failed'::text, 21211, 'The ''To'' number is not a valid phone number.'::text, false),
-                   (%L::uuid, 'undelivered', 30003, 'provider reported undelivered with error 30003', false),
-                   (%L::uuid, 'failed', 21612, 'The ''To'' phone number is not reachable.', false) $$,
+  format($$ select m.id, m.status::text, e.code, e.message, false
+            from (values (%L::uuid, 'failed'::text, 1), (%L::uuid, 'undelivered', 2), (%L::uuid, 'failed', 3)) m (id, status, n)
+            join (values (21211, 1), (30003, 2), (21612, 3)) c (code, n) using (n)
+            join provider_errors e on e.code = c.code order by m.n $$,
          :'m_fail', :'m_undeliv', :'m_opt'),
-  'failed_messages: each failed or undelivered message with its last error code and message');
+  'failed_messages: each failed or undelivered message with its last error code and what a person can do (provider_errors)');
 
 select retry_message(:'m_fail') as r_fail \gset
 select results_eq(
