@@ -4,7 +4,7 @@
 -- and herald.cancel_expired_messages, which cancels what any deferral pushed past its deadline.
 -- Clocks are fixed where it matters: the functions take the time as a parameter.
 begin;
-select plan(28);
+select plan(31);
 
 select tests.workspace('Clinic', 'America/New_York', '21:00', '08:00') as ws \gset
 select tests.sender(:'ws', '+15550008001');
@@ -80,6 +80,25 @@ select is(herald.cancel_expired_messages('2026-11-01 06:30Z'), 0, 'at the start 
 select tests.clear_authentication();
 select is((select count(*)::int from messages where id = :'night_msg' and status = 'cancelled'), 1,
   'it can never be queued or sent after the appointment');
+
+-- Across midnight: an appointment at 00:30 EST whose reminder an hour before falls at 23:30,
+-- inside quiet hours, is cancelled; one at 09:00 whose reminder waits overnight still goes, at
+-- 08:00 (plus the spread), before its deadline.
+select tests.contact(:'ws', '+14155550904') as late \gset
+insert into appointments (workspace_id, contact_id, title, starts_at) values
+  (:'ws', :'late', 'After midnight', '2026-12-11 05:30Z'), (:'ws', :'late', 'In the morning', '2026-12-11 14:00Z');
+insert into messages (workspace_id, contact_id, body, send_at, appointment_id)
+select :'ws', :'late', 'Reminder: ' || a.title, '2026-12-11 04:30Z', a.id from appointments a where a.contact_id = :'late';
+select tests.authenticate_as_service_role();
+select herald.queue_due_messages(20000, '2026-12-11 04:30Z');
+select tests.clear_authentication();
+select results_eq(format($$ select body, status::text, coalesce(cancel_reason::text, '-') from messages where contact_id = %L order by body $$, :'late'),
+  $$ values ('Reminder: After midnight', 'cancelled', 'expired'), ('Reminder: In the morning', 'scheduled', '-') $$,
+  'at 23:30 EST: the reminder of the 00:30 appointment is cancelled expired, the 09:00 one waits');
+select ok((select send_at >= '2026-12-11 13:00Z' and send_at < expires_at from messages where body = 'Reminder: In the morning'),
+  'to 08:00 EST (13:00Z) or a little after, before its appointment');
+select is((select reason from message_events e join messages m on m.id = e.message_id
+           where m.body = 'Reminder: In the morning' order by e.id desc limit 1), 'quiet_hours', 'with reason quiet_hours');
 
 select tests.contact(:'ws', '+14155550903') as busy \gset
 insert into messages (workspace_id, contact_id, body, send_at, expires_at, created_at)
