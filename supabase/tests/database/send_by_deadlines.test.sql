@@ -87,8 +87,8 @@ select is((select count(*)::int from messages where id = :'night_msg' and status
 select tests.contact(:'ws', '+14155550904') as late \gset
 insert into appointments (workspace_id, contact_id, title, starts_at) values
   (:'ws', :'late', 'After midnight', '2026-12-11 05:30Z'), (:'ws', :'late', 'In the morning', '2026-12-11 14:00Z');
-insert into messages (workspace_id, contact_id, body, send_at, appointment_id)
-select :'ws', :'late', 'Reminder: ' || a.title, '2026-12-11 04:30Z', a.id from appointments a where a.contact_id = :'late';
+insert into messages (workspace_id, contact_id, body, send_at, appointment_id, created_at)
+select :'ws', :'late', 'Reminder: ' || a.title, '2026-12-11 04:30Z', a.id, '2026-12-01 12:00Z' from appointments a where a.contact_id = :'late';
 select tests.authenticate_as_service_role();
 select herald.queue_due_messages(20000, '2026-12-11 04:30Z');
 select tests.clear_authentication();

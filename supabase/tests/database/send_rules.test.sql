@@ -27,9 +27,10 @@ insert into messages (workspace_id, contact_id, body, send_at, status, category)
   (:'w2', :'unconsented', 'no consent', :now, 'scheduled', 'marketing'),
   (:'w2', :'unconsented', 'their receipt', :now, 'scheduled', 'transactional'),
   (:'w2', :'consented', 'with consent', :now, 'scheduled', 'marketing');
-insert into messages (workspace_id, contact_id, body, send_at, status, category, expires_at) values
-  (:'w1', :'ny', 'too late', :now::timestamptz - interval '1 hour', 'scheduled', 'transactional', :now::timestamptz - interval '1 minute'),
-  (:'w1', :'fl', 'would wait past its deadline', :now, 'scheduled', 'marketing', :now::timestamptz + interval '1 hour');
+-- Made the day before the fixed clock (a deadline must come after the message was made).
+insert into messages (workspace_id, contact_id, body, send_at, status, category, expires_at, created_at) values
+  (:'w1', :'ny', 'too late', :now::timestamptz - interval '1 hour', 'scheduled', 'transactional', :now::timestamptz - interval '1 minute', :now::timestamptz - interval '1 day'),
+  (:'w1', :'fl', 'would wait past its deadline', :now, 'scheduled', 'marketing', :now::timestamptz + interval '1 hour', :now::timestamptz - interval '1 day');
 
 -- The app records the opt-in it collected, as a member of the workspace.
 insert into workspace_members (workspace_id, user_id, role) values (:'w2', tests.create_user('consent_admin'), 'admin');
