@@ -35,7 +35,8 @@ CREATE TYPE public.cancel_reason AS ENUM (
     'campaign_deleted',
     'user_cancelled',
     'expired',
-    'no_consent'
+    'no_consent',
+    'no_send_window'
 );
 
 COMMENT ON TYPE public.cancel_reason IS 'Why a message was cancelled. Deferrals (quiet hours, daily limit, paused automation) are not cancellations; expired means its send-by deadline (expires_at) passed first.';
@@ -156,7 +157,7 @@ begin
     join public.sequence_enrollments e on e.workspace_id = d.workspace_id and e.id = d.enrollment_id and e.status = 'active'
     join public.sequence_steps s on s.workspace_id = d.workspace_id and s.id = d.step_id
   ), nxt as (
-    select c.*, ns.id as next_step_id, ns.position as next_position, ns.delay, ns.body, ns.channel
+    select c.*, ns.id as next_step_id, ns.position as next_position, ns.delay, ns.body, ns.channel, ns.template_id
     from cur c
     left join lateral (
       select x.* from public.sequence_steps x
@@ -170,9 +171,12 @@ begin
           from nxt n where n.next_step_id is not null group by n.workspace_id, n.body) g
     cross join lateral herald.render_bodies(g.workspace_id, g.body, g.contact_ids) r
   ), scheduled as (
-    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
+    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts,
+                                 template_id, template_variables)
     select n.workspace_id, n.contact_id, n.channel, r.body,
-           n.sent_at + n.delay, n.enrollment_id, n.next_step_id, w.max_attempts
+           n.sent_at + n.delay, n.enrollment_id, n.next_step_id, w.max_attempts,
+           n.template_id,
+           case when n.template_id is not null then herald.render_template_variables(n.template_id, n.contact_id) end
     from nxt n
     join rendered r on r.workspace_id = n.workspace_id and r.template = n.body and r.contact_id = n.contact_id
     join public.workspaces w on w.id = n.workspace_id
@@ -217,7 +221,7 @@ begin
 end;
 $_$;
 
-COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it and cancels what it still has pending (sequence_stopped).';
+COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (with its template and the variables rendered for the contact) or completes the enrollment; a cancelled, failed or undelivered one stops it and cancels what it still has pending (sequence_stopped).';
 
 CREATE FUNCTION herald.is_iana_time_zone(p_name text) RETURNS boolean
     LANGUAGE sql STABLE
@@ -520,6 +524,58 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) IS 'Applies one Twilio status callback: stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing. A sid being erased (hard delete) stores nothing.';
+
+CREATE FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) RETURNS TABLE(message_id uuid, outcome text, reason text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ids uuid[];
+  v_cancel public.cancel_reason[];
+  v_defer text[];
+  v_until timestamptz[];
+  v_prev text;
+begin
+  -- Decided once per message (send_rule reads the zones and the contact's day), then applied
+  -- one statement per outcome so the ledger records each with its reason.
+  select array_agg(b.id), array_agg(r.cancel_reason), array_agg(r.defer_reason), array_agg(r.defer_until)
+  into v_ids, v_cancel, v_defer, v_until
+  from (
+    select m.id, m as msg, c as contact, w as workspace,
+           case when p_apply_caps then
+             (count(*) filter (where m.category = 'marketing')
+                over (partition by m.contact_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding))::integer
+           end as pending
+    from public.messages m
+    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    join public.workspaces w on w.id = m.workspace_id
+    where m.id = any (p_ids)
+  ) b
+  cross join lateral herald.send_rule(b.msg, b.contact, b.workspace, p_at, b.pending) r;
+  if v_ids is null then
+    return;
+  end if;
+
+  update public.messages m
+  set status = 'cancelled', cancel_reason = x.reason, cancelled_at = now()
+  from unnest(v_ids, v_cancel) x(id, reason) where m.id = x.id and x.reason is not null;
+  v_prev := herald.set_reason('quiet_hours');
+  update public.messages m set status = 'scheduled', send_at = x.until
+  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'quiet_hours';
+  perform herald.set_reason('frequency_cap');
+  update public.messages m set status = 'scheduled', send_at = x.until
+  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'frequency_cap';
+  perform herald.set_reason(v_prev);
+
+  return query
+  select x.id,
+         case when x.c is not null then 'cancelled' when x.d is not null then 'deferred' else 'send' end,
+         coalesce(x.c::text, x.d)
+  from unnest(v_ids, v_cancel, v_defer) x(id, c, d);
+end;
+$$;
+
+COMMENT ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) IS 'Applies herald.send_rule to a batch of scheduled or queued messages: cancels (with the reason) or defers (back to scheduled, ledger reason quiet_hours or frequency_cap) those that may not go at p_at, and says for each message what became of it. p_apply_caps: queueing counts the per-contact cap; claims do not.';
 
 CREATE FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) RETURNS record
     LANGUAGE plpgsql
@@ -829,7 +885,7 @@ $_$;
 
 COMMENT ON FUNCTION herald.child_take_workspace() IS 'A child row takes workspace_id from its parent (and must agree when given); a parent in another workspace is not found (P0002).';
 
-CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
+CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, content_sid text, content_variables jsonb, validity_period integer, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -837,6 +893,7 @@ declare
   v_ids uuid[] := '{}';
   v_batch uuid[];
   v_skip uuid[];
+  v_errors text[];
   v_senders uuid[] := '{}';
   v_caps integer[] := '{}';
   v_takes integer[] := '{}';
@@ -861,15 +918,20 @@ begin
 
   -- 1. The senders to claim from, interleaved across workspaces, each held (its slot row locked,
   -- skipping any another claimer holds) with what it can take: its due messages, and no more than
-  -- it can send within half the lease at its rate. Each workspace's first sender, then more until
-  -- the batch can be filled.
+  -- start within half the lease at its rate, in segments (`starts`: the segments ahead of each
+  -- due message, oldest first; a WhatsApp message is one). Each workspace's first sender, then
+  -- more until the batch can be filled.
   for s in
-    select se.id, se.mps, due.n, row_number() over (partition by se.workspace_id order by due.oldest) as ws_rank
+    select se.id, se.mps, due.n, due.starts,
+           row_number() over (partition by se.workspace_id order by due.oldest) as ws_rank
     from public.senders se
     join public.workspaces w on w.id = se.workspace_id
     cross join lateral (
-      select count(*)::integer as n, min(d.send_at) as oldest from (
-        select m.send_at from public.messages m
+      select count(*)::integer as n, min(d.send_at) as oldest, array_agg(d.ahead order by d.send_at) as starts from (
+        select m.send_at,
+               coalesce(sum(case when m.channel = 'whatsapp' then 1 else m.segments end)
+                          over (order by m.send_at rows between unbounded preceding and 1 preceding), 0) as ahead
+        from public.messages m
         where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
         order by m.send_at limit p_limit
       ) d
@@ -885,7 +947,8 @@ begin
     from herald.sender_slots sl where sl.sender_id = s.id
     for update skip locked;
     continue when not found;
-    v_take := least(s.n, floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps)::integer + 1);
+    v_take := (select count(*) from unnest(s.starts) a
+               where a <= floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps))::integer;
     continue when v_take < 1;
     v_senders := v_senders || s.id;
     v_caps := v_caps || v_take;
@@ -924,10 +987,10 @@ begin
     return;
   end if;
 
-  -- 3. Eligibility, re-checked for the locked rows in the claiming transaction (see the comment
-  -- of the first version): a blocked contact's message is cancelled with the reason. A message
-  -- back from a lost lease is claimed whatever its contact's state: the dispatcher asks the
-  -- provider first, and confirm_send cancels it if it was never sent.
+  -- 3. Eligibility, re-checked for the locked rows in the claiming transaction: a blocked
+  -- contact's message is cancelled with the reason. A message back from a lost lease is claimed
+  -- whatever its contact's state: the dispatcher asks the provider first, and confirm_send
+  -- cancels it if it was never sent.
   select array_agg(m.id) into v_skip
   from public.messages m
   join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
@@ -940,30 +1003,40 @@ begin
     v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
   end if;
 
-  -- 4. The send window: quiet hours in the recipient's zone (materialized: once per message),
-  -- then the daily limit of each workspace that has one. Deferred as queueing defers.
-  v_prev := herald.set_reason('quiet_hours');
-  with q as materialized (
-    select m.id, herald.quiet_until(now(), coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
-           least(interval '30 minutes',
-                 case when w.quiet_hours_start > w.quiet_hours_end then w.quiet_hours_start - w.quiet_hours_end
-                      else interval '24 hours' - (w.quiet_hours_end - w.quiet_hours_start) end / 4) as span
-    from public.messages m
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-    join public.workspaces w on w.id = m.workspace_id
-    where m.id = any (v_ids) and w.quiet_hours_start <> w.quiet_hours_end
-  ), deferred as (
-    update public.messages m set status = 'scheduled', send_at = q.until + herald.spread(m.id, q.span)
-    from q where m.id = q.id and q.until is not null
-    returning m.id
-  ) select array_agg(d.id) into v_skip from deferred d;
+  -- 4. The send window (herald.apply_send_rules: legal and workspace hours in every zone the
+  -- recipient may be in, consent, the deadline; the per-contact cap was applied at queueing and
+  -- counts queued messages).
+  select array_agg(r.message_id) into v_skip
+  from herald.apply_send_rules(array(select m.id from public.messages m
+                                     where m.id = any (v_ids) and not m.provider_check_required), now(), false) r
+  where r.outcome <> 'send';
   if v_skip is not null then
     v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
   end if;
 
+  -- 5. What cannot be sent at all fails here, before any provider call and before it takes room
+  -- under the daily limit: WhatsApp outside the contact's 24-hour window without a template
+  -- (herald.outbound_content). A message back from a lost lease may be at Twilio already: the
+  -- dispatcher looks it up first, and confirm_send refuses it if it was never sent.
+  select array_agg(m.id), array_agg(o.refusal_message) into v_skip, v_errors
+  from public.messages m
+  join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+  cross join lateral herald.outbound_content(m, c, now()) o
+  where m.id = any (v_ids) and not m.provider_check_required and o.refusal is not null;
+  if v_skip is not null then
+    v_prev := herald.set_reason('template_required');
+    update public.messages m
+    set status = 'failed', failed_at = now(), last_error = x.error
+    from unnest(v_skip, v_errors) x(id, error)
+    where m.id = x.id;
+    perform herald.set_reason(v_prev);
+    v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
+  end if;
+
+  -- 6. The daily limit of each workspace that has one.
   if exists (select 1 from public.workspaces w
              where w.daily_limit is not null and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids))) then
-    perform herald.set_reason('daily_limit');
+    v_prev := herald.set_reason('daily_limit');
     with ws as (
       select w.id, w.daily_limit, w.timezone, herald.local_day_start(now(), w.timezone) as day_start
       from public.workspaces w
@@ -981,30 +1054,37 @@ begin
       from ranked r where m.id = r.id and r.n > greatest(r.room, 0)
       returning m.id
     ) select array_agg(d.id) into v_skip from deferred d;
+    perform herald.set_reason(v_prev);
     if v_skip is not null then
       v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
     end if;
   end if;
-  perform herald.set_reason(v_prev);
   if cardinality(v_ids) = 0 then
     return;
   end if;
 
-  -- 5. Slots 1/mps apart from each sender's next free one (its row is locked by this claim), and
-  -- a lease that covers the slot and the provider call.
+  -- 7. Slots from each sender's next free one (its row is locked by this claim), each message
+  -- after the segments ahead of it at the sender's rate, and the sender's next free slot after
+  -- the last one's segments; a lease that covers the slot and the provider call. What the call
+  -- carries is decided for the message as it is now (herald.outbound_content), with the seconds
+  -- its deadline leaves at its slot.
   return query
   with slotted as (
-    select m.id, m.sender_id, se.mps, se.phone_number,
-           greatest(sl.next_slot_at, now())
-             + make_interval(secs => (row_number() over (partition by m.sender_id order by m.send_at, m.id) - 1) / se.mps) as slot
+    select m.id, m.sender_id, se.mps, se.phone_number, x.base,
+           x.base + make_interval(secs => coalesce(sum(x.units) over w_before, 0) / se.mps) as slot,
+           x.base + make_interval(secs => sum(x.units) over w_through / se.mps) as slot_end
     from public.messages m
     join public.senders se on se.id = m.sender_id
     join herald.sender_slots sl on sl.sender_id = m.sender_id
+    cross join lateral (select greatest(sl.next_slot_at, now()) as base,
+                               case when m.channel = 'whatsapp' then 1 else m.segments end as units) x
     where m.id = any (v_ids)
+    window w_before as (partition by m.sender_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding),
+           w_through as (partition by m.sender_id order by m.send_at, m.id rows unbounded preceding)
   ), reserved as (
     update herald.sender_slots sl
-    set next_slot_at = t.last_slot + make_interval(secs => 1 / t.mps)
-    from (select sl2.sender_id, max(sl2.slot) as last_slot, max(sl2.mps) as mps from slotted sl2 group by sl2.sender_id) t
+    set next_slot_at = t.next_free
+    from (select sl2.sender_id, max(sl2.slot_end) as next_free from slotted sl2 group by sl2.sender_id) t
     where sl.sender_id = t.sender_id
     returning 1
   ), claimed as (
@@ -1013,24 +1093,27 @@ begin
     from slotted t
     where m.id = t.id
     returning m.id, m.workspace_id, m.contact_id, m.attempts, m.body, m.channel, m.provider_check_required,
-              t.slot, t.phone_number
+              m.expires_at, t.slot, t.phone_number
   ), attempts as (
     insert into public.message_attempts (workspace_id, message_id, attempt_no, provider_status)
     select cl.workspace_id, cl.id, cl.attempts, 'requested' from claimed cl
     returning 1
   )
-  select cl.id, cl.workspace_id, cl.attempts, c.phone, cl.phone_number, cl.body, cl.channel, cl.slot,
-         cl.provider_check_required,
+  select cl.id, cl.workspace_id, cl.attempts, c.phone, cl.phone_number, cl.body,
+         o.content_sid, o.content_variables, herald.validity_period_seconds(cl.expires_at, cl.slot),
+         cl.channel, cl.slot, cl.provider_check_required,
          (select a.requested_at from public.message_attempts a
           where a.workspace_id = cl.workspace_id and a.message_id = cl.id and a.attempt_no = cl.attempts - 1),
          herald.contact_block_reason(c)
   from claimed cl
+  join public.messages m on m.id = cl.id
   join public.contacts c on c.workspace_id = cl.workspace_id and c.id = cl.contact_id
+  cross join lateral herald.outbound_content(m, c, now()) o
   order by cl.slot;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) IS 'Claims due queued messages for sending (for update skip locked), shared fairly across workspaces and their senders, deferring what falls in quiet hours or over a daily limit, with one attempt row each, the time each may go out (every sender''s mps holds across dispatchers) and a lease covering that slot plus the provider call.';
+COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) IS 'Claims due queued messages for sending (for update skip locked), shared fairly across workspaces and their senders: deferring what falls outside the send window or over a daily limit, failing WhatsApp outside the 24-hour window that has no template (template_required), with one attempt row each, the time each may go out (every sender''s mps holds in segments across dispatchers; a WhatsApp message counts one), a lease covering that slot plus the provider call, and what the call carries: body (the text), content_sid and content_variables when it goes as its template (then without Body), validity_period in seconds when it has a deadline.';
 
 CREATE FUNCTION herald.claim_status_checks(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:01:00'::interval) RETURNS TABLE(provider_sid text)
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1084,8 +1167,10 @@ declare
   c public.contacts;
   w public.workspaces;
   v_block public.cancel_reason;
-  v_until timestamptz;
+  v_rule record;
+  v_refusal record;
   v_day timestamptz;
+  v_prev text;
 begin
   if p_message_ids is null or p_attempt_nos is null or cardinality(p_message_ids) <> cardinality(p_attempt_nos) then
     raise exception 'message ids and attempt numbers must pair up' using errcode = '22023';
@@ -1108,8 +1193,10 @@ begin
     else
       select * into c from public.contacts x where x.workspace_id = m.workspace_id and x.id = m.contact_id;
       select * into w from public.workspaces x where x.id = m.workspace_id;
-      v_block := herald.contact_block_reason(c);
-      v_until := herald.quiet_until(now(), coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end);
+      select r.cancel_reason, r.defer_reason, r.defer_until into v_rule
+      from herald.send_rule(m, c, w, now(), null) r;
+      v_block := v_rule.cancel_reason;
+      select o.refusal, o.refusal_message into v_refusal from herald.outbound_content(m, c, now()) o;
       if v_block is not null then
         update public.messages
         set status = 'cancelled', cancel_reason = v_block, cancelled_at = now(), lease_expires_at = null,
@@ -1118,10 +1205,21 @@ begin
         delete from public.message_attempts a where a.message_id = m.id and a.attempt_no = m.attempts;
         verdict := 'cancelled';
         reason := v_block::text;
-      elsif v_until is not null then
-        perform herald.defer_sending(m.id, m.attempts, v_until + herald.spread(m.id, interval '30 minutes'), 'quiet_hours');
+      elsif v_rule.defer_reason is not null then
+        perform herald.defer_sending(m.id, m.attempts, v_rule.defer_until, v_rule.defer_reason);
         verdict := 'deferred';
-        reason := 'quiet_hours';
+        reason := v_rule.defer_reason;
+      elsif v_refusal.refusal is not null then
+        -- Nothing went to the provider: no attempt spent, and the reason is the message's error.
+        v_prev := herald.set_reason(v_refusal.refusal);
+        update public.messages
+        set status = 'failed', failed_at = now(), last_error = v_refusal.refusal_message, lease_expires_at = null,
+            attempts = attempts - 1
+        where id = m.id;
+        perform herald.set_reason(v_prev);
+        delete from public.message_attempts a where a.message_id = m.id and a.attempt_no = m.attempts;
+        verdict := 'failed';
+        reason := v_refusal.refusal;
       elsif w.daily_limit is not null
             and herald.day_use(w.id, herald.local_day_start(now(), w.timezone)) > w.daily_limit then
         v_day := herald.local_day_start(now(), w.timezone);
@@ -1141,7 +1239,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged) or deferred (quiet hours, daily limit), per message.';
+COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged, or the deadline passed), deferred (quiet hours, daily limit) or failed (template_required: WhatsApp outside the 24-hour window without a template; no attempt spent), per message.';
 
 CREATE FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) RETURNS public.cancel_reason
     LANGUAGE sql STABLE
@@ -2058,14 +2156,19 @@ begin
     return v_id;
   end if;
 
-  insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts,
+                               template_id, template_variables)
   select p_seq.workspace_id, p_contact_id, v_step.channel,
          herald.render_template(v_step.body, p_seq.workspace_id, p_contact_id),
-         p_start + v_step.delay, v_id, v_step.id, w.max_attempts
+         p_start + v_step.delay, v_id, v_step.id, w.max_attempts,
+         v_step.template_id,
+         case when v_step.template_id is not null then herald.render_template_variables(v_step.template_id, p_contact_id) end
   from public.workspaces w where w.id = p_seq.workspace_id;
   return v_id;
 end;
 $$;
+
+COMMENT ON FUNCTION herald.enroll(p_seq public.sequences, p_contact_id uuid, p_start timestamp with time zone) IS 'Enrolls one contact in an active sequence and schedules its first step at p_start + the step''s delay, with the step''s template and its variables rendered for the contact; returns the active enrollment if there is one already.';
 
 CREATE FUNCTION herald.explain_appointment_reminders_checks() RETURNS trigger
     LANGUAGE plpgsql
@@ -3376,6 +3479,7 @@ declare
   v_cancelled integer;
   v_failed integer;
   v_quiet integer;
+  v_ruled_out integer;
   v_limited integer;
   v_queued integer;
   v_prev text;
@@ -3402,6 +3506,8 @@ begin
              when m.appointment_id is not null and a.status = 'completed' then 'appointment_completed'
              when m.appointment_id is not null and a.status is distinct from 'scheduled' then 'appointment_cancelled'
              when m.enrollment_id is not null and e.status is distinct from 'active' then 'sequence_stopped'
+             when m.expires_at <= p_now then 'expired'
+             else herald.consent_block_reason(c, m.channel, m.category)
            end as reason
     from public.messages m
     join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
@@ -3429,26 +3535,14 @@ begin
     returning 1
   ) select count(*) into v_failed from done;
 
-  -- 3. Quiet hours in the recipient's zone: deferred to the window's end, spread over its start.
-  -- Materialized, so quiet_until() runs once per message: inlined, the planner may push
-  -- `until is not null` down into the contacts scan and call it for every message × contact
-  -- pair of the workspace (minutes for a 5,000-message batch right after a bulk load).
-  perform herald.set_reason('quiet_hours');
-  with q as materialized (
-    select m.id, herald.quiet_until(p_now, coalesce(c.timezone, w.timezone), w.quiet_hours_start, w.quiet_hours_end) as until,
-           -- spread over a quarter of the open window, at most 30 minutes
-           least(interval '30 minutes',
-                 case when w.quiet_hours_start > w.quiet_hours_end then w.quiet_hours_start - w.quiet_hours_end
-                      else interval '24 hours' - (w.quiet_hours_end - w.quiet_hours_start) end / 4) as span
-    from public.messages m
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-    join public.workspaces w on w.id = m.workspace_id
-    where m.id = any (v_ids) and m.status = 'scheduled'
-  ), done as (
-    update public.messages m set send_at = q.until + herald.spread(m.id, q.span)
-    from q where m.id = q.id and q.until is not null
-    returning 1
-  ) select count(*) into v_quiet from done;
+  -- 3. The sending window and the contact's cap (herald.apply_send_rules): legal hours and the
+  -- workspace's quiet hours in every zone the recipient may be in, a deadline the wait would
+  -- pass, and for marketing the per-contact daily cap, counting this batch's earlier messages.
+  select count(*) filter (where r.outcome = 'deferred'), count(*) filter (where r.outcome = 'cancelled')
+  into v_quiet, v_ruled_out
+  from herald.apply_send_rules(array(select m.id from public.messages m
+                                     where m.id = any (v_ids) and m.status = 'scheduled'), p_now, true) r;
+  v_cancelled := v_cancelled + v_ruled_out;
 
   -- 4. Daily limit per workspace-local day: what is already sent or on its way today counts.
   perform herald.set_reason('daily_limit');
@@ -4107,6 +4201,51 @@ $$;
 
 COMMENT ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) IS 'pg_cron, every minute: attempts whose message is still sent (or sending) and not heard of for p_older_than become due status checks; checks with nothing left to find go. Returns the checks due.';
 
+CREATE FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_open timestamptz;
+  -- spread a deferred batch over a quarter of the workspace's open window, at most 30 minutes
+  v_span interval := least(interval '30 minutes',
+    case when p_workspace.quiet_hours_start = p_workspace.quiet_hours_end then interval '24 hours'
+         when p_workspace.quiet_hours_start > p_workspace.quiet_hours_end then p_workspace.quiet_hours_start - p_workspace.quiet_hours_end
+         else interval '24 hours' - (p_workspace.quiet_hours_end - p_workspace.quiet_hours_start) end / 4);
+begin
+  cancel_reason := coalesce(herald.contact_block_reason(p_contact),
+                            herald.consent_block_reason(p_contact, p_message.channel, p_message.category));
+  if cancel_reason is null and p_message.expires_at <= p_at then
+    cancel_reason := 'expired';
+  end if;
+  if cancel_reason is not null then
+    return;
+  end if;
+  v_open := herald.allowed_send_time(p_contact, p_message.category, p_workspace, p_at);
+  if v_open is null then
+    cancel_reason := 'no_send_window';
+    return;
+  end if;
+  if v_open > p_at then
+    defer_reason := 'quiet_hours';
+    defer_until := v_open + herald.spread(p_message.id, v_span);
+  elsif p_pending is not null and p_message.category = 'marketing' then
+    defer_until := herald.contact_cap_next_time(p_contact, p_at, p_pending);
+    if defer_until is not null then
+      defer_reason := 'frequency_cap';
+      defer_until := defer_until + herald.spread(p_message.id, v_span);
+    end if;
+  end if;
+  if defer_until >= p_message.expires_at then
+    cancel_reason := 'expired';
+    defer_reason := null;
+    defer_until := null;
+  end if;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) IS 'Whether this message may be sent at p_at: a cancel reason, or a deferral (quiet_hours, frequency_cap) and the instant to wait for, or neither. p_pending counts the contact''s earlier marketing messages of the same batch; null skips the per-contact cap (claims and confirmations: the cap was applied at queueing).';
+
 CREATE FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text DEFAULT 'agent'::text) RETURNS public.contacts
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -4573,8 +4712,11 @@ begin
     select r.contact_id, r.body
     from herald.render_bodies(v_ws.id, v_step.body, (select array_agg(s.id) from slotted s)) r
   ), scheduled as (
-    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
-    select v_ws.id, s.id, v_step.channel, r.body, s.first_send_at, e.id, v_step.id, v_ws.max_attempts
+    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts,
+                                 template_id, template_variables)
+    select v_ws.id, s.id, v_step.channel, r.body, s.first_send_at, e.id, v_step.id, v_ws.max_attempts,
+           v_step.template_id,
+           case when v_step.template_id is not null then herald.render_template_variables(v_step.template_id, s.id) end
     from slotted s join enrolled e on e.contact_id = s.id join rendered r on r.contact_id = s.id
     returning contact_id
   ), ledger as (
@@ -4597,7 +4739,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.prepare_queue(workspace_id uuid, for_date date) IS 'Enrolls up to daily_capacity eligible new leads (per day) in the default sequence, first sends spread over the send window in each contact''s time zone. Returns how many. Never queues a lead twice.';
+COMMENT ON FUNCTION public.prepare_queue(workspace_id uuid, for_date date) IS 'Enrolls up to daily_capacity eligible new leads (per day) in the default sequence, first sends spread over the send window in each contact''s time zone, each with the first step''s template and its variables rendered for the contact. Returns how many. Never queues a lead twice.';
 
 CREATE FUNCTION public.preview_delete(entity text, id uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -4760,6 +4902,11 @@ begin
       using errcode = '55000';
   end if;
   perform herald.sendable_contact(m.contact_id);
+  if herald.past_deadline(m.expires_at, now()) then
+    raise exception 'message % had to be sent before % (its expires_at): a retry now would be too late', m.id, m.expires_at
+      using errcode = '55000',
+      hint = 'Schedule a new message (schedule_message) with a later expires_at if it is still worth sending.';
+  end if;
 
   -- Retrying twice while the first retry is still on its way returns that retry.
   select x.id into v_id from public.messages x
@@ -4772,12 +4919,16 @@ begin
   -- A step's failure stops its enrollment (herald.advance_enrollments), and queueing cancels the
   -- messages of a stopped enrollment (sequence_stopped): the retry keeps the enrollment only while
   -- it is active, else it is a one-off that still names its step and, through retry_of, the original.
+  -- It goes as the original would: the same template and variables (WhatsApp outside the window
+  -- delivers only those), the same category and the same deadline.
   insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, enrollment_id, step_id,
-                               appointment_id, campaign_id, retry_of, max_attempts)
+                               appointment_id, campaign_id, retry_of, max_attempts,
+                               category, template_id, template_variables, expires_at)
   select m.workspace_id, m.contact_id, m.sender_id, m.channel, m.body, now(),
          (select e.id from public.sequence_enrollments e
           where e.workspace_id = m.workspace_id and e.id = m.enrollment_id and e.status = 'active'),
-         m.step_id, m.appointment_id, m.campaign_id, m.id, w.max_attempts
+         m.step_id, m.appointment_id, m.campaign_id, m.id, w.max_attempts,
+         m.category, m.template_id, m.template_variables, m.expires_at
   from public.workspaces w where w.id = m.workspace_id
   returning id into v_id;
   perform set_config('herald.reason', '', true);
@@ -4785,9 +4936,9 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.retry_message(message_id uuid) IS 'Sends a failed or undelivered message again as a new message (retry_of points back). Cancelled and delivered messages cannot be retried.';
+COMMENT ON FUNCTION public.retry_message(message_id uuid) IS 'Sends a failed or undelivered message again as a new message (retry_of points back), with the same template, variables, category and deadline. Cancelled and delivered messages cannot be retried, nor one whose deadline (expires_at) has passed (55000).';
 
-CREATE FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone DEFAULT now(), channel text DEFAULT 'sms'::text, idempotency_key text DEFAULT NULL::text, appointment_id uuid DEFAULT NULL::uuid) RETURNS uuid
+CREATE FUNCTION public.schedule_message(contact_id uuid, body text DEFAULT NULL::text, send_at timestamp with time zone DEFAULT now(), channel text DEFAULT 'sms'::text, idempotency_key text DEFAULT NULL::text, appointment_id uuid DEFAULT NULL::uuid, category text DEFAULT NULL::text, template_id uuid DEFAULT NULL::uuid, template_variables jsonb DEFAULT NULL::jsonb, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4795,34 +4946,54 @@ CREATE FUNCTION public.schedule_message(contact_id uuid, body text, send_at time
 declare
   v_contact public.contacts;
   v_channel public.channel;
+  v_template public.message_templates;
+  v_variables jsonb;
+  v_body text := btrim(schedule_message.body);
   v_id uuid;
   v_existing public.messages;
 begin
   perform herald.require_user();
-  if body is null or length(btrim(body)) = 0 then
-    raise exception 'message body must not be empty' using errcode = '22023';
-  end if;
-  if length(btrim(body)) > 1600 then
-    raise exception 'message body is % characters; the most is 1600', length(btrim(body)) using errcode = '22023';
-  end if;
-  if send_at > now() + interval '1 year' then
-    raise exception 'send_at % is more than a year ahead', send_at using errcode = '22023';
-  end if;
   if channel is null or channel not in ('sms', 'whatsapp') then
     raise exception 'unknown channel "%"', channel using errcode = '22023', hint = 'Use sms or whatsapp.';
   end if;
   v_channel := channel::public.channel;
+  if category is not null and category not in ('marketing', 'transactional') then
+    raise exception 'unknown category "%"', category using errcode = '22023',
+      hint = 'Use marketing (campaigns, follow-ups: legal hours, caps, consent) or transactional (reminders, one-time codes).';
+  end if;
+  if (v_body is null or v_body = '') and template_id is null then
+    raise exception 'message body must not be empty' using errcode = '22023',
+      hint = 'Give a body, or a template_id whose text becomes the body.';
+  end if;
+  if length(v_body) > 1600 then
+    raise exception 'message body is % characters; the most is 1600', length(v_body) using errcode = '22023';
+  end if;
+  if send_at > now() + interval '1 year' then
+    raise exception 'send_at % is more than a year ahead', send_at using errcode = '22023';
+  end if;
   if idempotency_key is not null and length(idempotency_key) not between 1 and 200 then
     raise exception 'idempotency_key must be 1 to 200 characters' using errcode = '22023';
   end if;
+  if template_variables is not null and template_id is null then
+    raise exception 'template_variables given without a template_id' using errcode = '22023';
+  end if;
 
   v_contact := herald.sendable_contact(schedule_message.contact_id);
+
+  if not exists (
+    select 1 from public.senders s
+    where s.workspace_id = v_contact.workspace_id and s.channel = v_channel and s.is_default and s.phone_number is not null
+  ) then
+    raise exception 'this workspace has no % sender to send from', v_channel using errcode = '55000',
+      hint = 'Add a sender with a phone number on this channel and make it the default (senders.is_default), then schedule again.';
+  end if;
 
   if schedule_message.idempotency_key is not null then
     select * into v_existing from public.messages m
     where m.workspace_id = v_contact.workspace_id and m.idempotency_key = schedule_message.idempotency_key;
     if found then
-      if v_existing.contact_id <> v_contact.id or v_existing.body <> btrim(schedule_message.body) then
+      if v_existing.contact_id <> v_contact.id or (v_body <> '' and v_existing.body <> v_body)
+         or v_existing.template_id is distinct from schedule_message.template_id then
         raise exception 'idempotency_key "%" was already used for a different message', schedule_message.idempotency_key
           using errcode = '23505';
       end if;
@@ -4839,10 +5010,29 @@ begin
       using errcode = 'P0002';
   end if;
 
-  insert into public.messages (workspace_id, contact_id, channel, body, send_at, idempotency_key, appointment_id, max_attempts)
-  select v_contact.workspace_id, v_contact.id, v_channel, btrim(schedule_message.body),
+  if schedule_message.template_id is not null then
+    select * into v_template from public.message_templates t
+    where t.workspace_id = v_contact.workspace_id and t.id = schedule_message.template_id;
+    if not found then
+      raise exception 'template % is not a template of this workspace', schedule_message.template_id using errcode = 'P0002';
+    end if;
+    if v_template.channel <> v_channel then
+      raise exception 'template "%" is for %, not %', v_template.name, v_template.channel, v_channel using errcode = '22023',
+        hint = 'Use a template made for the channel the message goes on.';
+    end if;
+    v_variables := herald.render_template_variables(v_template.id, v_contact.id, schedule_message.template_variables,
+                                                    schedule_message.appointment_id);
+    if v_body is null or v_body = '' then
+      v_body := herald.fill_content_variables(v_template.body, v_variables);
+    end if;
+  end if;
+
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, idempotency_key, appointment_id,
+                               max_attempts, category, template_id, template_variables, expires_at)
+  select v_contact.workspace_id, v_contact.id, v_channel, v_body,
          coalesce(schedule_message.send_at, now()), schedule_message.idempotency_key,
-         schedule_message.appointment_id, w.max_attempts
+         schedule_message.appointment_id, w.max_attempts, schedule_message.category::public.message_category,
+         v_template.id, v_variables, schedule_message.expires_at
   from public.workspaces w where w.id = v_contact.workspace_id
   on conflict (workspace_id, idempotency_key) where idempotency_key is not null do nothing
   returning id into v_id;
@@ -4856,7 +5046,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) IS 'Schedules one message to a contact. Refuses deleted, opted-out, suppressed and human-controlled contacts; the same idempotency_key returns the same message.';
+COMMENT ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) IS 'Schedules one message to a contact: a body, or a content template (its variables rendered from the contact) whose text becomes the body; category marketing or transactional (omitted: transactional for an appointment reminder, else marketing); an optional send-by deadline. Refuses deleted, opted-out, suppressed and human-controlled contacts, and a channel the workspace has no default sender on (55000); the same idempotency_key returns the same message.';
 
 CREATE FUNCTION public.set_automation(workspace_id uuid, enabled boolean) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
@@ -5027,7 +5217,7 @@ CREATE TABLE herald.sender_slots (
     next_slot_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
-COMMENT ON TABLE herald.sender_slots IS 'The next free send slot of each sender. A claimer holds a sender''s row while it claims that sender''s messages and reserves their slots 1/mps apart, so a sender''s rate holds across any number of dispatchers.';
+COMMENT ON TABLE herald.sender_slots IS 'The next free send slot of each sender. A claimer holds a sender''s row while it claims that sender''s messages and reserves their slots at its mps counted in segments (a WhatsApp message counts one), so a sender''s rate holds across any number of dispatchers.';
 
 CREATE TABLE herald.standard_keywords (
     keyword text NOT NULL,
@@ -6826,6 +7016,9 @@ GRANT ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, 
 REVOKE ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.appointment_time_text(p_at timestamp with time zone, p_tz text) FROM PUBLIC;
@@ -7166,6 +7359,9 @@ GRANT ALL ON FUNCTION herald.schedule_appointment_reminders(p_appointment_ids uu
 REVOKE ALL ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.select_status_checks(p_older_than interval, p_give_up_after interval) TO service_role;
 
+REVOKE ALL ON FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.send_rule(p_message public.messages, p_contact public.contacts, p_workspace public.workspaces, p_at timestamp with time zone, p_pending integer, OUT cancel_reason public.cancel_reason, OUT defer_reason text, OUT defer_until timestamp with time zone) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.sendable_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.senders_after_insert() FROM PUBLIC;
@@ -7248,9 +7444,9 @@ REVOKE ALL ON FUNCTION public.retry_message(message_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.retry_message(message_id uuid) TO authenticated;
 GRANT ALL ON FUNCTION public.retry_message(message_id uuid) TO service_role;
 
-REVOKE ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) TO authenticated;
-GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid) TO service_role;
+REVOKE ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION public.schedule_message(contact_id uuid, body text, send_at timestamp with time zone, channel text, idempotency_key text, appointment_id uuid, category text, template_id uuid, template_variables jsonb, expires_at timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION public.set_automation(workspace_id uuid, enabled boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.set_automation(workspace_id uuid, enabled boolean) TO authenticated;

@@ -1428,11 +1428,15 @@ export type Database = {
       "schedule_message": {
         Args: {
           "appointment_id"?: string;
-          "body": string;
+          "body"?: string;
+          "category"?: string;
           "channel"?: string;
           "contact_id": string;
+          "expires_at"?: string;
           "idempotency_key"?: string;
           "send_at"?: string;
+          "template_id"?: string;
+          "template_variables"?: Json;
         };
         Returns: string;
       };
@@ -1462,7 +1466,8 @@ export type Database = {
         | "campaign_deleted"
         | "user_cancelled"
         | "expired"
-        | "no_consent";
+        | "no_consent"
+        | "no_send_window";
       "channel": "sms" | "whatsapp";
       "consent_source": "keyword" | "api" | "form" | "import" | "provider";
       "consent_status": "opted_in" | "opted_out";
@@ -1654,6 +1659,7 @@ export const Constants = {
         "user_cancelled",
         "expired",
         "no_consent",
+        "no_send_window",
       ],
       "channel": ["sms", "whatsapp"],
       "consent_source": ["keyword", "api", "form", "import", "provider"],
