@@ -83,8 +83,8 @@ async function loadWorkspace(h: Harness, label: string, n: number, opts: { mps: 
     const phones = opts.to ? [opts.to] : Array.from({ length: n }, (_, i) => `+1416${tag}${String(i).padStart(4, "0")}`);
     await tx`insert into public.contacts (workspace_id, phone) select ${id}, p from unnest(${phones}::text[]) p`;
     await tx`
-      insert into public.messages (workspace_id, contact_id, channel, body, send_at, status)
-      select ${id}, c.id, 'sms', 'Fault drill ' || g, now() - interval '1 minute' + g * interval '1 millisecond', 'queued'
+      insert into public.messages (workspace_id, contact_id, channel, body, send_at, status, category)
+      select ${id}, c.id, 'sms', 'Fault drill ' || g, now() - interval '1 minute' + g * interval '1 millisecond', 'queued', 'transactional'
       from generate_series(1, ${n}::int) g
       join public.contacts c on c.workspace_id = ${id} and c.phone = (${phones}::text[])[1 + (g - 1) % ${phones.length}::int]`;
     return { id, phones, deleted: new Set<string>() } as Workspace;

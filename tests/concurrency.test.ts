@@ -31,8 +31,8 @@ Deno.test({
       // Set-based, as postgres: 5,000 contacts and one due message each, then the cron job's queueing.
       await sql`insert into contacts (workspace_id, phone)
                 select ${workspaceId}, '+1312555' || lpad(i::text, 4, '0') from generate_series(0, ${MESSAGES - 1}) i`;
-      await sql`insert into messages (workspace_id, contact_id, body, send_at, status)
-                select workspace_id, id, 'load ' || phone, now() - interval '1 minute', 'scheduled'
+      await sql`insert into messages (workspace_id, contact_id, body, send_at, status, category)
+                select workspace_id, id, 'load ' || phone, now() - interval '1 minute', 'scheduled', 'transactional'
                 from contacts where workspace_id = ${workspaceId}`;
       // What autovacuum does within a minute of a bulk load. Without it, on a cluster whose tables
       // were last analyzed while empty (as after the pgTAP suite), the planner takes the 5,000

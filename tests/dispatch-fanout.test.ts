@@ -28,9 +28,9 @@ async function backlog(sql: postgres.Sql, workspaceId: string, n: number, tag: s
   await sql`
     with c as (select array_agg(id order by phone) as ids from contacts where workspace_id = ${workspaceId}),
          s as (select array_agg(id order by phone_number) as ids from senders where workspace_id = ${workspaceId})
-    insert into messages (workspace_id, contact_id, sender_id, channel, body, send_at, status)
+    insert into messages (workspace_id, contact_id, sender_id, channel, body, send_at, status, category)
     select ${workspaceId}, c.ids[i], s.ids[1 + i % cardinality(s.ids)], 'sms', ${tag} || ' ' || i,
-           now() - interval '1 minute' + i * interval '1 millisecond', 'queued'
+           now() - interval '1 minute' + i * interval '1 millisecond', 'queued', 'transactional'
     from c, s, generate_series(1, ${n}::int) i`;
   await sql`analyze contacts, messages`;
 }

@@ -15,12 +15,12 @@ Deno.test({
       const quiet = await sendingWorkspace(sql, { mps: 1 });
       await sql`insert into contacts (workspace_id, phone)
                 select ${busy.workspaceId}, '+1628555' || lpad(i::text, 4, '0') from generate_series(1, 3000) i`;
-      await sql`insert into messages (workspace_id, contact_id, body, send_at, status)
-                select workspace_id, id, 'backlog', now() - interval '1 hour', 'queued' from contacts where workspace_id = ${busy.workspaceId}`;
+      await sql`insert into messages (workspace_id, contact_id, body, send_at, status, category)
+                select workspace_id, id, 'backlog', now() - interval '1 hour', 'queued', 'transactional' from contacts where workspace_id = ${busy.workspaceId}`;
       const to = phone();
       const [c] = await sql`insert into contacts (workspace_id, phone) values (${quiet.workspaceId}, ${to}) returning id::text`;
-      await sql`insert into messages (workspace_id, contact_id, body, send_at, status)
-                values (${quiet.workspaceId}, ${c.id}, 'Your code is 4242', now() - interval '1 second', 'queued')`;
+      await sql`insert into messages (workspace_id, contact_id, body, send_at, status, category)
+                values (${quiet.workspaceId}, ${c.id}, 'Your code is 4242', now() - interval '1 second', 'queued', 'transactional')`;
       await sql`analyze contacts, messages`;
 
       const summary = await dispatchOnce(200);

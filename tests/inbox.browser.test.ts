@@ -4,7 +4,7 @@ import { CHROMIUM, ensureDebianPackages } from "@herald/scripts/lib/debian.ts";
 import { LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { startSandbox } from "@herald/sandbox/server.ts";
 import { createTwilioClient } from "@herald/shared/twilio.ts";
-import { asUser, connect, dispatchOnce, phone, sandboxClient, senderPhone, sendingWorkspace, stack, waitFor } from "./support.ts";
+import { asUser, connect, daytimeZone, dispatchOnce, phone, sandboxClient, senderPhone, sendingWorkspace, stack, waitFor } from "./support.ts";
 
 // The sandbox's inbox page as a person uses it: Debian's Chromium, driven by Playwright. It shows
 // what Herald sends as it happens (no reload), each row reading the way the message went, times in
@@ -80,8 +80,9 @@ Deno.test({
                 (${workspaceId}, ${seq.id}, 1, '0', 'Hi {{first_name}}, shall we talk this week?'),
                 (${workspaceId}, ${seq.id}, 2, '1 day', 'Just following up, {{first_name}}')`;
       const contactPhone = phone();
-      const [c] = await sql`insert into contacts (workspace_id, phone, first_name) values (${workspaceId}, ${contactPhone}, 'Grace')
-                            returning id::text`;
+      // Step 1 is marketing, sent with the real clock: Grace lives where it is day now.
+      const [c] = await sql`insert into contacts (workspace_id, phone, first_name, timezone)
+                            values (${workspaceId}, ${contactPhone}, 'Grace', ${daytimeZone()}) returning id::text`;
       const enrollmentId = await asUser(sql, owner, async (tx) => {
         const [r] = await tx`select public.enroll_contact(${seq.id}::uuid, ${c.id}::uuid)::text as id`;
         return r.id as string;

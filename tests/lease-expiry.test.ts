@@ -11,7 +11,7 @@ Deno.test("dispatch: the provider look-up after a lost lease ignores messages He
     const { owner, workspaceId } = await sendingWorkspace(sql);
     const to = phone();
     const [c] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${to}) returning id::text`;
-    const schedule = () => asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'Your appointment is tomorrow')`);
+    const schedule = () => asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'Your appointment is tomorrow', category => 'transactional')`);
 
     await schedule();
     await sql`select herald.queue_due_messages()`;
@@ -43,7 +43,7 @@ Deno.test("reaper: a sender deleted under an expired lease stops nobody; the oth
     const [goneTo, otherTo] = [phone(), phone()];
     for (const [w, to] of [[gone, goneTo], [other, otherTo]] as const) {
       const [c] = await sql`insert into contacts (workspace_id, phone) values (${w.workspaceId}, ${to}) returning id::text`;
-      await asUser(sql, w.owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'in flight')`);
+      await asUser(sql, w.owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'in flight', category => 'transactional')`);
     }
     await sql`select herald.queue_due_messages()`;
     // Both dispatchers claim and die; one workspace deletes its only sender meanwhile.

@@ -141,7 +141,7 @@ Deno.test("through a transaction-mode PgBouncer: user RPC, export, webhook and d
       await sql`update senders set phone_number = '+15005550006' where id = ${senderId}`;
       const [{ id: contactId }] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${phone()}) returning id::text`;
       const messageId = await asUser(sql, owner, async (tx) => {
-        const [r] = await tx`select public.schedule_message(${contactId}::uuid, 'through the pooler')::text as id`;
+        const [r] = await tx`select public.schedule_message(${contactId}::uuid, 'through the pooler', category => 'transactional')::text as id`;
         return r.id as string;
       });
       await waitFor("the message to be delivered", async () => {

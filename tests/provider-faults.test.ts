@@ -60,7 +60,7 @@ Deno.test({
       const phones = Array.from({ length: 200 }, phone);
       const contacts = await sql<{ id: string; phone: string }[]>`
         insert into contacts (workspace_id, phone) select ${workspaceId}, p from unnest(${phones}::text[]) p returning id::text, phone`;
-      await asUser(sql, owner, (tx) => tx`select count(public.schedule_message(c.id, 'Your code is ' || right(c.phone, 6)))
+      await asUser(sql, owner, (tx) => tx`select count(public.schedule_message(c.id, 'Your code is ' || right(c.phone, 6), category => 'transactional'))
                                            from contacts c where c.workspace_id = ${workspaceId}`);
       await sql`select herald.queue_due_messages()`;
 
@@ -164,7 +164,7 @@ Deno.test({
       const { owner, workspaceId } = await sendingWorkspace(sql);
       const to = phone();
       const [c] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${to}) returning id::text`;
-      const [{ id }] = await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'Your table is ready')::text as id`);
+      const [{ id }] = await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'Your table is ready', category => 'transactional')::text as id`);
       await sql`select herald.queue_due_messages()`;
       await dispatch(dispatcher.url);
 

@@ -14,6 +14,7 @@ import {
   callFunction,
   connect,
   createUser,
+  daytimeZone,
   dispatchOnce,
   phone,
   queueSetup,
@@ -82,7 +83,8 @@ async function sendEverythingDue(sql: postgres.Sql, workspaceId: string) {
 Deno.test("queue end to end: prepare, pause and resume, dispatch, delivered, metrics, take lead mid-sequence, export", async () => {
   const sql = connect();
   try {
-    // UTC, quiet hours off, a default sender: the day and the wall clock decide nothing below.
+    // UTC, quiet hours off, a default sender, and leads living where it is day now (their steps
+    // are marketing, held to the legal hours): the day and the wall clock decide nothing below.
     const { owner, workspaceId } = await sendingWorkspace(sql);
     const agent = await createUser(sql, "agent");
     await addMember(sql, workspaceId, agent, "agent");
@@ -101,8 +103,8 @@ Deno.test("queue end to end: prepare, pause and resume, dispatch, delivered, met
     for (const [i, name] of names.entries()) {
       const p = phone();
       const [{ id }] = await sql`
-        insert into contacts (workspace_id, phone, first_name, last_name, created_at)
-        values (${workspaceId}, ${p}, ${name}, 'Lead', now() - make_interval(mins => ${10 - i})) returning id::text`;
+        insert into contacts (workspace_id, phone, first_name, last_name, created_at, timezone)
+        values (${workspaceId}, ${p}, ${name}, 'Lead', now() - make_interval(mins => ${10 - i}), ${daytimeZone()}) returning id::text`;
       leads.set(name, { id, phone: p });
     }
     // Not eligible: must never be queued, messaged or exported.

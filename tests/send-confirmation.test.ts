@@ -31,7 +31,7 @@ Deno.test({
         const [c] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${p}) returning id::text`;
         contacts.push(c.id);
         // One at a time, so send_at (and with it the slot order) follows this list.
-        await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, ${"slot test " + p})`);
+        await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, ${"slot test " + p}, category => 'transactional')`);
       }
       await sql`select herald.queue_due_messages()`;
 

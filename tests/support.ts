@@ -69,6 +69,17 @@ export async function createWorkspace(sql: postgres.Sql, owner: TestUser, name =
   });
 }
 
+/**
+ * A zone where it is early afternoon now. Marketing (sequence steps, the lead queue) obeys the
+ * legal hours in the recipient's zone; a test that sends it with the real clock gives its
+ * contacts this zone, so it passes at any hour. The legal hours themselves are tested with
+ * fixed clocks in pgTAP.
+ */
+export function daytimeZone(now = new Date()): string {
+  const offset = 13 - now.getUTCHours(); // hours ahead of UTC: -10 … +13, all of them Etc zones
+  return offset === 0 ? "Etc/GMT" : `Etc/GMT${offset > 0 ? "-" : "+"}${Math.abs(offset)}`; // Etc signs are inverted
+}
+
 /** A random, valid, non-magic E.164 number. */
 export function phone(): string {
   return `+1415${String(Math.floor(Math.random() * 1e7)).padStart(7, "0")}`;
@@ -127,12 +138,16 @@ export async function sendingWorkspace(sql: postgres.Sql, opts: { mps?: number; 
   // Quiet hours off (start = end) so tests send whatever the wall clock says.
   await sql`update workspaces set quiet_hours_start = '00:00', quiet_hours_end = '00:00',
             retry_base_seconds = ${opts.retryBaseSeconds ?? 60} where id = ${workspaceId}`;
-  // A number of its own: a number belongs to one workspace.
+  return { owner, workspaceId, ...await addSender(sql, workspaceId, opts.mps) };
+}
+
+/** A default SMS sender with a number of its own (a number belongs to one workspace). */
+export async function addSender(sql: postgres.Sql, workspaceId: string, mps = 100) {
   const senderNumber = senderPhone();
   const [{ id: senderId }] = await sql`
     insert into senders (workspace_id, channel, phone_number, status, mps, is_default)
-    values (${workspaceId}, 'sms', ${senderNumber}, 'connected', ${opts.mps ?? 100}, true) returning id::text`;
-  return { owner, workspaceId, senderId, senderNumber };
+    values (${workspaceId}, 'sms', ${senderNumber}, 'connected', ${mps}, true) returning id::text`;
+  return { senderId: senderId as string, senderNumber };
 }
 
 /** One dispatcher call that claims once (budget 0), as a test steps through sending. */

@@ -35,7 +35,7 @@ Deno.test("end to end: schedule → queue → dispatch → sandbox → signed ca
     for (const c of CASES) {
       const [{ id: contactId }] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${c.to}) returning id::text`;
       const id = await asUser(sql, owner, async (tx) => {
-        const [r] = await tx`select public.schedule_message(${contactId}::uuid, ${"hello " + c.to})::text as id`;
+        const [r] = await tx`select public.schedule_message(${contactId}::uuid, ${"hello " + c.to}, category => 'transactional')::text as id`;
         return r.id as string;
       });
       ids.set(c.to, id);
@@ -93,7 +93,7 @@ Deno.test("a contact deleted or taken over while its messages are queued gets no
     for (const phone of numbers) {
       const [c] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${phone}) returning id::text`;
       contacts.push(c.id);
-      await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'queued then gone')`);
+      await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'queued then gone', category => 'transactional')`);
     }
     await sql`select herald.queue_due_messages()`;
     const [{ n: queued }] = await sql`select count(*)::int as n from messages where workspace_id = ${workspaceId} and status = 'queued'`;
@@ -126,7 +126,7 @@ Deno.test("a dispatcher killed mid-batch loses nothing and sends nothing twice",
     const phones = Array.from({ length: 6 }, (_, i) => `+1415555${String(2000 + i)}`);
     for (const phone of phones) {
       const [c] = await sql`insert into contacts (workspace_id, phone) values (${workspaceId}, ${phone}) returning id::text`;
-      await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, ${"once only " + phone})`);
+      await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, ${"once only " + phone}, category => 'transactional')`);
     }
     await sql`select herald.queue_due_messages()`;
     // The doomed dispatcher claims everything, gets half of it to Twilio, and dies before

@@ -1,14 +1,21 @@
 import assert from "node:assert/strict";
 import { parse } from "csv-parse/sync";
-import { asUser, callFunction, connect, createUser, createWorkspace, phone } from "@herald/tests/support.ts";
+import { addSender, asUser, callFunction, connect, createUser, createWorkspace, phone } from "@herald/tests/support.ts";
+
+/** A workspace that can schedule SMS: schedule_message refuses a channel with no sender. */
+async function smsWorkspace(...args: Parameters<typeof createWorkspace>) {
+  const id = await createWorkspace(...args);
+  await addSender(args[0], id);
+  return id;
+}
 
 Deno.test("export-queue: RFC 4180 CSV a spreadsheet opens, formulas neutralised, only the caller's workspace", async () => {
   const sql = connect();
   try {
     const owner = await createUser(sql, "owner");
     const other = await createUser(sql, "other");
-    const ws = await createWorkspace(sql, owner);
-    const otherWs = await createWorkspace(sql, other);
+    const ws = await smsWorkspace(sql, owner);
+    const otherWs = await smsWorkspace(sql, other);
     const [c] = await sql`insert into contacts (workspace_id, phone, first_name, last_name)
                           values (${ws}, ${phone()}, '=HYPERLINK("http://x")', 'O"Brien, Jr.') returning id::text`;
     const [o] = await sql`insert into contacts (workspace_id, phone) values (${otherWs}, ${phone()}) returning id::text`;
@@ -43,7 +50,7 @@ Deno.test("export-queue: a header row even when empty; filters; bad input refuse
   const sql = connect();
   try {
     const owner = await createUser(sql, "owner");
-    const ws = await createWorkspace(sql, owner);
+    const ws = await smsWorkspace(sql, owner);
     const empty = await callFunction("export-queue", { token: owner.token });
     assert.equal(empty.status, 200);
     assert.equal(empty.text.split("\r\n").filter(Boolean).length, 1);
@@ -83,7 +90,7 @@ Deno.test("export-queue: an E.164 phone is exported as itself, so the file re-im
   const sql = connect();
   try {
     const owner = await createUser(sql, "owner");
-    const ws = await createWorkspace(sql, owner);
+    const ws = await smsWorkspace(sql, owner);
     const number = phone();
     const [c] = await sql`insert into contacts (workspace_id, phone, first_name) values (${ws}, ${number}, 'Ada') returning id::text`;
     await asUser(sql, owner, (tx) => tx`select public.schedule_message(${c.id}::uuid, 'hello', now() + interval '1 day')`);
@@ -94,7 +101,7 @@ Deno.test("export-queue: an E.164 phone is exported as itself, so the file re-im
     assert.equal(exported, number, "no leading quote on a phone number");
 
     // Read back into Herald, as an import of the file would: the number passes contacts_phone_e164.
-    const other = await createWorkspace(sql, owner, "Imported");
+    const other = await smsWorkspace(sql, owner, "Imported");
     const [imported] = await asUser(sql, owner, (tx) =>
       tx`insert into contacts (workspace_id, phone, first_name) values (${other}, ${exported}, ${row[header.indexOf("first_name")]})
          returning phone`);
@@ -108,8 +115,8 @@ Deno.test("export-queue: from/to take a local day, a local time or an instant, a
   const sql = connect();
   try {
     const owner = await createUser(sql, "owner");
-    const ny = await createWorkspace(sql, owner, "New York Co", "America/New_York");
-    const tokyo = await createWorkspace(sql, owner, "Tokyo Co", "Asia/Tokyo");
+    const ny = await smsWorkspace(sql, owner, "New York Co", "America/New_York");
+    const tokyo = await smsWorkspace(sql, owner, "Tokyo Co", "Asia/Tokyo");
     const [a] = await sql`insert into contacts (workspace_id, phone) values (${ny}, ${phone()}) returning id::text`;
     const [b] = await sql`insert into contacts (workspace_id, phone) values (${tokyo}, ${phone()}) returning id::text`;
     // A day a month ahead (pg_cron leaves future messages alone); 09:00 in New York on it, as an instant.

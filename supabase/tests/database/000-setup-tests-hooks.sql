@@ -243,6 +243,18 @@ as $$
   returning id
 $$;
 
+-- A zone where it is early afternoon now: for a contact whose marketing a test sends with the
+-- real clock (legal hours are tested with fixed clocks, in quiet_hour_rules and send_rules).
+create or replace function tests.daytime_zone() returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select name from pg_catalog.pg_timezone_names
+  where name ~ '^Etc/GMT[+-][0-9]+$' and extract(hour from now() at time zone name) between 12 and 14
+  order by name limit 1
+$$;
+
 -- Seconds from now() (fixed within a test file's transaction) to a timestamp.
 create or replace function tests.secs(p_at timestamptz) returns numeric
 language sql

@@ -307,8 +307,8 @@ select tests.authenticate_as('dina');
 select create_workspace('Paused Co') as ws_pause \gset
 insert into senders (workspace_id, channel, phone_number, status, is_default) values (:'ws_pause', 'sms', '+15550009701', 'connected', true);
 insert into contacts (workspace_id, phone) values (:'ws_pause', '+14155550098') returning id as p_c \gset
-select schedule_message(:'p_c', 'held one') as p_m1 \gset
-select schedule_message(:'p_c', 'held two') as p_m2 \gset
+select schedule_message(:'p_c', 'held one', category => 'transactional') as p_m1 \gset
+select schedule_message(:'p_c', 'held two', category => 'transactional') as p_m2 \gset
 -- the queueing's part, as the cron job would do it
 select tests.authenticate_as_service_role();
 update messages set status = 'queued' where id in (:'p_m1', :'p_m2');
@@ -329,7 +329,7 @@ select results_eq(
 -- It is claimed for the provider check, then cancelled: never stranded, never sent.
 select tests.authenticate_as('dina');
 insert into contacts (workspace_id, phone) values (:'ws_pause', '+14155557002') returning id as ada \gset
-select schedule_message(:'ada', 'one') as m1 \gset
+select schedule_message(:'ada', 'one', category => 'transactional') as m1 \gset
 select tests.authenticate_as_service_role();
 update messages set status = 'queued' where id = :'m1';
 select count(*) from herald.claim_messages(10, interval '30 seconds');

@@ -238,7 +238,9 @@ select results_eq(
 /** Section - set_automation: pause holds, resume goes on */
 select tests.authenticate_as('qa_owner');
 insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155557401', 'Pat') returning id as pat \gset
-select schedule_message(:'pat', 'held, not lost') as m_pat \gset
+select schedule_message(:'pat', 'held, not lost', category => 'transactional') as m_pat \gset
+-- Enzo's due step is marketing, queued with the real clock: his zone is one where it is day.
+update contacts set timezone = tests.daytime_zone() where id = :'enzo';
 select tests.authenticate_as_service_role();
 select herald.queue_due_messages(20000, now());
 select tests.clear_authentication();
@@ -313,9 +315,9 @@ insert into sequence_steps (workspace_id, sequence_id, position, delay, body) va
 insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155557501', 'Lee') returning id as lee \gset
 select enroll_contact(:'seq', :'lee');
 select enroll_contact(:'seq2', :'lee');
-select count(schedule_message(:'lee', 'later ' || g, now() + g * interval '1 hour')) from generate_series(1, 40) g;
-select count(schedule_message(:'lee', 'due ' || g)) from generate_series(1, 8) g;
-select schedule_message(:'lee', 'withdrawn') as m_withdrawn \gset
+select count(schedule_message(:'lee', 'later ' || g, now() + g * interval '1 hour', category => 'transactional')) from generate_series(1, 40) g;
+select count(schedule_message(:'lee', 'due ' || g, category => 'transactional')) from generate_series(1, 8) g;
+select schedule_message(:'lee', 'withdrawn', category => 'transactional') as m_withdrawn \gset
 select cancel_message(:'m_withdrawn');
 select tests.authenticate_as_service_role();
 select herald.queue_due_messages(20000, now());
@@ -459,16 +461,18 @@ insert into contacts (workspace_id, phone, first_name) values
   (:'ws', '+14155557701', 'Fay'), (:'ws', '+14155557702', 'Gus'), (:'ws', '+14155557703', 'Hal'), (:'ws', '+14155557704', 'Ivo');
 select id as fay from contacts where phone = '+14155557701' \gset
 select id as gus from contacts where phone = '+14155557702' \gset
+-- Gus's step is marketing and goes out with the real clock: his zone is one where it is day.
+update contacts set timezone = tests.daytime_zone() where id = :'gus';
 select id as hal from contacts where phone = '+14155557703' \gset
 select id as ivo from contacts where phone = '+14155557704' \gset
-select schedule_message(:'fay', 'Your code is 1234') as m_fail \gset
+select schedule_message(:'fay', 'Your code is 1234', category => 'transactional') as m_fail \gset
 select enroll_contact(:'seq3', :'gus') as e_gus \gset
 select id as m_undeliv from messages where enrollment_id = :'e_gus' \gset
-select schedule_message(:'hal', 'Delivered fine') as m_deliv \gset
-select schedule_message(:'ivo', 'Before the opt-out') as m_opt \gset
-select schedule_message(:'fay', 'Never mind') as m_cancel \gset
+select schedule_message(:'hal', 'Delivered fine', category => 'transactional') as m_deliv \gset
+select schedule_message(:'ivo', 'Before the opt-out', category => 'transactional') as m_opt \gset
+select schedule_message(:'fay', 'Never mind', category => 'transactional') as m_cancel \gset
 select cancel_message(:'m_cancel');
-select schedule_message(:'hal', 'Tomorrow', now() + interval '1 day') as m_sched \gset
+select schedule_message(:'hal', 'Tomorrow', now() + interval '1 day', category => 'transactional') as m_sched \gset
 
 -- Through the dispatcher's own functions: queued, claimed, then Twilio's answers.
 select tests.authenticate_as_service_role();
