@@ -158,8 +158,28 @@ export async function dispatchOnce(limit = 200) {
 }
 
 export interface SandboxRecord {
-  messages: { sid: string; to: string; from: string | null; body: string; status: string; direction: string }[];
+  messages: {
+    sid: string;
+    to: string;
+    from: string | null;
+    body: string;
+    status: string;
+    direction: string;
+    num_segments: string;
+    received_at_ms: number;
+  }[];
   create_requests_by_to: Record<string, number>;
+  /** Every create request, in order, with what it asked for beyond a Body. */
+  create_requests: {
+    to: string | null;
+    received_at_ms: number;
+    http_status: number;
+    error_code: number | null;
+    sid: string | null;
+    content_sid?: string | null;
+    content_variables?: string | null;
+    validity_period?: string | null;
+  }[];
 }
 
 export async function sandboxRecord(): Promise<SandboxRecord> {
