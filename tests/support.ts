@@ -7,6 +7,7 @@ import { signJwt } from "@herald/shared/jwt.ts";
 import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { createTwilioClient } from "@herald/shared/twilio.ts";
 import { newSid } from "@herald/shared/sids.ts";
+import type { CreateRequestRecord } from "@herald/sandbox/record.ts";
 
 function need(name: string): string {
   const v = Deno.env.get(name);
@@ -170,16 +171,7 @@ export interface SandboxRecord {
   }[];
   create_requests_by_to: Record<string, number>;
   /** Every create request, in order, with what it asked for beyond a Body. */
-  create_requests: {
-    to: string | null;
-    received_at_ms: number;
-    http_status: number;
-    error_code: number | null;
-    sid: string | null;
-    content_sid?: string | null;
-    content_variables?: string | null;
-    validity_period?: string | null;
-  }[];
+  create_requests: CreateRequestRecord[];
 }
 
 export async function sandboxRecord(): Promise<SandboxRecord> {
