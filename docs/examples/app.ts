@@ -52,7 +52,8 @@ export async function setUp(supabase: Herald) {
 
 // #region rpcs
 export async function tour(supabase: Herald, workspaceId: string, contactId: string, sequenceId: string) {
-  // schedule_message → the message's id (uuid). Optional: send_at, channel, idempotency_key, appointment_id.
+  // schedule_message → the message's id (uuid). Optional: send_at, channel, idempotency_key, appointment_id,
+  // category ('marketing' | 'transactional'), template_id, template_variables, expires_at.
   const { data: messageId } = await supabase.rpc("schedule_message", {
     contact_id: contactId,
     body: "Your order shipped.",

@@ -312,7 +312,8 @@ select is((select count(*)::int from message_events where workspace_id = :'ws' a
 select tests.authenticate_as('qa_owner');
 insert into sequences (workspace_id, name, status) values (:'ws', 'Nurture', 'active') returning id as seq2 \gset
 insert into sequence_steps (workspace_id, sequence_id, position, delay, body) values (:'ws', :'seq2', 1, '1 hour', 'Nurture {{first_name}}');
-insert into contacts (workspace_id, phone, first_name) values (:'ws', '+14155557501', 'Lee') returning id as lee \gset
+-- Lee's first steps are marketing, queued with the real clock: Lee lives where it is day now.
+insert into contacts (workspace_id, phone, first_name, timezone) values (:'ws', '+14155557501', 'Lee', tests.daytime_zone()) returning id as lee \gset
 select enroll_contact(:'seq', :'lee');
 select enroll_contact(:'seq2', :'lee');
 select count(schedule_message(:'lee', 'later ' || g, now() + g * interval '1 hour', category => 'transactional')) from generate_series(1, 40) g;
