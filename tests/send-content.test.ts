@@ -72,8 +72,10 @@ Deno.test({
         };
       });
       await sql`select herald.queue_due_messages()`;
-      const summary = await dispatchOnce();
-      assert.equal(summary.claimed, 2, `the message without a template is not even claimed: ${JSON.stringify(summary)}`);
+      await dispatchOnce();
+      const claims = await sql`select message_id::text from message_attempts where message_id = any (${Object.values(ids)}::uuid[])`;
+      assert.deepEqual(claims.map((a) => a.message_id).sort(), [ids.freeForm, ids.template].sort(),
+        "one attempt each for the two that can go; the message without a template is not even claimed");
 
       const status = async (id: string) => (await sql`select status from messages where id = ${id}`)[0].status as string;
       await waitFor("the free-form and the template message to be delivered", async () =>
@@ -122,16 +124,16 @@ Deno.test({
                                                   category => 'transactional')::text as id`)[0].id,
       ]);
       await sql`select herald.queue_due_messages()`;
-      const summary = await dispatchOnce();
-      assert.equal(summary.sent, 2, JSON.stringify(summary));
+      await dispatchOnce();
 
       const [{ left }] = await sql`select extract(epoch from expires_at - now())::float8 as left from messages where id = ${ids[0]}`;
-      const [request] = await requestsTo(withDeadline);
+      const withDeadlineRequests = await requestsTo(withDeadline);
+      assert.equal(withDeadlineRequests.length, 1, "sent once");
+      const [request] = withDeadlineRequests;
       const validity = Number(request.validity_period);
       assert.ok(Number.isInteger(validity) && validity <= 7200 && validity >= Math.floor(left),
         `ValidityPeriod ${request.validity_period}: the whole seconds left of two hours when it was sent`);
-      const [plain] = await requestsTo(without);
-      assert.equal(plain.validity_period, null, "no deadline, no ValidityPeriod");
+      assert.deepEqual((await requestsTo(without)).map((r) => r.validity_period), [null], "no deadline, no ValidityPeriod");
       await waitFor("both to be delivered", async () => {
         const [{ n }] = await sql`select count(*)::int as n from messages where id = any (${ids}::uuid[]) and status = 'delivered'`;
         return n === 2;
