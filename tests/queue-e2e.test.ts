@@ -118,10 +118,11 @@ Deno.test("queue end to end: prepare, pause and resume, dispatch, delivered, met
       return r.n as number;
     });
     assert.equal(queued, 5);
-    // Five first sends over the 23h59 window, at its 1/10, 3/10 … 9/10 points, oldest lead first.
+    // Five first sends over the 23h59 window of the day in each lead's zone, at its 1/10, 3/10 …
+    // 9/10 points, oldest lead first.
     const firstSends = await sql`
       select c.first_name,
-             to_char(date_trunc('second', (m.send_at at time zone 'UTC') + interval '500 milliseconds'), 'YYYY-MM-DD HH24:MI:SS') as at
+             to_char(date_trunc('second', (m.send_at at time zone c.timezone) + interval '500 milliseconds'), 'YYYY-MM-DD HH24:MI:SS') as at
       from messages m join contacts c on c.id = m.contact_id
       where m.workspace_id = ${workspaceId} and m.step_id = ${stepIds[0]} order by c.created_at`;
     assert.deepEqual(firstSends.map((r) => [r.first_name, r.at]), [
