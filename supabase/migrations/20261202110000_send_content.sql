@@ -182,11 +182,12 @@ begin
   -- under the daily limit: WhatsApp outside the contact's 24-hour window without a template
   -- (herald.outbound_content). A message back from a lost lease may be at Twilio already: the
   -- dispatcher looks it up first, and confirm_send refuses it if it was never sent.
+  -- Only WhatsApp has a window (outbound_content refuses nothing else): SMS skips the look.
   select array_agg(m.id), array_agg(o.refusal_message) into v_skip, v_errors
   from public.messages m
   join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
   cross join lateral herald.outbound_content(m, c, now()) o
-  where m.id = any (v_ids) and not m.provider_check_required and o.refusal is not null;
+  where m.id = any (v_ids) and m.channel = 'whatsapp' and not m.provider_check_required and o.refusal is not null;
   if v_skip is not null then
     v_prev := herald.set_reason('template_required');
     update public.messages m
@@ -270,9 +271,14 @@ begin
           where a.workspace_id = cl.workspace_id and a.message_id = cl.id and a.attempt_no = cl.attempts - 1),
          herald.contact_block_reason(c)
   from claimed cl
-  join public.messages m on m.id = cl.id
   join public.contacts c on c.workspace_id = cl.workspace_id and c.id = cl.contact_id
-  cross join lateral herald.outbound_content(m, c, now()) o
+  -- The message as it was before this statement's update: what it carries has not changed. SMS
+  -- always goes as its body, so only WhatsApp asks.
+  left join lateral (
+    select x.content_sid, x.content_variables
+    from public.messages m cross join lateral herald.outbound_content(m, c, now()) x
+    where cl.channel = 'whatsapp' and m.id = cl.id
+  ) o on true
   order by cl.slot;
 end;
 $$;
