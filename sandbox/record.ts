@@ -27,6 +27,10 @@ export interface CreateRequestRecord {
   http_status: number;
   error_code: number | null;
   sid: string | null;
+  /** What the request asked for beyond a Body, as sent (absent in records written before these were kept). */
+  content_sid?: string | null;
+  content_variables?: string | null;
+  validity_period?: string | null;
 }
 
 type Line = { message: StoredMessage } | { deleted: string } | { request: CreateRequestRecord };

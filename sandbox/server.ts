@@ -280,6 +280,11 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   async function createMessage(req: Request, receivedAtMs: number): Promise<Response> {
     const request = createRequestFrom(new URLSearchParams(await req.text()));
     const { to: requestedTo, from, messagingServiceSid, mediaCount, statusCallback } = request;
+    const asked = {
+      content_sid: request.contentSid,
+      content_variables: request.contentVariables,
+      validity_period: request.validityPeriod,
+    };
 
     if (requestedTo) createCountsByTo.set(requestedTo, (createCountsByTo.get(requestedTo) ?? 0) + 1);
     const decision = account.create(request, (key) => {
@@ -289,7 +294,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     }, receivedAtMs);
     if (!decision.accepted) {
       const { status, code, message } = decision.rejection;
-      noteRequest({ to: requestedTo, received_at_ms: receivedAtMs, http_status: status, error_code: code, sid: null });
+      noteRequest({ to: requestedTo, received_at_ms: receivedAtMs, http_status: status, error_code: code, sid: null, ...asked });
       return twilioError(status, code, message);
     }
     const { to, body, steps } = decision;
@@ -319,7 +324,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     };
     store.set(sid, message);
     save(message);
-    noteRequest({ to, received_at_ms: receivedAtMs, http_status: 201, error_code: null, sid });
+    noteRequest({ to, received_at_ms: receivedAtMs, http_status: 201, error_code: null, sid, ...asked });
     const response = answerLost(to) ? lostAnswer() : json(201, message.resource);
     track(runLifecycle(message, steps, generation.signal));
     return response;

@@ -157,7 +157,7 @@ begin
     join public.sequence_enrollments e on e.workspace_id = d.workspace_id and e.id = d.enrollment_id and e.status = 'active'
     join public.sequence_steps s on s.workspace_id = d.workspace_id and s.id = d.step_id
   ), nxt as (
-    select c.*, ns.id as next_step_id, ns.position as next_position, ns.delay, ns.body, ns.channel
+    select c.*, ns.id as next_step_id, ns.position as next_position, ns.delay, ns.body, ns.channel, ns.template_id
     from cur c
     left join lateral (
       select x.* from public.sequence_steps x
@@ -171,9 +171,12 @@ begin
           from nxt n where n.next_step_id is not null group by n.workspace_id, n.body) g
     cross join lateral herald.render_bodies(g.workspace_id, g.body, g.contact_ids) r
   ), scheduled as (
-    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
+    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts,
+                                 template_id, template_variables)
     select n.workspace_id, n.contact_id, n.channel, r.body,
-           n.sent_at + n.delay, n.enrollment_id, n.next_step_id, w.max_attempts
+           n.sent_at + n.delay, n.enrollment_id, n.next_step_id, w.max_attempts,
+           n.template_id,
+           case when n.template_id is not null then herald.render_template_variables(n.template_id, n.contact_id) end
     from nxt n
     join rendered r on r.workspace_id = n.workspace_id and r.template = n.body and r.contact_id = n.contact_id
     join public.workspaces w on w.id = n.workspace_id
@@ -218,7 +221,7 @@ begin
 end;
 $_$;
 
-COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (or completes the enrollment); a cancelled, failed or undelivered one stops it and cancels what it still has pending (sequence_stopped).';
+COMMENT ON FUNCTION herald.advance_enrollments() IS 'Sequence engine: a sent step schedules the next (with its template and the variables rendered for the contact) or completes the enrollment; a cancelled, failed or undelivered one stops it and cancels what it still has pending (sequence_stopped).';
 
 CREATE FUNCTION herald.is_iana_time_zone(p_name text) RETURNS boolean
     LANGUAGE sql STABLE
@@ -922,7 +925,7 @@ $_$;
 
 COMMENT ON FUNCTION herald.child_take_workspace() IS 'A child row takes workspace_id from its parent (and must agree when given); a parent in another workspace is not found (P0002).';
 
-CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
+CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, content_sid text, content_variables jsonb, validity_period integer, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -930,6 +933,7 @@ declare
   v_ids uuid[] := '{}';
   v_batch uuid[];
   v_skip uuid[];
+  v_errors text[];
   v_senders uuid[] := '{}';
   v_caps integer[] := '{}';
   v_takes integer[] := '{}';
@@ -954,15 +958,20 @@ begin
 
   -- 1. The senders to claim from, interleaved across workspaces, each held (its slot row locked,
   -- skipping any another claimer holds) with what it can take: its due messages, and no more than
-  -- it can send within half the lease at its rate. Each workspace's first sender, then more until
-  -- the batch can be filled.
+  -- start within half the lease at its rate, in segments (`starts`: the segments ahead of each
+  -- due message, oldest first; a WhatsApp message is one). Each workspace's first sender, then
+  -- more until the batch can be filled.
   for s in
-    select se.id, se.mps, due.n, row_number() over (partition by se.workspace_id order by due.oldest) as ws_rank
+    select se.id, se.mps, due.n, due.starts,
+           row_number() over (partition by se.workspace_id order by due.oldest) as ws_rank
     from public.senders se
     join public.workspaces w on w.id = se.workspace_id
     cross join lateral (
-      select count(*)::integer as n, min(d.send_at) as oldest from (
-        select m.send_at from public.messages m
+      select count(*)::integer as n, min(d.send_at) as oldest, array_agg(d.ahead order by d.send_at) as starts from (
+        select m.send_at,
+               coalesce(sum(case when m.channel = 'whatsapp' then 1 else m.segments end)
+                          over (order by m.send_at rows between unbounded preceding and 1 preceding), 0) as ahead
+        from public.messages m
         where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
         order by m.send_at limit p_limit
       ) d
@@ -978,7 +987,8 @@ begin
     from herald.sender_slots sl where sl.sender_id = s.id
     for update skip locked;
     continue when not found;
-    v_take := least(s.n, floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps)::integer + 1);
+    v_take := (select count(*) from unnest(s.starts) a
+               where a <= floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps))::integer;
     continue when v_take < 1;
     v_senders := v_senders || s.id;
     v_caps := v_caps || v_take;
@@ -1017,10 +1027,10 @@ begin
     return;
   end if;
 
-  -- 3. Eligibility, re-checked for the locked rows in the claiming transaction (see the comment
-  -- of the first version): a blocked contact's message is cancelled with the reason. A message
-  -- back from a lost lease is claimed whatever its contact's state: the dispatcher asks the
-  -- provider first, and confirm_send cancels it if it was never sent.
+  -- 3. Eligibility, re-checked for the locked rows in the claiming transaction: a blocked
+  -- contact's message is cancelled with the reason. A message back from a lost lease is claimed
+  -- whatever its contact's state: the dispatcher asks the provider first, and confirm_send
+  -- cancels it if it was never sent.
   select array_agg(m.id) into v_skip
   from public.messages m
   join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
@@ -1035,7 +1045,7 @@ begin
 
   -- 4. The send window (herald.apply_send_rules: legal and workspace hours in every zone the
   -- recipient may be in, consent, the deadline; the per-contact cap was applied at queueing and
-  -- counts queued messages), then the daily limit of each workspace that has one.
+  -- counts queued messages).
   select array_agg(r.message_id) into v_skip
   from herald.apply_send_rules(array(select m.id from public.messages m
                                      where m.id = any (v_ids) and not m.provider_check_required), now(), false) r
@@ -1044,9 +1054,30 @@ begin
     v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
   end if;
 
+  -- 5. What cannot be sent at all fails here, before any provider call and before it takes room
+  -- under the daily limit: WhatsApp outside the contact's 24-hour window without a template
+  -- (herald.outbound_content). A message back from a lost lease may be at Twilio already: the
+  -- dispatcher looks it up first, and confirm_send refuses it if it was never sent.
+  -- Only WhatsApp has a window (outbound_content refuses nothing else): SMS skips the look.
+  select array_agg(m.id), array_agg(o.refusal_message) into v_skip, v_errors
+  from public.messages m
+  join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+  cross join lateral herald.outbound_content(m, c, now()) o
+  where m.id = any (v_ids) and m.channel = 'whatsapp' and not m.provider_check_required and o.refusal is not null;
+  if v_skip is not null then
+    v_prev := herald.set_reason('template_required');
+    update public.messages m
+    set status = 'failed', failed_at = now(), last_error = x.error
+    from unnest(v_skip, v_errors) x(id, error)
+    where m.id = x.id;
+    perform herald.set_reason(v_prev);
+    v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
+  end if;
+
+  -- 6. The daily limit of each workspace that has one.
   if exists (select 1 from public.workspaces w
              where w.daily_limit is not null and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids))) then
-    perform herald.set_reason('daily_limit');
+    v_prev := herald.set_reason('daily_limit');
     with ws as (
       select w.id, w.daily_limit, w.timezone, herald.local_day_start(now(), w.timezone) as day_start
       from public.workspaces w
@@ -1064,30 +1095,37 @@ begin
       from ranked r where m.id = r.id and r.n > greatest(r.room, 0)
       returning m.id
     ) select array_agg(d.id) into v_skip from deferred d;
+    perform herald.set_reason(v_prev);
     if v_skip is not null then
       v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
     end if;
   end if;
-  perform herald.set_reason(v_prev);
   if cardinality(v_ids) = 0 then
     return;
   end if;
 
-  -- 5. Slots 1/mps apart from each sender's next free one (its row is locked by this claim), and
-  -- a lease that covers the slot and the provider call.
+  -- 7. Slots from each sender's next free one (its row is locked by this claim), each message
+  -- after the segments ahead of it at the sender's rate, and the sender's next free slot after
+  -- the last one's segments; a lease that covers the slot and the provider call. What the call
+  -- carries is decided for the message as it is now (herald.outbound_content), with the seconds
+  -- its deadline leaves at its slot.
   return query
   with slotted as (
-    select m.id, m.sender_id, se.mps, se.phone_number,
-           greatest(sl.next_slot_at, now())
-             + make_interval(secs => (row_number() over (partition by m.sender_id order by m.send_at, m.id) - 1) / se.mps) as slot
+    select m.id, m.sender_id, se.mps, se.phone_number, x.base,
+           x.base + make_interval(secs => coalesce(sum(x.units) over w_before, 0) / se.mps) as slot,
+           x.base + make_interval(secs => sum(x.units) over w_through / se.mps) as slot_end
     from public.messages m
     join public.senders se on se.id = m.sender_id
     join herald.sender_slots sl on sl.sender_id = m.sender_id
+    cross join lateral (select greatest(sl.next_slot_at, now()) as base,
+                               case when m.channel = 'whatsapp' then 1 else m.segments end as units) x
     where m.id = any (v_ids)
+    window w_before as (partition by m.sender_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding),
+           w_through as (partition by m.sender_id order by m.send_at, m.id rows unbounded preceding)
   ), reserved as (
     update herald.sender_slots sl
-    set next_slot_at = t.last_slot + make_interval(secs => 1 / t.mps)
-    from (select sl2.sender_id, max(sl2.slot) as last_slot, max(sl2.mps) as mps from slotted sl2 group by sl2.sender_id) t
+    set next_slot_at = t.next_free
+    from (select sl2.sender_id, max(sl2.slot_end) as next_free from slotted sl2 group by sl2.sender_id) t
     where sl.sender_id = t.sender_id
     returning 1
   ), claimed as (
@@ -1096,24 +1134,32 @@ begin
     from slotted t
     where m.id = t.id
     returning m.id, m.workspace_id, m.contact_id, m.attempts, m.body, m.channel, m.provider_check_required,
-              t.slot, t.phone_number
+              m.expires_at, t.slot, t.phone_number
   ), attempts as (
     insert into public.message_attempts (workspace_id, message_id, attempt_no, provider_status)
     select cl.workspace_id, cl.id, cl.attempts, 'requested' from claimed cl
     returning 1
   )
-  select cl.id, cl.workspace_id, cl.attempts, c.phone, cl.phone_number, cl.body, cl.channel, cl.slot,
-         cl.provider_check_required,
+  select cl.id, cl.workspace_id, cl.attempts, c.phone, cl.phone_number, cl.body,
+         o.content_sid, o.content_variables, herald.validity_period_seconds(cl.expires_at, cl.slot),
+         cl.channel, cl.slot, cl.provider_check_required,
          (select a.requested_at from public.message_attempts a
           where a.workspace_id = cl.workspace_id and a.message_id = cl.id and a.attempt_no = cl.attempts - 1),
          herald.contact_block_reason(c)
   from claimed cl
   join public.contacts c on c.workspace_id = cl.workspace_id and c.id = cl.contact_id
+  -- The message as it was before this statement's update: what it carries has not changed. SMS
+  -- always goes as its body, so only WhatsApp asks.
+  left join lateral (
+    select x.content_sid, x.content_variables
+    from public.messages m cross join lateral herald.outbound_content(m, c, now()) x
+    where cl.channel = 'whatsapp' and m.id = cl.id
+  ) o on true
   order by cl.slot;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) IS 'Claims due queued messages for sending (for update skip locked), shared fairly across workspaces and their senders, deferring what falls in quiet hours or over a daily limit, with one attempt row each, the time each may go out (every sender''s mps holds across dispatchers) and a lease covering that slot plus the provider call.';
+COMMENT ON FUNCTION herald.claim_messages(p_limit integer, p_lease interval, p_call_timeout interval) IS 'Claims due queued messages for sending (for update skip locked), shared fairly across workspaces and their senders: deferring what falls outside the send window or over a daily limit, failing WhatsApp outside the 24-hour window that has no template (template_required), with one attempt row each, the time each may go out (every sender''s mps holds in segments across dispatchers; a WhatsApp message counts one), a lease covering that slot plus the provider call, and what the call carries: body (the text), content_sid and content_variables when it goes as its template (then without Body), validity_period in seconds when it has a deadline.';
 
 CREATE FUNCTION herald.claim_status_checks(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:01:00'::interval) RETURNS TABLE(provider_sid text)
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1168,7 +1214,9 @@ declare
   w public.workspaces;
   v_block public.cancel_reason;
   v_rule record;
+  v_refusal record;
   v_day timestamptz;
+  v_prev text;
 begin
   if p_message_ids is null or p_attempt_nos is null or cardinality(p_message_ids) <> cardinality(p_attempt_nos) then
     raise exception 'message ids and attempt numbers must pair up' using errcode = '22023';
@@ -1194,6 +1242,7 @@ begin
       select r.cancel_reason, r.defer_reason, r.defer_until into v_rule
       from herald.send_rule(m, c, w, now(), null) r;
       v_block := v_rule.cancel_reason;
+      select o.refusal, o.refusal_message into v_refusal from herald.outbound_content(m, c, now()) o;
       if v_block is not null then
         update public.messages
         set status = 'cancelled', cancel_reason = v_block, cancelled_at = now(), lease_expires_at = null,
@@ -1206,6 +1255,17 @@ begin
         perform herald.defer_sending(m.id, m.attempts, v_rule.defer_until, v_rule.defer_reason);
         verdict := 'deferred';
         reason := v_rule.defer_reason;
+      elsif v_refusal.refusal is not null then
+        -- Nothing went to the provider: no attempt spent, and the reason is the message's error.
+        v_prev := herald.set_reason(v_refusal.refusal);
+        update public.messages
+        set status = 'failed', failed_at = now(), last_error = v_refusal.refusal_message, lease_expires_at = null,
+            attempts = attempts - 1
+        where id = m.id;
+        perform herald.set_reason(v_prev);
+        delete from public.message_attempts a where a.message_id = m.id and a.attempt_no = m.attempts;
+        verdict := 'failed';
+        reason := v_refusal.refusal;
       elsif w.daily_limit is not null
             and herald.day_use(w.id, herald.local_day_start(now(), w.timezone)) > w.daily_limit then
         v_day := herald.local_day_start(now(), w.timezone);
@@ -1225,7 +1285,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged) or deferred (quiet hours, daily limit), per message.';
+COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged, or the deadline passed), deferred (quiet hours, daily limit) or failed (template_required: WhatsApp outside the 24-hour window without a template; no attempt spent), per message.';
 
 CREATE FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) RETURNS public.cancel_reason
     LANGUAGE sql STABLE
@@ -2142,14 +2202,19 @@ begin
     return v_id;
   end if;
 
-  insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
+  insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts,
+                               template_id, template_variables)
   select p_seq.workspace_id, p_contact_id, v_step.channel,
          herald.render_template(v_step.body, p_seq.workspace_id, p_contact_id),
-         p_start + v_step.delay, v_id, v_step.id, w.max_attempts
+         p_start + v_step.delay, v_id, v_step.id, w.max_attempts,
+         v_step.template_id,
+         case when v_step.template_id is not null then herald.render_template_variables(v_step.template_id, p_contact_id) end
   from public.workspaces w where w.id = p_seq.workspace_id;
   return v_id;
 end;
 $$;
+
+COMMENT ON FUNCTION herald.enroll(p_seq public.sequences, p_contact_id uuid, p_start timestamp with time zone) IS 'Enrolls one contact in an active sequence and schedules its first step at p_start + the step''s delay, with the step''s template and its variables rendered for the contact; returns the active enrollment if there is one already.';
 
 CREATE FUNCTION herald.explain_appointment_reminders_checks() RETURNS trigger
     LANGUAGE plpgsql
@@ -3062,6 +3127,24 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.messages_default_category() IS 'A message inserted without a category: transactional when it reminds of an appointment, marketing otherwise.';
+
+CREATE FUNCTION herald.messages_deferral_keeps_deadline() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if current_setting('herald.reason', true) = 'appointment_moved' then
+    return new;
+  end if;
+  new.status := 'cancelled';
+  new.cancel_reason := 'expired';
+  new.cancelled_at := now();
+  new.send_at := old.send_at;
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.messages_deferral_keeps_deadline() IS 'A scheduled message deferred to or past its deadline (daily limit, retry backoff, a daily cap at Twilio, any later rule) is cancelled expired instead, send_at unchanged; an appointment move, which moves the deadline too, is exempt.';
 
 CREATE FUNCTION herald.messages_delete_only_by_cascade() RETURNS trigger
     LANGUAGE plpgsql
@@ -4851,8 +4934,11 @@ begin
     select r.contact_id, r.body
     from herald.render_bodies(v_ws.id, v_step.body, (select array_agg(s.id) from slotted s)) r
   ), scheduled as (
-    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts)
-    select v_ws.id, s.id, v_step.channel, r.body, s.first_send_at, e.id, v_step.id, v_ws.max_attempts
+    insert into public.messages (workspace_id, contact_id, channel, body, send_at, enrollment_id, step_id, max_attempts,
+                                 template_id, template_variables)
+    select v_ws.id, s.id, v_step.channel, r.body, s.first_send_at, e.id, v_step.id, v_ws.max_attempts,
+           v_step.template_id,
+           case when v_step.template_id is not null then herald.render_template_variables(v_step.template_id, s.id) end
     from slotted s join enrolled e on e.contact_id = s.id join rendered r on r.contact_id = s.id
     returning contact_id
   ), ledger as (
@@ -4875,7 +4961,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.prepare_queue(workspace_id uuid, for_date date) IS 'Enrolls up to daily_capacity eligible new leads (per day) in the default sequence, first sends spread over the send window in each contact''s time zone. Returns how many. Never queues a lead twice.';
+COMMENT ON FUNCTION public.prepare_queue(workspace_id uuid, for_date date) IS 'Enrolls up to daily_capacity eligible new leads (per day) in the default sequence, first sends spread over the send window in each contact''s time zone, each with the first step''s template and its variables rendered for the contact. Returns how many. Never queues a lead twice.';
 
 CREATE FUNCTION public.preview_delete(entity text, id uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -5038,6 +5124,11 @@ begin
       using errcode = '55000';
   end if;
   perform herald.sendable_contact(m.contact_id);
+  if herald.past_deadline(m.expires_at, now()) then
+    raise exception 'message % had to be sent before % (its expires_at): a retry now would be too late', m.id, m.expires_at
+      using errcode = '55000',
+      hint = 'Schedule a new message (schedule_message) with a later expires_at if it is still worth sending.';
+  end if;
 
   -- Retrying twice while the first retry is still on its way returns that retry.
   select x.id into v_id from public.messages x
@@ -5050,12 +5141,16 @@ begin
   -- A step's failure stops its enrollment (herald.advance_enrollments), and queueing cancels the
   -- messages of a stopped enrollment (sequence_stopped): the retry keeps the enrollment only while
   -- it is active, else it is a one-off that still names its step and, through retry_of, the original.
+  -- It goes as the original would: the same template and variables (WhatsApp outside the window
+  -- delivers only those), the same category and the same deadline.
   insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, enrollment_id, step_id,
-                               appointment_id, campaign_id, retry_of, max_attempts)
+                               appointment_id, campaign_id, retry_of, max_attempts,
+                               category, template_id, template_variables, expires_at)
   select m.workspace_id, m.contact_id, m.sender_id, m.channel, m.body, now(),
          (select e.id from public.sequence_enrollments e
           where e.workspace_id = m.workspace_id and e.id = m.enrollment_id and e.status = 'active'),
-         m.step_id, m.appointment_id, m.campaign_id, m.id, w.max_attempts
+         m.step_id, m.appointment_id, m.campaign_id, m.id, w.max_attempts,
+         m.category, m.template_id, m.template_variables, m.expires_at
   from public.workspaces w where w.id = m.workspace_id
   returning id into v_id;
   perform set_config('herald.reason', '', true);
@@ -5063,7 +5158,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION public.retry_message(message_id uuid) IS 'Sends a failed or undelivered message again as a new message (retry_of points back). Cancelled and delivered messages cannot be retried.';
+COMMENT ON FUNCTION public.retry_message(message_id uuid) IS 'Sends a failed or undelivered message again as a new message (retry_of points back), with the same template, variables, category and deadline. Cancelled and delivered messages cannot be retried, nor one whose deadline (expires_at) has passed (55000).';
 
 CREATE FUNCTION public.schedule_message(contact_id uuid, body text DEFAULT NULL::text, send_at timestamp with time zone DEFAULT now(), channel text DEFAULT 'sms'::text, idempotency_key text DEFAULT NULL::text, appointment_id uuid DEFAULT NULL::uuid, category text DEFAULT NULL::text, template_id uuid DEFAULT NULL::uuid, template_variables jsonb DEFAULT NULL::jsonb, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
@@ -5344,7 +5439,7 @@ CREATE TABLE herald.sender_slots (
     next_slot_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
-COMMENT ON TABLE herald.sender_slots IS 'The next free send slot of each sender. A claimer holds a sender''s row while it claims that sender''s messages and reserves their slots 1/mps apart, so a sender''s rate holds across any number of dispatchers.';
+COMMENT ON TABLE herald.sender_slots IS 'The next free send slot of each sender. A claimer holds a sender''s row while it claims that sender''s messages and reserves their slots at its mps counted in segments (a WhatsApp message counts one), so a sender''s rate holds across any number of dispatchers.';
 
 CREATE TABLE herald.standard_keywords (
     keyword text NOT NULL,
@@ -6661,6 +6756,10 @@ CREATE TRIGGER messages_default_category BEFORE INSERT ON public.messages FOR EA
 
 COMMENT ON TRIGGER messages_default_category ON public.messages IS 'Fills category when the insert names none (herald.messages_default_category).';
 
+CREATE TRIGGER messages_deferral_keeps_deadline BEFORE UPDATE OF send_at, status ON public.messages FOR EACH ROW WHEN (((new.status = 'scheduled'::public.message_status) AND (new.send_at >= new.expires_at) AND ((new.send_at IS DISTINCT FROM old.send_at) OR (new.status IS DISTINCT FROM old.status)))) EXECUTE FUNCTION herald.messages_deferral_keeps_deadline();
+
+COMMENT ON TRIGGER messages_deferral_keeps_deadline ON public.messages IS 'Cancels expired, instead of deferring, a message moved to or past its deadline (herald.messages_deferral_keeps_deadline).';
+
 CREATE TRIGGER messages_delete_only_by_cascade BEFORE DELETE ON public.messages FOR EACH STATEMENT EXECUTE FUNCTION herald.messages_delete_only_by_cascade();
 
 CREATE TRIGGER messages_ledger_insert AFTER INSERT ON public.messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION herald.messages_ledger_insert();
@@ -7374,6 +7473,8 @@ REVOKE ALL ON FUNCTION herald.messages_bind_sender() FROM PUBLIC;
 REVOKE ALL ON FUNCTION herald.messages_deadline_on_insert() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.messages_default_category() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.messages_deferral_keeps_deadline() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.messages_delete_only_by_cascade() FROM PUBLIC;
 

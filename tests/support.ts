@@ -7,6 +7,7 @@ import { signJwt } from "@herald/shared/jwt.ts";
 import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { createTwilioClient } from "@herald/shared/twilio.ts";
 import { newSid } from "@herald/shared/sids.ts";
+import type { CreateRequestRecord } from "@herald/sandbox/record.ts";
 
 function need(name: string): string {
   const v = Deno.env.get(name);
@@ -158,8 +159,19 @@ export async function dispatchOnce(limit = 200) {
 }
 
 export interface SandboxRecord {
-  messages: { sid: string; to: string; from: string | null; body: string; status: string; direction: string }[];
+  messages: {
+    sid: string;
+    to: string;
+    from: string | null;
+    body: string;
+    status: string;
+    direction: string;
+    num_segments: string;
+    received_at_ms: number;
+  }[];
   create_requests_by_to: Record<string, number>;
+  /** Every create request, in order, with what it asked for beyond a Body. */
+  create_requests: CreateRequestRecord[];
 }
 
 export async function sandboxRecord(): Promise<SandboxRecord> {

@@ -3,7 +3,7 @@
 // opt-out on 21610) is in SQL; this module only moves messages between Postgres and Twilio.
 
 import type { Sql } from "./db.ts";
-import { classifyProviderError, type TwilioClient } from "./twilio.ts";
+import { classifyProviderError, messageCreateParams, type TwilioClient } from "./twilio.ts";
 import { eraseProviderRecords } from "./erasure.ts";
 
 export interface DispatchOptions {
@@ -44,7 +44,13 @@ interface ClaimedMessage {
   attempt_no: number;
   to_phone: string;
   from_phone: string;
+  /** The text: sent as Body unless content_sid is set. */
   body: string;
+  /** Set when the message goes as its content template (WhatsApp outside the 24-hour window). */
+  content_sid: string | null;
+  content_variables: Record<string, string> | null;
+  /** Seconds from the slot to the message's deadline (Twilio's ValidityPeriod), or null. */
+  validity_period: number | null;
   channel: "sms" | "whatsapp";
   send_not_before: Date;
   provider_check_required: boolean;
@@ -86,14 +92,15 @@ async function findAtProvider(sql: Sql, client: TwilioClient, m: ClaimedMessage)
 }
 
 interface Verdict {
-  verdict: "send" | "skip" | "cancelled" | "deferred";
+  verdict: "send" | "skip" | "cancelled" | "deferred" | "failed";
   reason: string | null;
 }
 
 /**
  * Right before the provider call: is the message still this attempt's under a live lease, may its
- * contact be messaged, is the window open? Anything but "send" has been applied by the database
- * already (cancelled or deferred with the reason; a lost lease is the reaper's).
+ * contact be messaged, is the window open, can it go at all (a WhatsApp message outside the
+ * 24-hour window needs a template)? Anything but "send" has been applied by the database already
+ * (cancelled, deferred or failed with the reason; a lost lease is the reaper's).
  */
 async function confirmSend(sql: Sql, m: ClaimedMessage, opts: DispatchOptions): Promise<Verdict> {
   const [v] = await sql<Verdict[]>`
@@ -150,14 +157,16 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
     // The slot wait may have been long: ask the database once more, right before the call. (A
     // database error here is not the provider's: it leaves the message to its lease.)
     const verdict = await confirmSend(sql, m, opts);
-    if (verdict.verdict !== "send") return { status: null, reconciled, outcome: verdict.verdict };
+    if (verdict.verdict !== "send") {
+      return { status: verdict.verdict === "failed" ? "failed" : null, reconciled, outcome: verdict.verdict };
+    }
     try {
-      const created = await client.messages.create({
-        to: address(m.channel, m.to_phone),
-        from: address(m.channel, m.from_phone),
-        body: m.body,
-        statusCallback: opts.statusCallbackUrl,
-      });
+      const created = await client.messages.create(messageCreateParams(
+        address(m.channel, m.to_phone),
+        address(m.channel, m.from_phone),
+        { body: m.body, contentSid: m.content_sid, contentVariables: m.content_variables, validityPeriod: m.validity_period },
+        opts.statusCallbackUrl,
+      ));
       sid = created.sid;
       providerStatus = created.status;
     } catch (err) {

@@ -13,7 +13,15 @@ import {
   startSandboxProcess,
   withSandbox,
 } from "@herald/sandbox/testing.ts";
-import { classifyProviderError, createTwilioClient, ProviderCallError, rewriteTwilioUri, type TwilioClient } from "./twilio.ts";
+import {
+  classifyProviderError,
+  createTwilioClient,
+  messageCreateParams,
+  type OutboundContent,
+  ProviderCallError,
+  rewriteTwilioUri,
+  type TwilioClient,
+} from "./twilio.ts";
 
 Deno.test("rewriteTwilioUri moves any twilio.com origin and leaves others alone", () => {
   const base = "http://127.0.0.1:54330/";
@@ -82,6 +90,52 @@ Deno.test("classifyProviderError on real sandbox failures", async () => {
   assert.equal(classifyProviderError(Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })).kind, "unknown");
   assert.equal(classifyProviderError(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })).kind, "transient");
   assert.equal(classifyProviderError(new SyntaxError("Unexpected end of JSON input")).kind, "unknown");
+});
+
+// What the claim decided reaches Twilio as Twilio reads it: a template as ContentSid and
+// ContentVariables without Body, a deadline as ValidityPeriod. The sandbox refuses what Twilio
+// refuses (21654 variables without a template, 90007 a validity out of range), so the parameters
+// are checked where they are read.
+Deno.test("messageCreateParams: body, or the template without Body; ValidityPeriod when there is a deadline", async () => {
+  const text: OutboundContent = { body: "Your order is ready.", contentSid: null, contentVariables: null, validityPeriod: null };
+  const template: OutboundContent = {
+    body: "Hi Ada, your order is ready.",
+    contentSid: "HX0123456789abcdef0123456789abcdef",
+    contentVariables: { 1: "Ada" },
+    validityPeriod: 600,
+  };
+  assert.deepEqual(messageCreateParams("+15551230001", FROM, text, "https://cb.example/s"), {
+    to: "+15551230001",
+    from: FROM,
+    statusCallback: "https://cb.example/s",
+    body: "Your order is ready.",
+  });
+  assert.deepEqual(messageCreateParams("whatsapp:+15551230001", `whatsapp:${FROM}`, template, "https://cb.example/s"), {
+    to: "whatsapp:+15551230001",
+    from: `whatsapp:${FROM}`,
+    statusCallback: "https://cb.example/s",
+    contentSid: "HX0123456789abcdef0123456789abcdef",
+    contentVariables: '{"1":"Ada"}',
+    validityPeriod: 600,
+  });
+  assert.equal(messageCreateParams(OK_TO, FROM, { ...template, contentVariables: {} }, "https://cb.example/s").contentVariables, undefined,
+    "no variables: the template's defaults, no empty ContentVariables");
+
+  await withSandbox(async ({ client, sandbox }) => {
+    const sent = await client.messages.create(messageCreateParams(`whatsapp:${OK_TO}`, `whatsapp:${FROM}`, template, "https://cb.example/s"));
+    assert.equal(sent.body, "[HX0123456789abcdef0123456789abcdef] {{1}} Ada", "sent as the template, its variable filled");
+    await client.messages.create(messageCreateParams(OK_TO, FROM, { ...text, validityPeriod: 36_000 }, "https://cb.example/s"));
+    const snapshot = await (await fetch(`${sandbox.url}/_sandbox/messages`)).json();
+    assert.deepEqual(
+      snapshot.create_requests.map((r: Record<string, unknown>) => [r.content_sid, r.content_variables, r.validity_period]),
+      [["HX0123456789abcdef0123456789abcdef", '{"1":"Ada"}', "600"], [null, null, "36000"]],
+    );
+    await assert.rejects(
+      client.messages.create(messageCreateParams(OK_TO, FROM, { ...text, validityPeriod: 36_001 }, "https://cb.example/s")),
+      (err: unknown) => classifyProviderError(err).code === 90007,
+      "a ValidityPeriod beyond 10 hours is Twilio's 90007: the database clamps it (herald.validity_period_seconds)",
+    );
+  });
 });
 
 // The sandbox stopped (SIGSTOP) as a stalled provider would be: connections are accepted by the

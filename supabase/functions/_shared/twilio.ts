@@ -13,6 +13,7 @@ import twilio from "twilio";
 // Type-only: the library ships these as CommonJS declarations that the root export does not re-export.
 import type RequestClientTypes from "twilio/lib/base/RequestClient";
 import type * as HttpResponse from "twilio/lib/http/response";
+import type { MessageListInstanceCreateOptions } from "twilio/lib/rest/api/v2010/account/message";
 
 export type TwilioClient = twilio.Twilio;
 
@@ -130,6 +131,42 @@ export function createTwilioClient(cfg: TwilioClientConfig): TwilioClient {
   }
   const httpClient = new FetchRequestClient(cfg.apiBase, cfg.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   return twilio(cfg.accountSid, cfg.authToken, { httpClient });
+}
+
+/** What one outbound message carries to Twilio, as the claim (herald.claim_messages) decided it. */
+export interface OutboundContent {
+  /** The message's text: sent as Body unless the message goes as a content template. */
+  body: string;
+  /** A content template (HX…) to send instead of a Body: WhatsApp outside the 24-hour window. */
+  contentSid: string | null;
+  /** The template's variables, {"1": "Ada"}; none sends the template's defaults. */
+  contentVariables: Record<string, string> | null;
+  /** Seconds Twilio may hold the message in its queue (ValidityPeriod, 1–36,000); null for none. */
+  validityPeriod: number | null;
+}
+
+/**
+ * The create parameters for one message: a template goes as ContentSid and ContentVariables (a
+ * JSON string, as Twilio takes it) without Body, which Twilio would otherwise send in its place
+ * or refuse beside it; everything else as Body. ValidityPeriod only when the message has a deadline.
+ */
+export function messageCreateParams(
+  to: string,
+  from: string,
+  content: OutboundContent,
+  statusCallback: string,
+): MessageListInstanceCreateOptions {
+  const params: MessageListInstanceCreateOptions = { to, from, statusCallback };
+  if (content.contentSid !== null) {
+    params.contentSid = content.contentSid;
+    if (content.contentVariables !== null && Object.keys(content.contentVariables).length > 0) {
+      params.contentVariables = JSON.stringify(content.contentVariables);
+    }
+  } else {
+    params.body = content.body;
+  }
+  if (content.validityPeriod !== null) params.validityPeriod = content.validityPeriod;
+  return params;
 }
 
 /**
