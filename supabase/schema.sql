@@ -5142,14 +5142,15 @@ begin
   -- messages of a stopped enrollment (sequence_stopped): the retry keeps the enrollment only while
   -- it is active, else it is a one-off that still names its step and, through retry_of, the original.
   -- It goes as the original would: the same template and variables (WhatsApp outside the window
-  -- delivers only those), the same category and the same deadline.
+  -- delivers only those), the same category and the same deadline; a reminder stays its
+  -- policy's (reminder_id), so moving the appointment re-renders the retry too.
   insert into public.messages (workspace_id, contact_id, sender_id, channel, body, send_at, enrollment_id, step_id,
-                               appointment_id, campaign_id, retry_of, max_attempts,
+                               appointment_id, reminder_id, campaign_id, retry_of, max_attempts,
                                category, template_id, template_variables, expires_at)
   select m.workspace_id, m.contact_id, m.sender_id, m.channel, m.body, now(),
          (select e.id from public.sequence_enrollments e
           where e.workspace_id = m.workspace_id and e.id = m.enrollment_id and e.status = 'active'),
-         m.step_id, m.appointment_id, m.campaign_id, m.id, w.max_attempts,
+         m.step_id, m.appointment_id, m.reminder_id, m.campaign_id, m.id, w.max_attempts,
          m.category, m.template_id, m.template_variables, m.expires_at
   from public.workspaces w where w.id = m.workspace_id
   returning id into v_id;

@@ -4,7 +4,7 @@
 -- herald.reminder_content) at the right local times, expiring at the start; moving it re-times
 -- and re-renders them (herald.appointments_rerender_reminders); cancelling cancels them.
 begin;
-select plan(29);
+select plan(30);
 
 select tests.workspace_of('olga', 'Clinic', array['andy'], array['ada']) as ws \gset
 select tests.workspace_of('otto', 'Elsewhere') as ws_other \gset
@@ -125,6 +125,17 @@ select results_eq(format('select channel::text from messages where appointment_i
   'and the next appointment gets only what the policy still says');
 select results_eq(format('select count(*)::int from messages where workspace_id = %L', :'ws_other'), array[0],
   'another workspace''s appointments are not touched by this policy');
+
+/** Section - a retried reminder stays its policy's */
+select tests.clear_authentication();
+select id as r_fail from messages where appointment_id = :'later' \gset
+update messages set status = 'failed', failed_at = now(), last_error_code = 21211 where id = :'r_fail';
+select tests.authenticate_as('andy');
+select retry_message(:'r_fail') as r_retry \gset
+select tests.clear_authentication();
+select results_eq(format('select reminder_id, retry_of from messages where id = %L', :'r_retry'),
+  format('select reminder_id, id from messages where id = %L and reminder_id is not null', :'r_fail'),
+  'a retried reminder stays its policy''s (reminder_id), so moving the appointment re-renders it too');
 
 select * from finish();
 rollback;
