@@ -2876,7 +2876,8 @@ CREATE TABLE public.messages (
     CONSTRAINT messages_lease_iff_sending CHECK (((status = 'sending'::public.message_status) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT messages_queued_has_sender CHECK (((status <> 'queued'::public.message_status) OR (sender_id IS NOT NULL))),
     CONSTRAINT messages_template_variables_shape CHECK (((template_variables IS NULL) OR herald.content_variables_valid(template_variables)))
-);
+)
+WITH (fillfactor='80');
 
 COMMENT ON TABLE public.messages IS 'One message to one contact and its whole lifecycle. Written through RPCs, cron and the dispatcher; members read their workspace''s.';
 
@@ -3012,6 +3013,17 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.message_events_append_only() IS 'Ledger is append-only: no update, delete or truncate except the cascade of a hard delete.';
+
+CREATE FUNCTION herald.message_moves() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array_agg(f::text || '>' || t::text order by f, t)
+  from unnest(enum_range(null::public.message_status)) f, unnest(enum_range(null::public.message_status)) t
+  where f <> t and herald.message_transition_ok(f, t)
+$$;
+
+COMMENT ON FUNCTION herald.message_moves() IS 'Every move of the message status graph (herald.message_transition_ok) between two different statuses, as ''from>to'': a constant the ledger trigger''s plan folds in.';
 
 CREATE FUNCTION herald.message_rank(p_status public.message_status) RETURNS integer
     LANGUAGE sql IMMUTABLE
@@ -3164,58 +3176,54 @@ COMMENT ON FUNCTION herald.messages_delete_only_by_cascade() IS 'Messages go onl
 CREATE FUNCTION herald.messages_ledger_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $_$
+    AS $$
 begin
-  execute 'insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
-           select n.workspace_id, n.id, null, n.status, coalesce(n.cancel_reason::text, $1), $2
-           from new_rows n'
-    using coalesce(nullif(current_setting('herald.reason', true), ''), 'created'), herald.current_actor();
+  insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor)
+  select n.workspace_id, n.id, null, n.status,
+         coalesce(n.cancel_reason::text, (select coalesce(nullif(current_setting('herald.reason', true), ''), 'created'))),
+         (select herald.current_actor())
+  from new_rows n;
   return null;
 end;
-$_$;
+$$;
 
 COMMENT ON FUNCTION herald.messages_ledger_insert() IS 'Ledger: one message_events row per new message.';
 
 CREATE FUNCTION herald.messages_ledger_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $_$
+    AS $$
 declare
-  v_ok boolean;
   v_bad record;
 begin
-  -- The status graph, checked once per distinct (from, to) pair rather than once per row.
-  execute 'select coalesce(bool_and(herald.message_transition_ok(p.from_status, p.to_status)), true)
-           from (select distinct o.status as from_status, n.status as to_status
-                 from old_rows o join new_rows n on n.id = o.id) p'
-    into v_ok;
-  if not v_ok then
-    execute 'select o.id, o.status as from_status, n.status as to_status
-             from old_rows o join new_rows n on n.id = o.id
-             where not herald.message_transition_ok(o.status, n.status)
-             order by o.id limit 1'
-      into v_bad;
+  with ledger as (
+    insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
+    select n.workspace_id, n.id, o.status, n.status,
+           case
+             when n.status = 'cancelled' then n.cancel_reason::text
+             when n.status = any (herald.failed_statuses()) and n.last_error_code is not null
+               then coalesce((select nullif(current_setting('herald.reason', true), '')), 'provider_error_' || n.last_error_code)
+             else (select nullif(current_setting('herald.reason', true), ''))
+           end,
+           (select herald.current_actor()),
+           case when o.send_at is distinct from n.send_at
+             then jsonb_build_object('send_at_from', o.send_at, 'send_at_to', n.send_at) end
+    from old_rows o full join new_rows n on n.id = o.id
+    where o.status is distinct from n.status or o.send_at is distinct from n.send_at
+    returning message_id, from_status, to_status
+  )
+  select l.message_id as id, l.from_status, l.to_status into v_bad
+  from ledger l
+  where l.from_status <> l.to_status and not (l.from_status::text || '>' || l.to_status::text) = any (herald.message_moves())
+  order by l.message_id
+  limit 1;
+  if found then
     raise exception 'message % cannot go from % to %', v_bad.id, v_bad.from_status, v_bad.to_status
       using errcode = '55000', hint = 'A message only moves forward; cancelled, failed, undelivered and read are final.';
   end if;
-
-  execute 'insert into public.message_events (workspace_id, message_id, from_status, to_status, reason, actor, detail)
-           select n.workspace_id, n.id, o.status, n.status,
-                  case
-                    when n.status = ''cancelled'' then n.cancel_reason::text
-                    when n.status = any (herald.failed_statuses()) and n.last_error_code is not null
-                      then coalesce($1, ''provider_error_'' || n.last_error_code)
-                    else $1
-                  end,
-                  $2,
-                  case when o.send_at is distinct from n.send_at
-                    then jsonb_build_object(''send_at_from'', o.send_at, ''send_at_to'', n.send_at) end
-           from old_rows o join new_rows n on n.id = o.id
-           where o.status is distinct from n.status or o.send_at is distinct from n.send_at'
-    using nullif(current_setting('herald.reason', true), ''), herald.current_actor();
   return null;
 end;
-$_$;
+$$;
 
 COMMENT ON FUNCTION herald.messages_ledger_update() IS 'Ledger: rejects a move outside the status graph (55000); one message_events row per status change or send_at move, with reason and actor.';
 
@@ -6623,8 +6631,6 @@ CREATE INDEX messages_workspace_campaign_idx ON public.messages USING btree (wor
 
 CREATE INDEX messages_workspace_contact_idx ON public.messages USING btree (workspace_id, contact_id);
 
-CREATE INDEX messages_workspace_created_idx ON public.messages USING btree (workspace_id, created_at);
-
 CREATE INDEX messages_workspace_enrollment_idx ON public.messages USING btree (workspace_id, enrollment_id) WHERE (enrollment_id IS NOT NULL);
 
 CREATE INDEX messages_workspace_reminder_idx ON public.messages USING btree (workspace_id, reminder_id) WHERE (reminder_id IS NOT NULL);
@@ -7459,6 +7465,8 @@ REVOKE ALL ON FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role tex
 REVOKE ALL ON FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.message_events_append_only() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.message_moves() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.message_rank(p_status public.message_status) FROM PUBLIC;
 
