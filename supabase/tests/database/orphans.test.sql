@@ -81,24 +81,33 @@ select :'ws', id, 'Visit', now() + interval '5 days' from contacts where workspa
 select count(*) from (select schedule_message(a.contact_id, 'See you', a.starts_at - interval '1 day', appointment_id => a.id)
                       from appointments a where a.workspace_id = :'ws') r;
 
--- the dispatcher sends a third of it, through the senders; the rest waits
+-- the dispatcher sends a third of it, through the senders; the rest waits. Which messages is
+-- picked by their place in a fixed order (contact, time, body, sequence), not by their random ids,
+-- so every run builds the same history.
 select tests.authenticate_as_service_role();
-update messages set campaign_id = case when abs(hashtext(body || id::text)) % 2 = 0 then :'k_kept'::uuid else :'k_dropped'::uuid end
-where workspace_id = :'ws' and body like 'Hello%';
-update messages set sender_id = case (abs(hashtext(id::text)) % 3) when 0 then :'s_default'::uuid when 1 then :'s_sms'::uuid else null end
-where workspace_id = :'ws';
-update messages set status = 'queued' where workspace_id = :'ws' and abs(hashtext(id::text)) % 3 = 0;
-update messages set status = 'sending', lease_expires_at = now() + interval '1 minute', attempts = 1
-where workspace_id = :'ws' and status = 'queued' and abs(hashtext(id::text)) % 2 = 0;
+create temp table pick on commit drop as
+select m.id, (row_number() over (order by c.phone, m.send_at, m.body, s.name) - 1)::int as n
+from messages m
+join contacts c on c.id = m.contact_id
+left join sequence_enrollments e on e.id = m.enrollment_id
+left join sequences s on s.id = e.sequence_id
+where m.workspace_id = :'ws';
+update messages m set campaign_id = case when p.n % 2 = 0 then :'k_kept'::uuid else :'k_dropped'::uuid end
+from pick p where p.id = m.id and m.body like 'Hello%';
+update messages m set sender_id = case p.n % 3 when 0 then :'s_default'::uuid when 1 then :'s_sms'::uuid else null end
+from pick p where p.id = m.id;
+update messages m set status = 'queued' from pick p where p.id = m.id and p.n % 3 = 0;
+update messages m set status = 'sending', lease_expires_at = now() + interval '1 minute', attempts = 1
+from pick p where p.id = m.id and m.status = 'queued' and (p.n / 3) % 2 = 0;
 insert into message_attempts (workspace_id, message_id, attempt_no, provider_sid)
 select workspace_id, id, 1, 'SM' || md5(id::text) from messages where workspace_id = :'ws' and status = 'sending';
 update messages set status = 'sent', lease_expires_at = null, sent_at = now() where workspace_id = :'ws' and status = 'sending';
 -- and the provider reports some of it undelivered or failed afterwards: sequence steps among
 -- them had already scheduled their next step, which stopping the enrollment must cancel
-update messages set status = 'undelivered', failed_at = now(), last_error_code = 30003
-where workspace_id = :'ws' and status = 'sent' and abs(hashtext(id::text || 'u')) % 4 = 0;
-update messages set status = 'failed', failed_at = now(), last_error_code = 30008
-where workspace_id = :'ws' and status = 'sent' and abs(hashtext(id::text || 'u')) % 4 = 1;
+update messages m set status = 'undelivered', failed_at = now(), last_error_code = 30003
+from pick p where p.id = m.id and m.status = 'sent' and (p.n / 6) % 4 = 0;
+update messages m set status = 'failed', failed_at = now(), last_error_code = 30008
+from pick p where p.id = m.id and m.status = 'sent' and (p.n / 6) % 4 = 1;
 
 -- every kind of deletion
 select tests.authenticate_as('yan');
