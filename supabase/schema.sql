@@ -250,6 +250,8 @@ CREATE TABLE public.contacts (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     last_whatsapp_inbound_at timestamp with time zone,
+    phone_zones text[],
+    phone_regions text[],
     CONSTRAINT contacts_email_shape CHECK (((email IS NULL) OR (email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'::text))),
     CONSTRAINT contacts_names_length CHECK (((length(COALESCE(first_name, ''::text)) <= 100) AND (length(COALESCE(last_name, ''::text)) <= 100))),
     CONSTRAINT contacts_phone_e164 CHECK ((phone ~ '^\+[1-9][0-9]{6,14}$'::text)),
@@ -291,6 +293,10 @@ COMMENT ON COLUMN public.contacts.created_at IS 'When the contact was added; pre
 COMMENT ON COLUMN public.contacts.updated_at IS 'When the row last changed; kept by trigger.';
 
 COMMENT ON COLUMN public.contacts.last_whatsapp_inbound_at IS 'When the contact last wrote on WhatsApp: for 24 hours after it, free-form WhatsApp messages are delivered; otherwise only templates. Set from verified inbound webhooks.';
+
+COMMENT ON COLUMN public.contacts.phone_zones IS 'Derived from phone (herald.phone_zones): the IANA zones the number may be in, or null when its country is unknown. Set by Herald; a value written by hand is replaced.';
+
+COMMENT ON COLUMN public.contacts.phone_regions IS 'Derived from phone (herald.phone_regions): the ISO 3166-2 regions (US-FL…) of a North American number, or null. Set by Herald; a value written by hand is replaced.';
 
 COMMENT ON CONSTRAINT contacts_email_shape ON public.contacts IS 'The e-mail address must look like name@example.com, or be left out.';
 
@@ -392,7 +398,7 @@ begin
   from public.quiet_hour_rules r
   where r.applies_to = p_category
     and (r.calling_code is null or p_contact.phone like '+' || r.calling_code || '%')
-    and (r.region is null or r.region = any (herald.phone_regions(p_contact.phone)));
+    and (r.region is null or r.region = any (p_contact.phone_regions));
 
   v_at := herald.next_open_instant(v_zones, v_starts, v_ends, p_at);
   -- A number placed in zones whose windows never overlap (a +1 toll-free number could be
@@ -1374,7 +1380,7 @@ begin
   if p_contact.timezone is not null then
     return array[p_contact.timezone];
   end if;
-  return coalesce(herald.phone_zones(p_contact.phone),
+  return coalesce(p_contact.phone_zones,
                   (select array[w.timezone] from public.workspaces w where w.id = p_contact.workspace_id));
 end;
 $$;
@@ -1585,11 +1591,14 @@ begin
   elsif new.phone_hash is distinct from old.phone_hash then
     new.phone_hash := old.phone_hash; -- derived, never set by hand
   end if;
+  -- Also derived: worked out from the number whenever the number or they are written.
+  new.phone_zones := herald.phone_zones(new.phone);
+  new.phone_regions := herald.phone_regions(new.phone);
   return new;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.contacts_before_write() IS 'Contact added or phone changed: keeps phone_hash, and a number on the suppression list comes back opted out.';
+COMMENT ON FUNCTION herald.contacts_before_write() IS 'Contact added or phone changed: keeps phone_hash, phone_zones and phone_regions (all derived from the number), and a number on the suppression list comes back opted out.';
 
 CREATE FUNCTION herald.contacts_guard_opt_in() RETURNS trigger
     LANGUAGE plpgsql
@@ -4103,6 +4112,20 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) IS 'Applies a status fetched from the provider for a due check through the path status callbacks take (rank only; actor reconciliation), and drops the check once the message moved on or schedules the next one. A null status is a failed look-up: checked again later.';
+
+CREATE FUNCTION herald.refresh_contact_places() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update public.contacts c set phone_zones = null
+  where c.phone_zones is distinct from herald.phone_zones(c.phone)
+     or c.phone_regions is distinct from herald.phone_regions(c.phone);
+  return null;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.refresh_contact_places() IS 'After a change to the zone data (phone_prefix_zones, nanp_area_codes): contacts whose stored phone_zones or phone_regions no longer match their number get them again.';
 
 CREATE FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) RETURNS record
     LANGUAGE plpgsql STABLE
@@ -6683,6 +6706,10 @@ CREATE INDEX whatsapp_groups_workspace_sender_idx ON public.whatsapp_groups USIN
 
 CREATE INDEX workspace_members_user_id_idx ON public.workspace_members USING btree (user_id);
 
+CREATE TRIGGER nanp_area_codes_refresh_contacts AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON herald.nanp_area_codes FOR EACH STATEMENT EXECUTE FUNCTION herald.refresh_contact_places();
+
+CREATE TRIGGER phone_prefix_zones_refresh_contacts AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON herald.phone_prefix_zones FOR EACH STATEMENT EXECUTE FUNCTION herald.refresh_contact_places();
+
 CREATE TRIGGER appointment_reminders_updated_at BEFORE UPDATE ON public.appointment_reminders FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
 
 COMMENT ON TRIGGER appointment_reminders_updated_at ON public.appointment_reminders IS 'Keeps updated_at current on every update (moddatetime).';
@@ -6731,7 +6758,7 @@ CREATE TRIGGER contacts_after_update AFTER UPDATE ON public.contacts REFERENCING
 
 CREATE TRIGGER contacts_before_delete BEFORE DELETE ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_before_delete();
 
-CREATE TRIGGER contacts_before_write BEFORE INSERT OR UPDATE OF phone, phone_hash ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_before_write();
+CREATE TRIGGER contacts_before_write BEFORE INSERT OR UPDATE OF phone, phone_hash, phone_zones, phone_regions ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_before_write();
 
 CREATE TRIGGER contacts_guard_opt_in BEFORE UPDATE OF opted_out_at ON public.contacts FOR EACH ROW EXECUTE FUNCTION herald.contacts_guard_opt_in();
 
@@ -7574,6 +7601,8 @@ GRANT ALL ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no 
 
 REVOKE ALL ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.record_status_check(p_sid text, p_status text, p_error_code integer, p_error text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.refresh_contact_places() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.reminder_content(p_reminder_id uuid, p_appointment_id uuid, OUT body text, OUT template_variables jsonb) TO service_role;

@@ -328,6 +328,8 @@ export type Database = {
           "opted_out_at": string | null;
           "phone": string;
           "phone_hash": string | null;
+          "phone_regions": (string)[] | null;
+          "phone_zones": (string)[] | null;
           "timezone": string | null;
           "updated_at": string;
           "workspace_id": string;
@@ -348,6 +350,8 @@ export type Database = {
           "opted_out_at"?: string | null;
           "phone": string;
           "phone_hash"?: string | null;
+          "phone_regions"?: (string)[] | null;
+          "phone_zones"?: (string)[] | null;
           "timezone"?: string | null;
           "updated_at"?: string;
           "workspace_id": string;
@@ -367,6 +371,8 @@ export type Database = {
           "opted_out_at"?: string | null;
           "phone"?: string;
           "phone_hash"?: string | null;
+          "phone_regions"?: (string)[] | null;
+          "phone_zones"?: (string)[] | null;
           "timezone"?: string | null;
           "updated_at"?: string;
           "workspace_id"?: string;
