@@ -5,6 +5,7 @@
 import type { Sql } from "./db.ts";
 import { classifyProviderError, messageCreateParams, type TwilioClient } from "./twilio.ts";
 import { eraseProviderRecords } from "./erasure.ts";
+import { Batcher } from "./batcher.ts";
 
 export interface DispatchOptions {
   /** Messages one claim takes at most. */
@@ -100,16 +101,70 @@ interface Verdict {
  * Right before the provider call: is the message still this attempt's under a live lease, may its
  * contact be messaged, is the window open, can it go at all (a WhatsApp message outside the
  * 24-hour window needs a template)? Anything but "send" has been applied by the database already
- * (cancelled, deferred or failed with the reason; a lost lease is the reaper's).
+ * (cancelled, deferred or failed with the reason; a lost lease is the reaper's). Asked for every
+ * message whose slot came in the same turn at once.
  */
-async function confirmSend(sql: Sql, m: ClaimedMessage, opts: DispatchOptions): Promise<Verdict> {
-  const [v] = await sql<Verdict[]>`
-    select verdict, reason from herald.confirm_send(${[m.message_id]}::uuid[], ${[m.attempt_no]}::integer[],
-                                                    make_interval(secs => ${opts.callTimeoutSeconds}))`;
-  return v;
+async function confirmSends(sql: Sql, ms: ClaimedMessage[], opts: DispatchOptions): Promise<Verdict[]> {
+  const rows = await sql<(Verdict & { message_id: string })[]>`
+    select message_id, verdict, reason
+    from herald.confirm_send(${ms.map((m) => m.message_id)}::uuid[], ${ms.map((m) => m.attempt_no)}::integer[],
+                             make_interval(secs => ${opts.callTimeoutSeconds}))`;
+  const byId = new Map(rows.map((r) => [r.message_id, r]));
+  return ms.map((m) => {
+    const v = byId.get(m.message_id);
+    if (!v) throw new Error(`confirm_send gave no verdict for message ${m.message_id}`);
+    return { verdict: v.verdict, reason: v.reason };
+  });
 }
 
-async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: DispatchOptions) {
+/** The provider's answer to one attempt, as herald.record_send_results takes it. */
+interface Answer {
+  message_id: string;
+  attempt_no: number;
+  outcome: Outcome;
+  sid: string | null;
+  providerStatus: string | null;
+  code: number | null;
+  message: string | null;
+  httpStatus: number | null;
+}
+
+/**
+ * Records answers in one statement: those where Twilio accepted a message still held by its
+ * attempt are applied set-based (one update per table, the ledger's triggers once), the rest one
+ * by one inside the database. Answers each message's resulting status.
+ */
+async function recordAnswers(sql: Sql, answers: Answer[]): Promise<(string | null)[]> {
+  const rows = await sql<{ status: string | null }[]>`
+    select status from herald.record_send_results(
+      ${answers.map((a) => a.message_id)}::uuid[], ${answers.map((a) => a.attempt_no)}::integer[],
+      ${answers.map((a) => a.outcome)}::text[], ${answers.map((a) => a.sid)}::text[],
+      ${answers.map((a) => a.providerStatus)}::text[], ${answers.map((a) => a.code)}::integer[],
+      ${answers.map((a) => a.message)}::text[], ${answers.map((a) => a.httpStatus)}::integer[])`;
+  return rows.map((r) => r.status);
+}
+
+/** A dispatcher call's round trips that many workers share: confirmations and answers, batched. */
+interface Recording {
+  confirm: Batcher<ClaimedMessage, Verdict>;
+  record: Batcher<Answer, string | null>;
+}
+
+function recording(sql: Sql, opts: DispatchOptions): Recording {
+  // A batch the database refuses is tried an item at a time: one bad row fails only its own message.
+  return {
+    confirm: new Batcher((ms) => confirmSends(sql, ms, opts), {
+      maxSize: 500,
+      single: async (m) => (await confirmSends(sql, [m], opts))[0],
+    }),
+    record: new Batcher((as) => recordAnswers(sql, as), {
+      maxSize: 500,
+      single: async (a) => (await recordAnswers(sql, [a]))[0],
+    }),
+  };
+}
+
+async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: DispatchOptions, rec: Recording) {
   const wait = m.send_not_before.getTime() - Date.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
 
@@ -156,7 +211,7 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
   } else if (outcome === "sent") {
     // The slot wait may have been long: ask the database once more, right before the call. (A
     // database error here is not the provider's: it leaves the message to its lease.)
-    const verdict = await confirmSend(sql, m, opts);
+    const verdict = await rec.confirm.add(m);
     if (verdict.verdict !== "send") {
       return { status: verdict.verdict === "failed" ? "failed" : null, reconciled, outcome: verdict.verdict };
     }
@@ -173,10 +228,17 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
       failed(err);
     }
   }
-  const [row] = await sql`
-    select herald.record_send_result(${m.message_id}::uuid, ${m.attempt_no}, ${outcome}, ${sid}, ${providerStatus},
-                                     ${code}::integer, ${message}, ${httpStatus}::integer) as status`;
-  return { status: row.status as string | null, reconciled, outcome };
+  const status = await rec.record.add({
+    message_id: m.message_id,
+    attempt_no: m.attempt_no,
+    outcome,
+    sid,
+    providerStatus,
+    code,
+    message,
+    httpStatus,
+  });
+  return { status, reconciled, outcome };
 }
 
 /** Resolves waiters when notified, or each after its own timeout. */
@@ -223,6 +285,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
     select run_id, (extract(epoch from budget) * 1000)::float8 as budget_ms
     from herald.begin_dispatch_run(make_interval(secs => ${opts.budgetSeconds}))`;
   const deadline = Date.now() + run.budget_ms;
+  const rec = recording(sql, opts);
   const summary: DispatchSummary = {
     claimed: 0,
     sent: 0,
@@ -341,7 +404,7 @@ export async function dispatchBatch(sql: Sql, client: TwilioClient, opts: Dispat
       if (!m) return;
       sending++;
       try {
-        const r = await sendOne(sql, client, m, opts);
+        const r = await sendOne(sql, client, m, opts, rec);
         if (r.reconciled) summary.reconciled++;
         if (r.outcome === "cancelled" || r.status === "cancelled") summary.cancelled++;
         else if (r.outcome === "deferred" || r.outcome === "not_sent") summary.deferred++;
