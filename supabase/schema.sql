@@ -1215,6 +1215,78 @@ CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[
     SET search_path TO ''
     AS $$
 declare
+  v_clear_i bigint[];
+  v_clear_ids uuid[];
+  v_clear_attempts integer[];
+  v_rest_ids uuid[];
+  v_rest_attempts integer[];
+begin
+  if p_message_ids is null or p_attempt_nos is null or cardinality(p_message_ids) <> cardinality(p_attempt_nos) then
+    raise exception 'message ids and attempt numbers must pair up' using errcode = '22023';
+  end if;
+  if p_call_timeout is null or p_call_timeout <= interval '0' then
+    raise exception 'the provider call timeout must be positive' using errcode = '22023';
+  end if;
+  perform set_config('herald.actor', 'dispatcher', true);
+
+  -- Clear to go, decided on the locked rows (named once in the batch).
+  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no)
+  into v_clear_i, v_clear_ids, v_clear_attempts
+  from (
+    select x.i, x.id, x.attempt_no
+    from unnest(p_message_ids, p_attempt_nos) with ordinality x (id, attempt_no, i)
+    join public.messages m on m.id = x.id
+    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    join public.workspaces w on w.id = m.workspace_id
+    cross join lateral herald.send_rule(m, c, w, now(), null) r
+    cross join lateral herald.outbound_content(m, c, now()) o
+    where m.status = 'sending' and m.attempts = x.attempt_no and m.lease_expires_at > now()
+      and r.cancel_reason is null and r.defer_reason is null and o.refusal is null and w.daily_limit is null
+      and x.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1)
+    for update of m
+  ) f;
+
+  if v_clear_ids is not null then
+    update public.messages m set lease_expires_at = greatest(m.lease_expires_at, now() + p_call_timeout)
+    from unnest(v_clear_ids) x (id) where m.id = x.id;
+    update public.message_attempts a set confirmed_at = now()
+    from unnest(v_clear_ids, v_clear_attempts) x (id, attempt_no)
+    where a.message_id = x.id and a.attempt_no = x.attempt_no;
+  end if;
+
+  select coalesce(array_agg(x.id order by x.i), '{}'), coalesce(array_agg(x.attempt_no order by x.i), '{}')
+  into v_rest_ids, v_rest_attempts
+  from unnest(p_message_ids, p_attempt_nos) with ordinality x (id, attempt_no, i)
+  where x.i not in (select unnest(coalesce(v_clear_i, '{}')));
+
+  -- One row per message, in the order given.
+  return query
+  with rest_in as (
+    select x.i, row_number() over (order by x.i) as k
+    from unnest(p_message_ids) with ordinality x (id, i)
+    where x.i not in (select unnest(coalesce(v_clear_i, '{}')))
+  ), rest_out as (
+    select e.message_id, e.verdict, e.reason, row_number() over () as k
+    from herald.confirm_send_each(v_rest_ids, v_rest_attempts, p_call_timeout) e
+  )
+  select v.message_id, v.verdict, v.reason
+  from (
+    select ci.i, p_message_ids[ci.i] as message_id, 'send'::text as verdict, null::text as reason
+    from unnest(coalesce(v_clear_i, '{}')) ci (i)
+    union all
+    select ri.i, ro.message_id, ro.verdict, ro.reason from rest_in ri join rest_out ro using (k)
+  ) v
+  order by v.i;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged, or the deadline passed), deferred (quiet hours, daily limit) or failed (template_required: WhatsApp outside the 24-hour window without a template; no attempt spent), per message, in the order given. Messages clear to go are confirmed in one statement per table; the rest one by one (herald.confirm_send_each).';
+
+CREATE FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
   m public.messages;
   c public.contacts;
   w public.workspaces;
@@ -1291,7 +1363,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged, or the deadline passed), deferred (quiet hours, daily limit) or failed (template_required: WhatsApp outside the 24-hour window without a template; no attempt spent), per message.';
+COMMENT ON FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'confirm_send''s per-message steps, in order: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled, deferred (quiet hours, daily limit) or failed (template_required). herald.confirm_send hands it the messages that are not simply clear to go.';
 
 CREATE FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) RETURNS public.cancel_reason
     LANGUAGE sql STABLE
@@ -3356,19 +3428,28 @@ $$;
 COMMENT ON FUNCTION herald.opt_out_by_provider(p_message public.messages, p_proof text) IS 'Twilio answered 21610 (unsubscribed) for this message: opts its contact out everywhere and records a provider opt-out on the message''s channel, with the proof.';
 
 CREATE FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone DEFAULT now(), OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) RETURNS record
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
-  select case when not x.needs_template then p_message.body end,
-         t.content_sid,
-         case when t.id is not null then coalesce(p_message.template_variables, '{}') end,
-         case when x.needs_template and t.id is null then 'template_required' end,
-         case when x.needs_template and t.id is null then
-           'template required: WhatsApp delivers free-form text only within 24 hours of the contact''s last message; '
-           || 'give the message a template_id (a content template of this workspace) to reach them outside that window' end
-  from (select p_message.channel = 'whatsapp' and not herald.whatsapp_window_open(p_contact, p_at) as needs_template) x
-  left join public.message_templates t
-    on x.needs_template and t.workspace_id = p_message.workspace_id and t.id = p_message.template_id and t.channel = p_message.channel
+declare
+  v_sid text;
+begin
+  if p_message.channel <> 'whatsapp' or herald.whatsapp_window_open(p_contact, p_at) then
+    body := p_message.body;
+    return;
+  end if;
+  select t.content_sid into v_sid
+  from public.message_templates t
+  where t.workspace_id = p_message.workspace_id and t.id = p_message.template_id and t.channel = p_message.channel;
+  if found then
+    content_sid := v_sid;
+    content_variables := coalesce(p_message.template_variables, '{}');
+  else
+    refusal := 'template_required';
+    refusal_message := 'template required: WhatsApp delivers free-form text only within 24 hours of the contact''s last message; '
+      || 'give the message a template_id (a content template of this workspace) to reach them outside that window';
+  end if;
+end;
 $$;
 
 COMMENT ON FUNCTION herald.outbound_content(p_message public.messages, p_contact public.contacts, p_at timestamp with time zone, OUT body text, OUT content_sid text, OUT content_variables jsonb, OUT refusal text, OUT refusal_message text) IS 'What the provider call carries for this message at p_at: body (SMS, or WhatsApp inside the 24-hour window), or content_sid + content_variables (WhatsApp outside it), or refusal = template_required with refusal_message when it has no template: then it fails before any call.';
@@ -4068,8 +4149,15 @@ CREATE FUNCTION herald.record_send_results(p_message_ids uuid[], p_attempt_nos i
     AS $$
 declare
   v_n integer := coalesce(cardinality(p_message_ids), 0);
-  v_fast uuid[];
+  v_fast_i bigint[];
+  v_fast_ids uuid[];
+  v_fast_attempts integer[];
+  v_fast_sids text[];
+  v_fast_statuses text[];
+  v_fast_codes integer[];
+  v_fast_messages text[];
   v_result public.message_status[];
+  v_i bigint;
   r record;
 begin
   if cardinality(p_attempt_nos) is distinct from v_n or cardinality(p_outcomes) is distinct from v_n
@@ -4108,10 +4196,15 @@ begin
   from (select distinct hashtextextended(s, 0) as k from unnest(p_sids) s where s is not null order by 1) k;
 
   -- Accepted, and still this attempt's: no callback is waiting for the sid, Twilio did not
-  -- already report it further than sent, the message is named once in the batch.
-  select array_agg(f.id) into v_fast from (
-    select x.id
-    from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses) x (id, attempt_no, outcome, sid, provider_status)
+  -- already report it further than sent, the message is named once in the batch. (Kept as
+  -- arrays of those answers alone, so the updates below join them without a search per row.)
+  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no), array_agg(f.sid), array_agg(f.provider_status),
+         array_agg(f.error_code), array_agg(f.error_message)
+  into v_fast_i, v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages
+  from (
+    select x.*
+    from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses, p_error_codes, p_error_messages)
+         with ordinality x (id, attempt_no, outcome, sid, provider_status, error_code, error_message, i)
     join public.messages m on m.id = x.id
     where x.outcome = 'sent' and x.sid is not null
       and m.status = 'sending' and m.attempts = x.attempt_no
@@ -4122,34 +4215,33 @@ begin
     for update of m
   ) f;
 
-  if v_fast is not null then
+  v_result := array_fill(null::public.message_status, array[v_n]);
+  if v_fast_i is not null then
     update public.message_attempts a
     set provider_sid = x.sid, provider_status = coalesce(lower(x.provider_status), 'accepted'),
         error_code = x.error_code, error_message = x.error_message, responded_at = now()
-    from unnest(p_message_ids, p_attempt_nos, p_sids, p_provider_statuses, p_error_codes, p_error_messages)
+    from unnest(v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages)
          x (id, attempt_no, sid, provider_status, error_code, error_message)
-    where x.id = any (v_fast) and a.message_id = x.id and a.attempt_no = x.attempt_no;
+    where a.message_id = x.id and a.attempt_no = x.attempt_no;
 
     update public.messages m
     set status = 'sent', provider_sid = coalesce(m.provider_sid, x.sid), sent_at = coalesce(m.sent_at, now()),
         lease_expires_at = null, provider_check_required = false, last_error_code = null, last_error = null
-    from unnest(p_message_ids, p_sids) x (id, sid)
-    where x.id = any (v_fast) and m.id = x.id;
+    from unnest(v_fast_ids, v_fast_sids) x (id, sid)
+    where m.id = x.id;
+
+    foreach v_i in array v_fast_i loop
+      v_result[v_i] := 'sent';
+    end loop;
   end if;
 
-  select array_agg(case when x.id = any (coalesce(v_fast, '{}')) then 'sent'::public.message_status end order by x.i)
-  into v_result
-  from unnest(p_message_ids) with ordinality x (id, i);
-
-  for r in
-    select x.*
-    from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses, p_error_codes, p_error_messages, p_http_statuses)
-         with ordinality x (id, attempt_no, outcome, sid, provider_status, error_code, error_message, http_status, i)
-    where not (x.id = any (coalesce(v_fast, '{}')))
-    order by x.i
-  loop
-    v_result[r.i] := herald.record_send_result(r.id, r.attempt_no, r.outcome, r.sid, r.provider_status,
-                                               r.error_code, r.error_message, r.http_status);
+  -- Every other answer (those still without a result), in the order given.
+  for v_i in 1 .. v_n loop
+    if v_result[v_i] is null then
+      v_result[v_i] := herald.record_send_result(p_message_ids[v_i], p_attempt_nos[v_i], p_outcomes[v_i], p_sids[v_i],
+                                                 p_provider_statuses[v_i], p_error_codes[v_i], p_error_messages[v_i],
+                                                 p_http_statuses[v_i]);
+    end if;
   end loop;
 
   return query select x.id, v_result[x.i] from unnest(p_message_ids) with ordinality x (id, i) order by x.i;
@@ -7420,6 +7512,9 @@ GRANT ALL ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) 
 
 REVOKE ALL ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.consent_block_reason(p_contact public.contacts, p_channel public.channel, p_category public.message_category) TO service_role;

@@ -26,8 +26,15 @@ set search_path = ''
 as $$
 declare
   v_n integer := coalesce(cardinality(p_message_ids), 0);
-  v_fast uuid[];
+  v_fast_i bigint[];
+  v_fast_ids uuid[];
+  v_fast_attempts integer[];
+  v_fast_sids text[];
+  v_fast_statuses text[];
+  v_fast_codes integer[];
+  v_fast_messages text[];
   v_result public.message_status[];
+  v_i bigint;
   r record;
 begin
   if cardinality(p_attempt_nos) is distinct from v_n or cardinality(p_outcomes) is distinct from v_n
@@ -66,10 +73,15 @@ begin
   from (select distinct hashtextextended(s, 0) as k from unnest(p_sids) s where s is not null order by 1) k;
 
   -- Accepted, and still this attempt's: no callback is waiting for the sid, Twilio did not
-  -- already report it further than sent, the message is named once in the batch.
-  select array_agg(f.id) into v_fast from (
-    select x.id
-    from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses) x (id, attempt_no, outcome, sid, provider_status)
+  -- already report it further than sent, the message is named once in the batch. (Kept as
+  -- arrays of those answers alone, so the updates below join them without a search per row.)
+  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no), array_agg(f.sid), array_agg(f.provider_status),
+         array_agg(f.error_code), array_agg(f.error_message)
+  into v_fast_i, v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages
+  from (
+    select x.*
+    from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses, p_error_codes, p_error_messages)
+         with ordinality x (id, attempt_no, outcome, sid, provider_status, error_code, error_message, i)
     join public.messages m on m.id = x.id
     where x.outcome = 'sent' and x.sid is not null
       and m.status = 'sending' and m.attempts = x.attempt_no
@@ -80,34 +92,33 @@ begin
     for update of m
   ) f;
 
-  if v_fast is not null then
+  v_result := array_fill(null::public.message_status, array[v_n]);
+  if v_fast_i is not null then
     update public.message_attempts a
     set provider_sid = x.sid, provider_status = coalesce(lower(x.provider_status), 'accepted'),
         error_code = x.error_code, error_message = x.error_message, responded_at = now()
-    from unnest(p_message_ids, p_attempt_nos, p_sids, p_provider_statuses, p_error_codes, p_error_messages)
+    from unnest(v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages)
          x (id, attempt_no, sid, provider_status, error_code, error_message)
-    where x.id = any (v_fast) and a.message_id = x.id and a.attempt_no = x.attempt_no;
+    where a.message_id = x.id and a.attempt_no = x.attempt_no;
 
     update public.messages m
     set status = 'sent', provider_sid = coalesce(m.provider_sid, x.sid), sent_at = coalesce(m.sent_at, now()),
         lease_expires_at = null, provider_check_required = false, last_error_code = null, last_error = null
-    from unnest(p_message_ids, p_sids) x (id, sid)
-    where x.id = any (v_fast) and m.id = x.id;
+    from unnest(v_fast_ids, v_fast_sids) x (id, sid)
+    where m.id = x.id;
+
+    foreach v_i in array v_fast_i loop
+      v_result[v_i] := 'sent';
+    end loop;
   end if;
 
-  select array_agg(case when x.id = any (coalesce(v_fast, '{}')) then 'sent'::public.message_status end order by x.i)
-  into v_result
-  from unnest(p_message_ids) with ordinality x (id, i);
-
-  for r in
-    select x.*
-    from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses, p_error_codes, p_error_messages, p_http_statuses)
-         with ordinality x (id, attempt_no, outcome, sid, provider_status, error_code, error_message, http_status, i)
-    where not (x.id = any (coalesce(v_fast, '{}')))
-    order by x.i
-  loop
-    v_result[r.i] := herald.record_send_result(r.id, r.attempt_no, r.outcome, r.sid, r.provider_status,
-                                               r.error_code, r.error_message, r.http_status);
+  -- Every other answer (those still without a result), in the order given.
+  for v_i in 1 .. v_n loop
+    if v_result[v_i] is null then
+      v_result[v_i] := herald.record_send_result(p_message_ids[v_i], p_attempt_nos[v_i], p_outcomes[v_i], p_sids[v_i],
+                                                 p_provider_statuses[v_i], p_error_codes[v_i], p_error_messages[v_i],
+                                                 p_http_statuses[v_i]);
+    end if;
   end loop;
 
   return query select x.id, v_result[x.i] from unnest(p_message_ids) with ordinality x (id, i) order by x.i;
