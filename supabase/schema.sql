@@ -1229,22 +1229,25 @@ begin
   end if;
   perform set_config('herald.actor', 'dispatcher', true);
 
-  -- Clear to go, decided on the locked rows (named once in the batch).
-  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no)
-  into v_clear_i, v_clear_ids, v_clear_attempts
-  from (
-    select x.i, x.id, x.attempt_no
+  -- Clear to go, decided on the locked rows (named once in the batch). The rows are locked and
+  -- read by primary key first, with no condition on their status: beside the join, one let the
+  -- planner walk the partial index of sending messages for every message of the batch.
+  with locked as materialized (
+    select x.i, x.id, x.attempt_no, m as msg
     from unnest(p_message_ids, p_attempt_nos) with ordinality x (id, attempt_no, i)
     join public.messages m on m.id = x.id
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-    join public.workspaces w on w.id = m.workspace_id
-    cross join lateral herald.send_rule(m, c, w, now(), null) r
-    cross join lateral herald.outbound_content(m, c, now()) o
-    where m.status = 'sending' and m.attempts = x.attempt_no and m.lease_expires_at > now()
-      and r.cancel_reason is null and r.defer_reason is null and o.refusal is null and w.daily_limit is null
-      and x.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1)
     for update of m
-  ) f;
+  )
+  select array_agg(l.i), array_agg(l.id), array_agg(l.attempt_no)
+  into v_clear_i, v_clear_ids, v_clear_attempts
+  from locked l
+  join public.contacts c on c.workspace_id = (l.msg).workspace_id and c.id = (l.msg).contact_id
+  join public.workspaces w on w.id = (l.msg).workspace_id
+  cross join lateral herald.send_rule(l.msg, c, w, now(), null) r
+  cross join lateral herald.outbound_content(l.msg, c, now()) o
+  where (l.msg).status = 'sending' and (l.msg).attempts = l.attempt_no and (l.msg).lease_expires_at > now()
+    and r.cancel_reason is null and r.defer_reason is null and o.refusal is null and w.daily_limit is null
+    and l.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1);
 
   if v_clear_ids is not null then
     update public.messages m set lease_expires_at = greatest(m.lease_expires_at, now() + p_call_timeout)
@@ -4198,22 +4201,26 @@ begin
   -- Accepted, and still this attempt's: no callback is waiting for the sid, Twilio did not
   -- already report it further than sent, the message is named once in the batch. (Kept as
   -- arrays of those answers alone, so the updates below join them without a search per row.)
-  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no), array_agg(f.sid), array_agg(f.provider_status),
-         array_agg(f.error_code), array_agg(f.error_message)
-  into v_fast_i, v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages
-  from (
-    select x.*
+  -- The rows are locked and read by primary key first, with no condition on their status: a
+  -- status condition beside the join let the planner walk the partial index of sending messages
+  -- for every answer, all of them each time.
+  with locked as materialized (
+    select x.*, m.status as m_status, m.attempts as m_attempts
     from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses, p_error_codes, p_error_messages)
          with ordinality x (id, attempt_no, outcome, sid, provider_status, error_code, error_message, i)
     join public.messages m on m.id = x.id
     where x.outcome = 'sent' and x.sid is not null
-      and m.status = 'sending' and m.attempts = x.attempt_no
-      and coalesce(herald.message_rank(herald.from_provider_status(x.provider_status)), 0) <= herald.message_rank('sent')
-      and not exists (select 1 from public.provider_events e
-                      where e.provider_sid = x.sid and e.kind = 'status' and e.outcome = 'unknown_sid')
-      and x.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1)
     for update of m
-  ) f;
+  )
+  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no), array_agg(f.sid), array_agg(f.provider_status),
+         array_agg(f.error_code), array_agg(f.error_message)
+  into v_fast_i, v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages
+  from locked f
+  where f.m_status = 'sending' and f.m_attempts = f.attempt_no
+    and coalesce(herald.message_rank(herald.from_provider_status(f.provider_status)), 0) <= herald.message_rank('sent')
+    and not exists (select 1 from public.provider_events e
+                    where e.provider_sid = f.sid and e.kind = 'status' and e.outcome = 'unknown_sid')
+    and f.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1);
 
   v_result := array_fill(null::public.message_status, array[v_n]);
   if v_fast_i is not null then

@@ -75,22 +75,26 @@ begin
   -- Accepted, and still this attempt's: no callback is waiting for the sid, Twilio did not
   -- already report it further than sent, the message is named once in the batch. (Kept as
   -- arrays of those answers alone, so the updates below join them without a search per row.)
-  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no), array_agg(f.sid), array_agg(f.provider_status),
-         array_agg(f.error_code), array_agg(f.error_message)
-  into v_fast_i, v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages
-  from (
-    select x.*
+  -- The rows are locked and read by primary key first, with no condition on their status: a
+  -- status condition beside the join let the planner walk the partial index of sending messages
+  -- for every answer, all of them each time.
+  with locked as materialized (
+    select x.*, m.status as m_status, m.attempts as m_attempts
     from unnest(p_message_ids, p_attempt_nos, p_outcomes, p_sids, p_provider_statuses, p_error_codes, p_error_messages)
          with ordinality x (id, attempt_no, outcome, sid, provider_status, error_code, error_message, i)
     join public.messages m on m.id = x.id
     where x.outcome = 'sent' and x.sid is not null
-      and m.status = 'sending' and m.attempts = x.attempt_no
-      and coalesce(herald.message_rank(herald.from_provider_status(x.provider_status)), 0) <= herald.message_rank('sent')
-      and not exists (select 1 from public.provider_events e
-                      where e.provider_sid = x.sid and e.kind = 'status' and e.outcome = 'unknown_sid')
-      and x.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1)
     for update of m
-  ) f;
+  )
+  select array_agg(f.i), array_agg(f.id), array_agg(f.attempt_no), array_agg(f.sid), array_agg(f.provider_status),
+         array_agg(f.error_code), array_agg(f.error_message)
+  into v_fast_i, v_fast_ids, v_fast_attempts, v_fast_sids, v_fast_statuses, v_fast_codes, v_fast_messages
+  from locked f
+  where f.m_status = 'sending' and f.m_attempts = f.attempt_no
+    and coalesce(herald.message_rank(herald.from_provider_status(f.provider_status)), 0) <= herald.message_rank('sent')
+    and not exists (select 1 from public.provider_events e
+                    where e.provider_sid = f.sid and e.kind = 'status' and e.outcome = 'unknown_sid')
+    and f.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1);
 
   v_result := array_fill(null::public.message_status, array[v_n]);
   if v_fast_i is not null then
