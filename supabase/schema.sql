@@ -4164,11 +4164,9 @@ declare
   r record;
 begin
   if cardinality(p_attempt_nos) is distinct from v_n or cardinality(p_outcomes) is distinct from v_n
-     or cardinality(coalesce(p_sids, array_fill(null::text, array[v_n]))) <> v_n
-     or cardinality(coalesce(p_provider_statuses, array_fill(null::text, array[v_n]))) <> v_n
-     or cardinality(coalesce(p_error_codes, array_fill(null::integer, array[v_n]))) <> v_n
-     or cardinality(coalesce(p_error_messages, array_fill(null::text, array[v_n]))) <> v_n
-     or cardinality(coalesce(p_http_statuses, array_fill(null::integer, array[v_n]))) <> v_n then
+     or coalesce(cardinality(p_sids), v_n) <> v_n or coalesce(cardinality(p_provider_statuses), v_n) <> v_n
+     or coalesce(cardinality(p_error_codes), v_n) <> v_n or coalesce(cardinality(p_error_messages), v_n) <> v_n
+     or coalesce(cardinality(p_http_statuses), v_n) <> v_n then
     raise exception 'the answer arrays differ in length (% message ids)', v_n using errcode = '22023',
       hint = 'Pass one element per answer in every array (null where an answer has no sid, status or code), or leave an optional array out.';
   end if;
