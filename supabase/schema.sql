@@ -1210,7 +1210,7 @@ $$;
 
 COMMENT ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) IS 'What an inbound body means when it is only a keyword: opt_out, opt_in or help (standard sets plus the workspace''s), ignoring case, surrounding whitespace and punctuation; null for anything else.';
 
-CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text)
+CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text, body text, content_sid text, content_variables jsonb)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -1262,7 +1262,9 @@ begin
   from unnest(p_message_ids, p_attempt_nos) with ordinality x (id, attempt_no, i)
   where x.i not in (select unnest(coalesce(v_clear_i, '{}')));
 
-  -- One row per message, in the order given.
+  -- One row per message, in the order given; one that may go, with what its call carries now.
+  -- The claim decided that too, but a WhatsApp window can close while the message waits for its
+  -- slot: its body would then go free-form and fail at Twilio (63016) though it has a template.
   return query
   with rest_in as (
     select x.i, row_number() over (order by x.i) as k
@@ -1271,19 +1273,22 @@ begin
   ), rest_out as (
     select e.message_id, e.verdict, e.reason, row_number() over () as k
     from herald.confirm_send_each(v_rest_ids, v_rest_attempts, p_call_timeout) e
-  )
-  select v.message_id, v.verdict, v.reason
-  from (
+  ), v as (
     select ci.i, p_message_ids[ci.i] as message_id, 'send'::text as verdict, null::text as reason
     from unnest(coalesce(v_clear_i, '{}')) ci (i)
     union all
     select ri.i, ro.message_id, ro.verdict, ro.reason from rest_in ri join rest_out ro using (k)
-  ) v
+  )
+  select v.message_id, v.verdict, v.reason, o.body, o.content_sid, o.content_variables
+  from v
+  left join public.messages m on v.verdict = 'send' and m.id = v.message_id
+  left join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+  left join lateral herald.outbound_content(m, c, now()) o on m.id is not null
   order by v.i;
 end;
 $$;
 
-COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged, or the deadline passed), deferred (quiet hours, daily limit) or failed (template_required: WhatsApp outside the 24-hour window without a template; no attempt spent), per message, in the order given. Messages clear to go are confirmed in one statement per table; the rest one by one (herald.confirm_send_each).';
+COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval) IS 'Right before each provider call: send (lease stretched over the call, attempt marked confirmed), skip (gone, not this attempt''s, lease expired), cancelled (the contact may no longer be messaged, or the deadline passed), deferred (quiet hours, daily limit) or failed (template_required: WhatsApp outside the 24-hour window without a template; no attempt spent), per message, in the order given; a message that may go comes with what the call carries now (body, or content_sid and content_variables), which may differ from the claim''s when a WhatsApp window closed or opened meanwhile. Messages clear to go are confirmed in one statement per table; the rest one by one (herald.confirm_send_each).';
 
 CREATE FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text)
     LANGUAGE plpgsql SECURITY DEFINER

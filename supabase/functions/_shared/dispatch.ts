@@ -95,6 +95,10 @@ async function findAtProvider(sql: Sql, client: TwilioClient, m: ClaimedMessage)
 interface Verdict {
   verdict: "send" | "skip" | "cancelled" | "deferred" | "failed";
   reason: string | null;
+  /** For "send": what the call carries now (the claim's choice may be stale, see confirmSends). */
+  body: string | null;
+  content_sid: string | null;
+  content_variables: Record<string, string> | null;
 }
 
 /**
@@ -102,18 +106,20 @@ interface Verdict {
  * contact be messaged, is the window open, can it go at all (a WhatsApp message outside the
  * 24-hour window needs a template)? Anything but "send" has been applied by the database already
  * (cancelled, deferred or failed with the reason; a lost lease is the reaper's). Asked for every
- * message whose slot came in the same turn at once.
+ * message whose slot came in the same turn at once. A message that may go comes with what its call
+ * carries now: a WhatsApp window that closed while it waited for its slot turns a free-form body
+ * into its template (sent as claimed, Twilio would fail it with 63016).
  */
 async function confirmSends(sql: Sql, ms: ClaimedMessage[], opts: DispatchOptions): Promise<Verdict[]> {
   const rows = await sql<(Verdict & { message_id: string })[]>`
-    select message_id, verdict, reason
+    select message_id, verdict, reason, body, content_sid, content_variables
     from herald.confirm_send(${ms.map((m) => m.message_id)}::uuid[], ${ms.map((m) => m.attempt_no)}::integer[],
                              make_interval(secs => ${opts.callTimeoutSeconds}))`;
   const byId = new Map(rows.map((r) => [r.message_id, r]));
   return ms.map((m) => {
     const v = byId.get(m.message_id);
     if (!v) throw new Error(`confirm_send gave no verdict for message ${m.message_id}`);
-    return { verdict: v.verdict, reason: v.reason };
+    return v;
   });
 }
 
@@ -219,7 +225,12 @@ async function sendOne(sql: Sql, client: TwilioClient, m: ClaimedMessage, opts: 
       const created = await client.messages.create(messageCreateParams(
         address(m.channel, m.to_phone),
         address(m.channel, m.from_phone),
-        { body: m.body, contentSid: m.content_sid, contentVariables: m.content_variables, validityPeriod: m.validity_period },
+        {
+          body: verdict.body ?? "",
+          contentSid: verdict.content_sid,
+          contentVariables: verdict.content_variables,
+          validityPeriod: m.validity_period,
+        },
         opts.statusCallbackUrl,
       ));
       sid = created.sid;

@@ -5,7 +5,7 @@
 -- confirmation (a STOP, a move into the night, a closed WhatsApp window, a lapsed lease); twin one
 -- is confirmed message by message, twin two in one batch, and the two are compared case by case.
 begin;
-select plan(10);
+select plan(12);
 update workspaces set automation_enabled = false;
 
 -- Quiet 21:00–08:00 in the contact's zone; every contact starts at 13:00 local.
@@ -59,7 +59,7 @@ insert into verdicts
 select 2, e.n, k.name, e.verdict, e.reason
 from herald.confirm_send(array(select message from cases where twin = 2 order by name),
                          array(select case name when 'stale' then 9 else 1 end from cases where twin = 2 order by name))
-     with ordinality e (message_id, verdict, reason, n)
+     with ordinality e (message_id, verdict, reason, body, content_sid, content_variables, n)
 left join cases k on k.message = e.message_id;
 
 select results_eq($$ select n, name, verdict, reason from verdicts where twin = 2 order by n $$,
@@ -72,7 +72,7 @@ select results_eq($$ select name, verdict, reason from verdicts where twin = 2 o
   'which are: each rule''s own verdict and reason');
 select is((select array_agg(e.verdict order by e.n)
            from herald.confirm_send(array['00000000-0000-4000-8000-000000000003'::uuid, (select message from cases where name = 'clear' and twin = 2)],
-                                    array[1, 2]) with ordinality e (message_id, verdict, reason, n)),
+                                    array[1, 2]) with ordinality e (message_id, verdict, reason, body, content_sid, content_variables, n)),
   '{skip,skip}', 'a message that is gone, or asked for with another attempt number, is skipped');
 
 /** Section - twin for twin */
@@ -107,6 +107,30 @@ select results_eq(format($$ select o.body is not null, o.content_sid, o.refusal 
                             herald.outbound_content(m, c, %L) o where k.name in ('clear', 'closed') and k.twin = 1 order by k.name $$, now()),
   $$ values (true, null::text, null::text), (false, null, 'template_required') $$,
   'herald.outbound_content: an SMS carries its body; WhatsApp outside the window with no template is refused');
+
+-- A WhatsApp message with a template, claimed inside the window as free-form text; the window
+-- closes while it waits for its slot: the confirmation says to send the template instead.
+select tests.clear_authentication();
+insert into message_templates (workspace_id, name, content_sid, body, variables)
+values (:'ws', 'reminder', 'HX0123456789abcdef0123456789abcdef', 'Hi {{1}}, see you soon.', array['{{first_name}}'])
+returning id as tpl \gset
+select tests.contact(:'ws', '+14155556001', tests.daytime_zone()) as c_tpl \gset
+update contacts set last_whatsapp_inbound_at = now() - interval '1 hour', first_name = 'Ada' where id = :'c_tpl';
+insert into messages (workspace_id, contact_id, channel, body, send_at, status, category, template_id, template_variables)
+values (:'ws', :'c_tpl', 'whatsapp', 'Hi Ada, see you soon.', now() - interval '1 minute', 'queued', 'transactional', :'tpl', '{"1": "Ada"}')
+returning id as m_tpl \gset
+grant select on cases to service_role;
+select tests.authenticate_as_service_role();
+select results_eq(format($$ select body, content_sid from herald.claim_messages(100, interval '1 minute') where message_id = %L $$, :'m_tpl'),
+  $$ values ('Hi Ada, see you soon.', null::text) $$, 'claimed inside the window: free-form');
+select tests.clear_authentication();
+update contacts set last_whatsapp_inbound_at = now() - interval '2 days' where id = :'c_tpl';
+select tests.authenticate_as_service_role();
+select results_eq(format($$ select verdict, body, content_sid, content_variables from herald.confirm_send(array[%L::uuid, %L::uuid], array[1, 1]) $$,
+                         :'m_tpl', (select message from cases where name = 'roomy' and twin = 2)),
+  $$ values ('send', null::text, 'HX0123456789abcdef0123456789abcdef', '{"1": "Ada"}'::jsonb),
+            ('send', 'hello +14155552008', null, null) $$,
+  'confirmed after the window closed: the template goes, not the body; an SMS (here confirmed step by step) carries its body');
 
 /** Section - refused */
 select throws_ok($$ select * from herald.confirm_send(array[gen_random_uuid()], array[1, 2]) $$, '22023',
