@@ -274,6 +274,17 @@ as $$
   update public.messages set status = 'sent', lease_expires_at = null, sent_at = p_sent_at where id = any (p_ids);
 $$;
 
+-- A message's ledger as one line (from, to, reason, actor of each event, oldest first): for tests
+-- that compare two messages' histories.
+create or replace function tests.ledger_of(p_message_id uuid) returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select string_agg(concat_ws(' ', e.from_status, e.to_status, e.reason, e.actor), ', ' order by e.id)
+  from public.message_events e where e.message_id = p_message_id
+$$;
+
 -- The plan PostgreSQL chooses for a query (explain, costs off), one node per line: for tests that
 -- a rule or an index shapes the plan.
 -- (No search_path of its own: the query is planned with the caller's.)

@@ -87,18 +87,14 @@ language sql as $$
   select c.name, concat_ws(' | ', a.attempt_no, a.provider_status, a.confirmed_at is not null, a.spent)
   from cases c join public.message_attempts a on a.message_id = c.message where c.twin = p_twin
 $$;
-create function pg_temp.ledger(p_twin integer) returns table (name text, events text)
-language sql as $$
-  select c.name, string_agg(concat_ws(' ', e.from_status, e.to_status, e.reason, e.actor), ', ' order by e.id)
-  from cases c join public.message_events e on e.message_id = c.message where c.twin = p_twin group by c.name
-$$;
-grant execute on function pg_temp.message_state(integer), pg_temp.attempt_state(integer), pg_temp.ledger(integer) to service_role;
+grant execute on function pg_temp.message_state(integer), pg_temp.attempt_state(integer) to service_role;
 
 select results_eq($$ select * from pg_temp.message_state(2) order by 1 $$, $$ select * from pg_temp.message_state(1) order by 1 $$,
   'every message is as its twin: status, reason, attempts, error, deferred or not, the lease stretched over the call');
 select results_eq($$ select * from pg_temp.attempt_state(2) order by 1, 2 $$, $$ select * from pg_temp.attempt_state(1) order by 1, 2 $$,
   'every attempt too: confirmed where the message goes, gone where it does not');
-select results_eq($$ select * from pg_temp.ledger(2) order by 1 $$, $$ select * from pg_temp.ledger(1) order by 1 $$,
+select results_eq($$ select name, tests.ledger_of(message) from cases where twin = 2 order by 1 $$,
+                  $$ select name, tests.ledger_of(message) from cases where twin = 1 order by 1 $$,
   'and every ledger row');
 
 /** Section - what goes to Twilio */

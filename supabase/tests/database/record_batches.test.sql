@@ -91,18 +91,14 @@ language sql as $$
                            a.error_message, a.spent, a.responded_at is not null, a.last_callback_at is not null)
   from cases c join public.message_attempts a on a.message_id = c.message where c.twin = p_twin
 $$;
-create function pg_temp.ledger(p_twin integer) returns table (name text, events text)
-language sql as $$
-  select c.name, string_agg(concat_ws(' ', e.from_status, e.to_status, e.reason, e.actor), ', ' order by e.id)
-  from cases c join public.message_events e on e.message_id = c.message where c.twin = p_twin group by c.name
-$$;
-grant execute on function pg_temp.message_state(integer), pg_temp.attempt_state(integer), pg_temp.ledger(integer) to service_role;
+grant execute on function pg_temp.message_state(integer), pg_temp.attempt_state(integer) to service_role;
 
 select results_eq($$ select * from pg_temp.message_state(2) order by 1 $$, $$ select * from pg_temp.message_state(1) order by 1 $$,
   'every message is as the one-by-one calls left its twin: status, sid, times, attempts, error, look-up flag, send_at and lease moved out or not (their retry delays are jittered)');
 select results_eq($$ select * from pg_temp.attempt_state(2) order by 1, 2 $$, $$ select * from pg_temp.attempt_state(1) order by 1, 2 $$,
   'every attempt too (a not_sent one gone, a spent one kept)');
-select results_eq($$ select * from pg_temp.ledger(2) order by 1 $$, $$ select * from pg_temp.ledger(1) order by 1 $$,
+select results_eq($$ select name, tests.ledger_of(message) from cases where twin = 2 order by 1 $$,
+                  $$ select name, tests.ledger_of(message) from cases where twin = 1 order by 1 $$,
   'and every ledger row, with its reason and the dispatcher or provider as actor');
 select is((select count(*)::int from public.provider_events e where e.provider_sid = pg_temp.sid('early', 2) and e.outcome = 'applied'), 1,
   'the early callback was applied when its sid became known');
