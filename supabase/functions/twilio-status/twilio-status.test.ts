@@ -324,6 +324,10 @@ Deno.test("twilio-status: a database error fails every callback of its batch wit
     const { messages } = await sentMessages(sql, 12);
     const [blockerA, blockerB, ...rest] = messages;
     const poison = rest[0];
+    const post = (m: { sid: string }) =>
+      postTwilioWebhook("twilio-status", callback(m.sid, "delivered", m === poison ? { HeraldTestFault: "1" } : {}), {
+        idempotencyToken: `${m.sid}-delivered`,
+      });
     // Both slots of the function's batcher held: two callbacks wait for their sid's lock, held here.
     await sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(hashtextextended(${blockerA.sid}, 0)), pg_advisory_xact_lock(hashtextextended(${blockerB.sid}, 0))`;
@@ -335,11 +339,7 @@ Deno.test("twilio-status: a database error fails every callback of its batch wit
         return n >= 2;
       });
       // These arrive while both slots are busy: they wait, and go together once one frees.
-      const together = rest.map((m) =>
-        postTwilioWebhook("twilio-status", callback(m.sid, "delivered", m === poison ? { HeraldTestFault: "1" } : {}), {
-          idempotencyToken: `${m.sid}-delivered`,
-        })
-      );
+      const together = rest.map(post);
       await new Promise((r) => setTimeout(r, 1000));
       return { blocked, together };
     }).then(async ({ blocked, together }) => {
@@ -357,11 +357,7 @@ Deno.test("twilio-status: a database error fails every callback of its batch wit
     assert.equal(sent, rest.length, "nor applied");
 
     // Twilio sends them again: the others go through; the refused one fails alone.
-    const again = await Promise.all(rest.map((m) =>
-      postTwilioWebhook("twilio-status", callback(m.sid, "delivered", m === poison ? { HeraldTestFault: "1" } : {}), {
-        idempotencyToken: `${m.sid}-delivered`,
-      })
-    ));
+    const again = await Promise.all(rest.map(post));
     again.forEach((res, k) => assert.equal(res.status, rest[k] === poison ? 500 : 200, res.text));
     const stored = await sql`select idempotency_token as token, outcome from provider_events where idempotency_token = any (${tokens}::text[])`;
     assert.deepEqual(
