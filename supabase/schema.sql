@@ -530,13 +530,65 @@ CREATE FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
-  select (herald.apply_provider_statuses(array[p_sid], array[p_status], array[p_error_code], array[p_payload],
+  select (herald.apply_status_callbacks(array[p_sid], array[p_status], array[p_error_code], array[p_payload],
                                          array[p_idempotency_token]))[1]
 $$;
 
-COMMENT ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) IS 'Applies one Twilio status callback (a batch of one, herald.apply_provider_statuses): stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing. A sid being erased (hard delete) stores nothing.';
+COMMENT ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) IS 'Applies one Twilio status callback (a batch of one, herald.apply_status_callbacks): stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing. A sid being erased (hard delete) stores nothing.';
 
-CREATE FUNCTION herald.apply_provider_statuses(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) RETURNS text[]
+CREATE FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) RETURNS TABLE(message_id uuid, outcome text, reason text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ids uuid[];
+  v_cancel public.cancel_reason[];
+  v_defer text[];
+  v_until timestamptz[];
+  v_prev text;
+begin
+  -- Decided once per message (send_rule reads the zones and the contact's day), then applied
+  -- one statement per outcome so the ledger records each with its reason.
+  select array_agg(b.id), array_agg(r.cancel_reason), array_agg(r.defer_reason), array_agg(r.defer_until)
+  into v_ids, v_cancel, v_defer, v_until
+  from (
+    select m.id, m as msg, c as contact, w as workspace,
+           case when p_apply_caps then
+             (count(*) filter (where m.category = 'marketing')
+                over (partition by m.contact_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding))::integer
+           end as pending
+    from public.messages m
+    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    join public.workspaces w on w.id = m.workspace_id
+    where m.id = any (p_ids)
+  ) b
+  cross join lateral herald.send_rule(b.msg, b.contact, b.workspace, p_at, b.pending) r;
+  if v_ids is null then
+    return;
+  end if;
+
+  update public.messages m
+  set status = 'cancelled', cancel_reason = x.reason, cancelled_at = now()
+  from unnest(v_ids, v_cancel) x(id, reason) where m.id = x.id and x.reason is not null;
+  v_prev := herald.set_reason('quiet_hours');
+  update public.messages m set status = 'scheduled', send_at = x.until
+  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'quiet_hours';
+  perform herald.set_reason('frequency_cap');
+  update public.messages m set status = 'scheduled', send_at = x.until
+  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'frequency_cap';
+  perform herald.set_reason(v_prev);
+
+  return query
+  select x.id,
+         case when x.c is not null then 'cancelled' when x.d is not null then 'deferred' else 'send' end,
+         coalesce(x.c::text, x.d)
+  from unnest(v_ids, v_cancel, v_defer) x(id, c, d);
+end;
+$$;
+
+COMMENT ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) IS 'Applies herald.send_rule to a batch of scheduled or queued messages: cancels (with the reason) or defers (back to scheduled, ledger reason quiet_hours or frequency_cap) those that may not go at p_at, and says for each message what became of it. p_apply_caps: queueing counts the per-contact cap; claims do not.';
+
+CREATE FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) RETURNS text[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -732,59 +784,7 @@ begin
 end;
 $$;
 
-COMMENT ON FUNCTION herald.apply_provider_statuses(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) IS 'Applies a batch of Twilio status callbacks (element i of each array is callback i; at most 1000) and returns each one''s outcome in input order: applied, unchanged, duplicate, unknown_sid or erased, exactly as one apply_provider_status call after another would. Known sids moving forward to a status that is no failure are applied set-based (the ledger''s triggers fire once per status reached); the rest one by one.';
-
-CREATE FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) RETURNS TABLE(message_id uuid, outcome text, reason text)
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-declare
-  v_ids uuid[];
-  v_cancel public.cancel_reason[];
-  v_defer text[];
-  v_until timestamptz[];
-  v_prev text;
-begin
-  -- Decided once per message (send_rule reads the zones and the contact's day), then applied
-  -- one statement per outcome so the ledger records each with its reason.
-  select array_agg(b.id), array_agg(r.cancel_reason), array_agg(r.defer_reason), array_agg(r.defer_until)
-  into v_ids, v_cancel, v_defer, v_until
-  from (
-    select m.id, m as msg, c as contact, w as workspace,
-           case when p_apply_caps then
-             (count(*) filter (where m.category = 'marketing')
-                over (partition by m.contact_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding))::integer
-           end as pending
-    from public.messages m
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-    join public.workspaces w on w.id = m.workspace_id
-    where m.id = any (p_ids)
-  ) b
-  cross join lateral herald.send_rule(b.msg, b.contact, b.workspace, p_at, b.pending) r;
-  if v_ids is null then
-    return;
-  end if;
-
-  update public.messages m
-  set status = 'cancelled', cancel_reason = x.reason, cancelled_at = now()
-  from unnest(v_ids, v_cancel) x(id, reason) where m.id = x.id and x.reason is not null;
-  v_prev := herald.set_reason('quiet_hours');
-  update public.messages m set status = 'scheduled', send_at = x.until
-  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'quiet_hours';
-  perform herald.set_reason('frequency_cap');
-  update public.messages m set status = 'scheduled', send_at = x.until
-  from unnest(v_ids, v_defer, v_until) x(id, reason, until) where m.id = x.id and x.reason = 'frequency_cap';
-  perform herald.set_reason(v_prev);
-
-  return query
-  select x.id,
-         case when x.c is not null then 'cancelled' when x.d is not null then 'deferred' else 'send' end,
-         coalesce(x.c::text, x.d)
-  from unnest(v_ids, v_cancel, v_defer) x(id, c, d);
-end;
-$$;
-
-COMMENT ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) IS 'Applies herald.send_rule to a batch of scheduled or queued messages: cancels (with the reason) or defers (back to scheduled, ledger reason quiet_hours or frequency_cap) those that may not go at p_at, and says for each message what became of it. p_apply_caps: queueing counts the per-contact cap; claims do not.';
+COMMENT ON FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) IS 'Applies a batch of Twilio status callbacks (element i of each array is callback i; at most 1000) and returns each one''s outcome in input order: applied, unchanged, duplicate, unknown_sid or erased, exactly as one apply_provider_status call after another would. Known sids moving forward to a status that is no failure are applied set-based (the ledger''s triggers fire once per status reached); the rest one by one.';
 
 CREATE FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) RETURNS record
     LANGUAGE plpgsql
@@ -7641,11 +7641,11 @@ GRANT ALL ON FUNCTION herald.apply_inbound(p_from text, p_to text, p_body text, 
 REVOKE ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.apply_provider_status(p_sid text, p_status text, p_error_code integer, p_payload jsonb, p_idempotency_token text) TO service_role;
 
-REVOKE ALL ON FUNCTION herald.apply_provider_statuses(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.apply_provider_statuses(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) TO service_role;
-
 REVOKE ALL ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with time zone, p_apply_caps boolean) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION herald.apply_status_event(p_sid text, p_status text, p_error_code integer, OUT outcome text, OUT workspace_id uuid, OUT message_id uuid) FROM PUBLIC;
 

@@ -4,16 +4,16 @@
  * and the message ledger's statement triggers fired once per callback. Messages get two or three
  * callbacks each, so under load the webhook, not the dispatcher, set the pace of delivery.
  *
- *   apply_provider_statuses  applies a batch of callbacks (the twilio-status function gathers
- *                            those that arrive while one is being applied) and returns each one's
- *                            outcome in input order. The common case, a known sid moving forward
- *                            by rank to a status that is not a failure, is applied set-based: one
- *                            update of the attempts, one of the messages per status reached (the
- *                            ledger's reason names the status), one insert of the provider events.
- *                            Anything else (an unknown sid, a failure, whose error class may send
- *                            the message again, a message that callbacks of two sids reach) takes
- *                            the per-callback path (herald.apply_status_event), in input order.
- *   apply_provider_status    one callback: a batch of one.
+ *   apply_status_callbacks  applies a batch of callbacks (the twilio-status function gathers
+ *                           those that arrive while one is being applied) and returns each one's
+ *                           outcome in input order. The common case, a known sid moving forward
+ *                           by rank to a status that is not a failure, is applied set-based: one
+ *                           update of the attempts, one of the messages per status reached (the
+ *                           ledger's reason names the status), one insert of the provider events.
+ *                           Anything else (an unknown sid, a failure, whose error class may send
+ *                           the message again, a message that callbacks of two sids reach) takes
+ *                           the per-callback path (herald.apply_status_event), in input order.
+ *   apply_provider_status   one callback: a batch of one.
  *
  * Nothing about a callback's meaning changes: the same per-sid advisory lock shared with
  * herald.record_send_result (all of a batch's taken up front, ordered by lock key, so two batches
@@ -24,7 +24,7 @@
  */
 
 /** Section - a batch of status callbacks */
-create function herald.apply_provider_statuses(
+create function herald.apply_status_callbacks(
   p_sids text[],
   p_statuses text[],
   p_error_codes integer[],
@@ -226,9 +226,9 @@ begin
   return v_outcomes;
 end;
 $$;
-comment on function herald.apply_provider_statuses(text[], text[], integer[], jsonb[], text[]) is 'Applies a batch of Twilio status callbacks (element i of each array is callback i; at most 1000) and returns each one''s outcome in input order: applied, unchanged, duplicate, unknown_sid or erased, exactly as one apply_provider_status call after another would. Known sids moving forward to a status that is no failure are applied set-based (the ledger''s triggers fire once per status reached); the rest one by one.';
-revoke execute on function herald.apply_provider_statuses(text[], text[], integer[], jsonb[], text[]) from public, anon, authenticated;
-grant execute on function herald.apply_provider_statuses(text[], text[], integer[], jsonb[], text[]) to service_role;
+comment on function herald.apply_status_callbacks(text[], text[], integer[], jsonb[], text[]) is 'Applies a batch of Twilio status callbacks (element i of each array is callback i; at most 1000) and returns each one''s outcome in input order: applied, unchanged, duplicate, unknown_sid or erased, exactly as one apply_provider_status call after another would. Known sids moving forward to a status that is no failure are applied set-based (the ledger''s triggers fire once per status reached); the rest one by one.';
+revoke execute on function herald.apply_status_callbacks(text[], text[], integer[], jsonb[], text[]) from public, anon, authenticated;
+grant execute on function herald.apply_status_callbacks(text[], text[], integer[], jsonb[], text[]) to service_role;
 
 /** Section - one callback */
 create or replace function herald.apply_provider_status(
@@ -242,9 +242,9 @@ language sql
 security definer
 set search_path = ''
 as $$
-  select (herald.apply_provider_statuses(array[p_sid], array[p_status], array[p_error_code], array[p_payload],
+  select (herald.apply_status_callbacks(array[p_sid], array[p_status], array[p_error_code], array[p_payload],
                                          array[p_idempotency_token]))[1]
 $$;
-comment on function herald.apply_provider_status(text, text, integer, jsonb, text) is 'Applies one Twilio status callback (a batch of one, herald.apply_provider_statuses): stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing. A sid being erased (hard delete) stores nothing.';
+comment on function herald.apply_provider_status(text, text, integer, jsonb, text) is 'Applies one Twilio status callback (a batch of one, herald.apply_status_callbacks): stored as a provider event, and the attempt and message move forward by rank only, so duplicates and out-of-order callbacks change nothing. A sid being erased (hard delete) stores nothing.';
 revoke execute on function herald.apply_provider_status(text, text, integer, jsonb, text) from public, anon, authenticated;
 grant execute on function herald.apply_provider_status(text, text, integer, jsonb, text) to service_role;

@@ -1,5 +1,5 @@
 // Twilio's status callbacks, applied in batches: those that arrive while one batch is being
-// applied go together in the next herald.apply_provider_statuses call, each answered with its own
+// applied go together in the next herald.apply_status_callbacks call, each answered with its own
 // outcome; a lone callback goes at once. When the call fails, nothing of that batch was stored
 // (one transaction), so every callback in it is answered 500 and Twilio sends it again.
 
@@ -29,7 +29,7 @@ const MAX_IN_FLIGHT = 2;
 async function applyStatusCallbacks(batch: StatusCallback[]): Promise<StatusOutcome[]> {
   try {
     const [row] = await db()`
-      select herald.apply_provider_statuses(
+      select herald.apply_status_callbacks(
         ${batch.map((c) => c.sid)}::text[],
         ${batch.map((c) => c.status)}::text[],
         ${batch.map((c) => c.errorCode)}::integer[],

@@ -1,4 +1,4 @@
--- Status callbacks in batches (…_status_callback_batches.sql): herald.apply_provider_statuses
+-- Status callbacks in batches (…_status_callback_batches.sql): herald.apply_status_callbacks
 -- applies a batch exactly as herald.apply_provider_status (now a batch of one) applies the same
 -- callbacks one after another. Two identical worlds get the same mixed batch: out of order,
 -- several per sid, duplicates in the batch and already stored, an unknown sid, a transient
@@ -71,7 +71,7 @@ set local track_functions = 'pl';
 select coalesce(sum(calls), 0) as per_callback_before from pg_stat_xact_user_functions
 where schemaname = 'herald' and funcname = 'apply_status_event' \gset
 select tests.authenticate_as_service_role();
-select herald.apply_provider_statuses(
+select herald.apply_status_callbacks(
   array(select c.sid from callbacks b join cases c on c.world = 'a' and c.name = b.name order by b.i),
   array(select b.status from callbacks b order by b.i),
   array(select b.code from callbacks b order by b.i),
@@ -149,10 +149,10 @@ select is((select count(*)::int from provider_events e join cases c on c.sid = e
 /** Section - who may call */
 select tests.create_user('batch_mallory');
 select tests.authenticate_as('batch_mallory');
-select throws_ok($$ select herald.apply_provider_statuses(array['SMx'], array['delivered'], array[null::integer], array['{}'::jsonb], array[null::text]) $$,
+select throws_ok($$ select herald.apply_status_callbacks(array['SMx'], array['delivered'], array[null::integer], array['{}'::jsonb], array[null::text]) $$,
   '42501', null, 'authenticated cannot apply a batch of callbacks');
 select tests.authenticate_as_anon();
-select throws_ok($$ select herald.apply_provider_statuses(array['SMx'], array['delivered'], array[null::integer], array['{}'::jsonb], array[null::text]) $$,
+select throws_ok($$ select herald.apply_status_callbacks(array['SMx'], array['delivered'], array[null::integer], array['{}'::jsonb], array[null::text]) $$,
   '42501', null, 'nor can anon');
 select tests.clear_authentication();
 
@@ -160,12 +160,12 @@ select tests.clear_authentication();
 select count(*) as events_before from provider_events \gset
 select max(id) as ledger_before from message_events \gset
 select tests.authenticate_as_service_role();
-select throws_ok(format($$ select herald.apply_provider_statuses(array[%L, %L], array['delivered', 'read'], array[null::integer],
+select throws_ok(format($$ select herald.apply_status_callbacks(array[%L, %L], array['delivered', 'read'], array[null::integer],
                                                                   array['{}'::jsonb, '{}'], array['x1', 'x2']) $$,
                         (select sid from cases where world = 'a' and name = 'queued'), (select sid from cases where world = 'a' and name = 'walk')),
   '22023', 'one element per callback in every array: 2 sids, 2 statuses, 1 error codes, 2 payloads, 2 idempotency tokens',
   'arrays of different lengths: 22023, naming each length');
-select throws_ok(format($$ select herald.apply_provider_statuses(array[%L, null], array['delivered', 'delivered'], array[null::integer, null],
+select throws_ok(format($$ select herald.apply_status_callbacks(array[%L, null], array['delivered', 'delivered'], array[null::integer, null],
                                                                   array['{}'::jsonb, '{}'], array['x3', 'x4']) $$,
                         (select sid from cases where world = 'a' and name = 'queued')),
   '22023', 'callback 2 has no sid', 'a callback without a sid: 22023, naming it');
