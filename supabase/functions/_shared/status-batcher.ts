@@ -1,11 +1,12 @@
-// Twilio's status callbacks, applied in batches: those that arrive while one batch is being
-// applied go together in the next herald.apply_status_callbacks call, each answered with its own
-// outcome; a lone callback goes at once. When the call fails, nothing of that batch was stored
-// (one transaction), so every callback in it is answered 500 and Twilio sends it again.
+// Twilio's status callbacks, applied in batches (_shared/batcher.ts): those that arrive while one
+// batch is being applied go together in the next herald.apply_status_callbacks call, each
+// answered with its own outcome; a lone callback goes in the same turn of the event loop. When
+// the call fails, nothing of that batch was stored (one transaction), so every callback in it is
+// answered 500 and Twilio sends it again.
 
 import { db } from "./db.ts";
 import { HttpError } from "./http.ts";
-import { MicroBatcher } from "./micro-batcher.ts";
+import { Batcher } from "./batcher.ts";
 
 export interface StatusCallback {
   sid: string;
@@ -18,13 +19,8 @@ export interface StatusCallback {
 
 export type StatusOutcome = "applied" | "unchanged" | "duplicate" | "unknown_sid" | "erased";
 
-/**
- * At most this many callbacks per call (the database takes up to 1000; each holds its sid's
- * advisory lock to the end of the call), and two calls under way at once: one applying while the
- * next one's requests are read and checked.
- */
+/** Callbacks per call at most (the database takes up to 1000; each holds its sid's lock to the end of the call). */
 const MAX_BATCH = 250;
-const MAX_IN_FLIGHT = 2;
 
 async function applyStatusCallbacks(batch: StatusCallback[]): Promise<StatusOutcome[]> {
   try {
@@ -43,9 +39,9 @@ async function applyStatusCallbacks(batch: StatusCallback[]): Promise<StatusOutc
   }
 }
 
-const batcher = new MicroBatcher(applyStatusCallbacks, { maxBatch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT });
+const batcher = new Batcher(applyStatusCallbacks, { maxSize: MAX_BATCH });
 
 /** Applies one callback, with whatever others arrive meanwhile; its outcome once stored. */
 export function applyStatusCallback(callback: StatusCallback): Promise<StatusOutcome> {
-  return batcher.submit(callback);
+  return batcher.add(callback);
 }
