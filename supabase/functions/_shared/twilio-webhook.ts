@@ -77,6 +77,12 @@ export async function verifiedTwilioWebhook<S extends z.ZodType>(
   if (!signatureValid(required("TWILIO_AUTH_TOKEN"), req.headers.get("x-twilio-signature"), url, params)) {
     throw new HttpError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match this request");
   }
+  // PostgreSQL's text and jsonb hold no NUL character: such a form could never be stored, and
+  // would fail every callback applied with it.
+  const withNul = Object.entries(params).find(([k, v]) => k.includes("\0") || v.includes("\0"));
+  if (withNul) {
+    throw new HttpError(400, invalidCode, `${withNul[0].replaceAll("\0", "\\0")}: must not contain a NUL character`);
+  }
   const fields = parseInput(schema, params, invalidCode, "form");
   return { params, fields, idempotencyToken: req.headers.get("i-twilio-idempotency-token") };
 }

@@ -237,3 +237,154 @@ Deno.test("twilio-status: a callback that beats the dispatcher's record of the s
     await sql.end();
   }
 });
+
+// ---- many at once: callbacks that arrive together are applied together ----------------------------
+
+/** `n` messages the provider has accepted, each under a sid of our own (set-based, as the dispatcher leaves them). */
+async function sentMessages(sql: postgres.Sql, n: number) {
+  const { workspaceId } = await sendingWorkspace(sql);
+  const rows = await sql`
+    with c as (
+      insert into contacts (workspace_id, phone)
+      select ${workspaceId}, '+1415' || lpad((floor(random() * 1e7))::int::text, 7, '0') || g from generate_series(1, ${n}::int) g
+      returning id
+    ), m as (
+      insert into messages (workspace_id, contact_id, body, status, attempts, provider_sid, sent_at)
+      select ${workspaceId}, c.id, 'batched callbacks', 'sent', 1, 'SM' || md5(random()::text || c.id), now() from c
+      returning id, provider_sid
+    )
+    insert into message_attempts (workspace_id, message_id, attempt_no, provider_sid, provider_status, responded_at)
+    select ${workspaceId}, m.id, 1, m.provider_sid, 'queued', now() from m
+    returning message_id::text, provider_sid as sid`;
+  return { workspaceId, messages: rows.map((r) => ({ messageId: r.message_id as string, sid: r.sid as string })) };
+}
+
+Deno.test("twilio-status: concurrent callbacks, redeliveries among them, are each stored once and answered with their own outcome", async () => {
+  const sql = connect();
+  try {
+    const { workspaceId, messages } = await sentMessages(sql, 60);
+    const unknown = Array.from({ length: 5 }, () => messageSid());
+    const calls: { sid: string; status: string; token: string; expect: string[] }[] = [
+      // every message delivered, and the first 20 of those callbacks redelivered at the same time
+      ...messages.map((m) => ({ sid: m.sid, status: "delivered", token: `${m.sid}-delivered`, expect: ["applied", "duplicate"] })),
+      ...messages.slice(0, 20).map((m) => ({ sid: m.sid, status: "delivered", token: `${m.sid}-delivered`, expect: ["applied", "duplicate"] })),
+      // a sent that arrives with (or after) its delivered: never takes it back
+      ...messages.slice(20, 40).map((m) => ({ sid: m.sid, status: "sent", token: `${m.sid}-sent`, expect: ["unchanged"] })),
+      ...unknown.map((sid) => ({ sid, status: "delivered", token: `${sid}-delivered`, expect: ["unknown_sid"] })),
+    ];
+    const answers = await Promise.all(calls.map((c) => postTwilioWebhook("twilio-status", callback(c.sid, c.status), { idempotencyToken: c.token })));
+
+    for (const [k, res] of answers.entries()) {
+      assert.equal(res.status, 200, `${calls[k].token}: ${res.text}`);
+      assert.ok(calls[k].expect.includes((res.body as { outcome: string }).outcome), `${calls[k].token}: ${res.text}`);
+    }
+    // Of a callback and its redelivery, one is applied and the other is the duplicate.
+    const byToken = new Map<string, string[]>();
+    answers.forEach((res, k) => byToken.set(calls[k].token, [...(byToken.get(calls[k].token) ?? []), (res.body as { outcome: string }).outcome]));
+    for (const m of messages.slice(0, 20)) assert.deepEqual(byToken.get(`${m.sid}-delivered`)!.sort(), ["applied", "duplicate"]);
+    for (const m of messages.slice(20)) assert.deepEqual(byToken.get(`${m.sid}-delivered`), ["applied"]);
+
+    const ids = messages.map((m) => m.messageId);
+    const [state] = await sql`
+      select count(*) filter (where m.status = 'delivered' and m.delivered_at is not null)::int as delivered,
+             count(*) filter (where a.provider_status = 'delivered')::int as attempts_delivered,
+             (select count(*)::int from message_events e where e.message_id = any (${ids}::uuid[]) and e.to_status = 'delivered'
+                and e.from_status = 'sent' and e.reason = 'provider_delivered' and e.actor = 'provider') as ledger_steps
+      from messages m join message_attempts a on a.message_id = m.id where m.id = any (${ids}::uuid[])`;
+    assert.deepEqual({ ...state }, { delivered: 60, attempts_delivered: 60, ledger_steps: 60 }, "each delivered once, in its ledger once");
+    const stored = await sql`
+      select idempotency_token as token, outcome, count(*)::int as n, count(distinct received_at)::int as instants
+      from provider_events where idempotency_token = any (${calls.map((c) => c.token)}::text[]) group by 1, 2`;
+    assert.equal(stored.length, 60 + 20 + 5, "every token stored");
+    assert.ok(stored.every((r) => r.n === 1), "and stored once");
+    assert.deepEqual(
+      stored.filter((r) => r.outcome === "unknown_sid").map((r) => r.token).sort(),
+      unknown.map((sid) => `${sid}-delivered`).sort(),
+      "the unknown sids kept for their replay",
+    );
+    assert.equal((await sql`select count(*)::int as n from provider_events where workspace_id = ${workspaceId} and outcome = 'applied'`)[0].n, 60);
+    // An event's received_at is its transaction's start: callbacks applied in one call share it.
+    const [{ instants }] = await sql`
+      select count(distinct received_at)::int as instants from provider_events where idempotency_token = any (${calls.map((c) => c.token)}::text[])`;
+    assert.ok(instants < 85, `85 callbacks were stored in ${instants} transactions: some went together`);
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: a database error fails every callback of its batch with 500, and stores none of them", async () => {
+  const sql = connect(6);
+  // Refuses the one callback that carries the marker, as a constraint or a full disk would.
+  await sql.unsafe(`
+    create function public.test_refuse_marked_callback() returns trigger language plpgsql as $$
+    begin raise exception 'refused for the test'; end $$;
+    create trigger test_refuse_marked_callback before insert on public.provider_events
+      for each row when (new.payload ? 'HeraldTestFault') execute function public.test_refuse_marked_callback();`);
+  try {
+    const { messages } = await sentMessages(sql, 12);
+    const [blocker, ...rest] = messages;
+    const poison = rest[0];
+    const post = (m: { sid: string }) =>
+      postTwilioWebhook("twilio-status", callback(m.sid, "delivered", m === poison ? { HeraldTestFault: "1" } : {}), {
+        idempotencyToken: `${m.sid}-delivered`,
+      });
+    // The function's batch under way held: its callback waits for its sid's lock, held here.
+    await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(hashtextextended(${blocker.sid}, 0))`;
+      const blocked = [post(blocker)];
+      await waitFor("the batch under way to wait for the lock", async () => {
+        const [{ n }] = await sql`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'`;
+        return n >= 1;
+      });
+      // These arrive while it waits: they go together, in the next batch.
+      const together = rest.map(post);
+      await new Promise((r) => setTimeout(r, 1000));
+      return { blocked, together };
+    }).then(async ({ blocked, together }) => {
+      for (const res of await Promise.all(blocked)) assert.deepEqual(res.body, { outcome: "applied" });
+      const answers = await Promise.all(together);
+      for (const res of answers) {
+        assert.equal(res.status, 500, res.text);
+        assert.deepEqual(res.body, { error: { code: "internal_error", message: "the function failed; see its logs" } });
+      }
+    });
+    const tokens = rest.map((m) => `${m.sid}-delivered`);
+    const [{ n }] = await sql`select count(*)::int as n from provider_events where idempotency_token = any (${tokens}::text[])`;
+    assert.equal(n, 0, "none of the batch is stored");
+    const [{ sent }] = await sql`select count(*)::int as sent from messages where id = any (${rest.map((m) => m.messageId)}::uuid[]) and status = 'sent'`;
+    assert.equal(sent, rest.length, "nor applied");
+
+    // Twilio sends them again, each on its own schedule: the others go through; the refused one
+    // fails again, alone.
+    const others = rest.filter((m) => m !== poison);
+    for (const res of await Promise.all(others.map(post))) assert.equal(res.status, 200, res.text);
+    assert.equal((await post(poison)).status, 500);
+    const stored = await sql`select idempotency_token as token, outcome from provider_events where idempotency_token = any (${tokens}::text[])`;
+    assert.deepEqual(
+      stored.map((r) => r.token).sort(),
+      rest.filter((m) => m !== poison).map((m) => `${m.sid}-delivered`).sort(),
+      "each stored once, the refused one not at all",
+    );
+    assert.ok(stored.every((r) => r.outcome === "applied"));
+  } finally {
+    await sql.unsafe(`drop trigger if exists test_refuse_marked_callback on public.provider_events;
+                      drop function if exists public.test_refuse_marked_callback();`);
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: a form field with a NUL character is refused with 400 (it could never be stored)", async () => {
+  const sql = connect();
+  try {
+    const { messageId, sid } = await sentMessage(sql);
+    const before = await snapshot(sql, messageId, sid);
+    const res = await postTwilioWebhook("twilio-status", callback(sid, "delivered", { Body: "a\u0000b" }));
+    assert.equal(res.status, 400, res.text);
+    assert.deepEqual(res.body, { error: { code: "invalid_callback", message: "Body: must not contain a NUL character" } });
+    const huge = await postTwilioWebhook("twilio-status", callback(sid, "undelivered", { ErrorCode: "99999999999" }));
+    assert.deepEqual(huge.body, { error: { code: "invalid_callback", message: "ErrorCode: must be at most 2147483647" } });
+    assert.deepEqual(await snapshot(sql, messageId, sid), before);
+  } finally {
+    await sql.end();
+  }
+});
