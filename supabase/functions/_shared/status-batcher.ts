@@ -1,8 +1,9 @@
 // Twilio's status callbacks, applied in batches (_shared/batcher.ts): those that arrive while one
 // batch is being applied go together in the next herald.apply_status_callbacks call, each
 // answered with its own outcome; a lone callback goes in the same turn of the event loop. When
-// the call fails, nothing of that batch was stored (one transaction), so every callback in it is
-// answered 500 and Twilio sends it again.
+// the call fails, nothing of that batch was stored (one transaction), and each of its callbacks
+// is tried alone: one the database refuses is answered 500 by itself. Twilio does not reliably
+// send a status callback again after a 500, so failing its batch-mates would lose their statuses.
 
 import { db } from "./db.ts";
 import { HttpError } from "./http.ts";
@@ -39,7 +40,10 @@ async function applyStatusCallbacks(batch: StatusCallback[]): Promise<StatusOutc
   }
 }
 
-const batcher = new Batcher(applyStatusCallbacks, { maxSize: MAX_BATCH });
+const batcher = new Batcher(applyStatusCallbacks, {
+  maxSize: MAX_BATCH,
+  single: async (callback) => (await applyStatusCallbacks([callback]))[0],
+});
 
 /** Applies one callback, with whatever others arrive meanwhile; its outcome once stored. */
 export function applyStatusCallback(callback: StatusCallback): Promise<StatusOutcome> {

@@ -312,7 +312,7 @@ Deno.test("twilio-status: concurrent callbacks, redeliveries among them, are eac
   }
 });
 
-Deno.test("twilio-status: a database error fails every callback of its batch with 500, and stores none of them", async () => {
+Deno.test("twilio-status: a callback the database refuses fails alone with 500; the rest of its batch is stored", async () => {
   const sql = connect(6);
   // Refuses the one callback that carries the marker, as a constraint or a full disk would.
   await sql.unsafe(`
@@ -342,23 +342,20 @@ Deno.test("twilio-status: a database error fails every callback of its batch wit
       return { blocked, together };
     }).then(async ({ blocked, together }) => {
       for (const res of await Promise.all(blocked)) assert.deepEqual(res.body, { outcome: "applied" });
+      // Their batch fails on the refused one; each is then tried alone, so only that one fails.
+      // (Twilio does not reliably send a callback again after a 500: failing its batch-mates
+      // too would lose their statuses.)
       const answers = await Promise.all(together);
-      for (const res of answers) {
-        assert.equal(res.status, 500, res.text);
-        assert.deepEqual(res.body, { error: { code: "internal_error", message: "the function failed; see its logs" } });
-      }
+      rest.forEach((m, i) => {
+        if (m === poison) {
+          assert.equal(answers[i].status, 500, answers[i].text);
+          assert.deepEqual(answers[i].body, { error: { code: "internal_error", message: "the function failed; see its logs" } });
+        } else {
+          assert.deepEqual(answers[i].body, { outcome: "applied" }, answers[i].text);
+        }
+      });
     });
     const tokens = rest.map((m) => `${m.sid}-delivered`);
-    const [{ n }] = await sql`select count(*)::int as n from provider_events where idempotency_token = any (${tokens}::text[])`;
-    assert.equal(n, 0, "none of the batch is stored");
-    const [{ sent }] = await sql`select count(*)::int as sent from messages where id = any (${rest.map((m) => m.messageId)}::uuid[]) and status = 'sent'`;
-    assert.equal(sent, rest.length, "nor applied");
-
-    // Twilio sends them again, each on its own schedule: the others go through; the refused one
-    // fails again, alone.
-    const others = rest.filter((m) => m !== poison);
-    for (const res of await Promise.all(others.map(post))) assert.equal(res.status, 200, res.text);
-    assert.equal((await post(poison)).status, 500);
     const stored = await sql`select idempotency_token as token, outcome from provider_events where idempotency_token = any (${tokens}::text[])`;
     assert.deepEqual(
       stored.map((r) => r.token).sort(),
@@ -366,6 +363,10 @@ Deno.test("twilio-status: a database error fails every callback of its batch wit
       "each stored once, the refused one not at all",
     );
     assert.ok(stored.every((r) => r.outcome === "applied"));
+    const [{ sent }] = await sql`select count(*)::int as sent from messages where id = ${poison.messageId}::uuid and status = 'sent'`;
+    assert.equal(sent, 1, "the refused one is not applied");
+    // Sent again, it fails again, alone.
+    assert.equal((await post(poison)).status, 500);
   } finally {
     await sql.unsafe(`drop trigger if exists test_refuse_marked_callback on public.provider_events;
                       drop function if exists public.test_refuse_marked_callback();`);
