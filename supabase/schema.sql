@@ -3864,6 +3864,7 @@ CREATE FUNCTION herald.purge_deleted_contacts(p_retention interval DEFAULT '30 d
 declare
   c_batch constant integer := 100;
   v_started timestamptz := clock_timestamp();
+  v_ids uuid[];
   v_batch integer;
   v_count integer := 0;
   v_actor text := coalesce(current_setting('herald.actor', true), '');
@@ -3876,13 +3877,15 @@ begin
   end if;
   perform set_config('herald.actor', 'cron', true);
   loop
+    select array_agg(x.id) into v_ids from (
+      select c.id from public.contacts c
+      where c.deleted_at < now() - p_retention
+      order by c.deleted_at
+      limit least(c_batch, p_limit - v_count)
+      for update skip locked
+    ) x;
     with gone as (
-      delete from public.contacts c
-      where c.id in (select x.id from public.contacts x
-                     where x.deleted_at < now() - p_retention
-                     order by x.deleted_at
-                     limit least(c_batch, p_limit - v_count)
-                     for update skip locked)
+      delete from public.contacts c where c.id = any (coalesce(v_ids, '{}'))
       returning 1
     ) select count(*) into v_batch from gone;
     v_count := v_count + v_batch;
