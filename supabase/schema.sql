@@ -1409,6 +1409,9 @@ declare
   v_clear_i bigint[];
   v_clear_ids uuid[];
   v_clear_attempts integer[];
+  v_clear_bodies text[];
+  v_clear_sids text[];
+  v_clear_variables jsonb[];
   v_rest_ids uuid[];
   v_rest_attempts integer[];
 begin
@@ -1429,8 +1432,9 @@ begin
     join public.messages m on m.id = x.id
     for update of m
   )
-  select array_agg(l.i), array_agg(l.id), array_agg(l.attempt_no)
-  into v_clear_i, v_clear_ids, v_clear_attempts
+  select array_agg(l.i), array_agg(l.id), array_agg(l.attempt_no), array_agg(o.body), array_agg(o.content_sid),
+         array_agg(o.content_variables)
+  into v_clear_i, v_clear_ids, v_clear_attempts, v_clear_bodies, v_clear_sids, v_clear_variables
   from locked l
   join public.contacts c on c.workspace_id = (l.msg).workspace_id and c.id = (l.msg).contact_id
   join public.workspaces w on w.id = (l.msg).workspace_id
@@ -1456,6 +1460,13 @@ begin
   -- One row per message, in the order given; one that may go, with what its call carries now.
   -- The claim decided that too, but a WhatsApp window can close while the message waits for its
   -- slot: its body would then go free-form and fail at Twilio (63016) though it has a template.
+  if cardinality(v_rest_ids) = 0 then
+    return query
+    select p_message_ids[x.i], 'send'::text, null::text, x.body, x.content_sid, x.content_variables
+    from unnest(v_clear_i, v_clear_bodies, v_clear_sids, v_clear_variables) x (i, body, content_sid, content_variables)
+    order by x.i;
+    return;
+  end if;
   return query
   with rest_in as (
     select x.i, row_number() over (order by x.i) as k
@@ -1464,17 +1475,20 @@ begin
   ), rest_out as (
     select e.message_id, e.verdict, e.reason, row_number() over () as k
     from herald.confirm_send_each(v_rest_ids, v_rest_attempts, p_call_timeout) e
-  ), v as (
-    select ci.i, p_message_ids[ci.i] as message_id, 'send'::text as verdict, null::text as reason
-    from unnest(coalesce(v_clear_i, '{}')) ci (i)
-    union all
-    select ri.i, ro.message_id, ro.verdict, ro.reason from rest_in ri join rest_out ro using (k)
   )
-  select v.message_id, v.verdict, v.reason, o.body, o.content_sid, o.content_variables
-  from v
-  left join public.messages m on v.verdict = 'send' and m.id = v.message_id
-  left join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
-  left join lateral herald.outbound_content(m, c, now()) o on m.id is not null
+  select v.message_id, v.verdict, v.reason, v.body, v.content_sid, v.content_variables
+  from (
+    select x.i, p_message_ids[x.i] as message_id, 'send'::text as verdict, null::text as reason,
+           x.body, x.content_sid, x.content_variables
+    from unnest(v_clear_i, v_clear_bodies, v_clear_sids, v_clear_variables) x (i, body, content_sid, content_variables)
+    union all
+    select ri.i, ro.message_id, ro.verdict, ro.reason, o.body, o.content_sid, o.content_variables
+    from rest_in ri
+    join rest_out ro using (k)
+    left join public.messages m on ro.verdict = 'send' and m.id = ro.message_id
+    left join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    left join lateral herald.outbound_content(m, c, now()) o on m.id is not null
+  ) v
   order by v.i;
 end;
 $$;
