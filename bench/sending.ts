@@ -82,7 +82,8 @@ export async function loadMember(sql: Sql) {
 }
 
 /**
- * A workspace with quiet hours off (start = end: the wall clock of the run never defers), its
+ * A workspace with quiet hours off (start = end) and its contacts in an early-afternoon zone (the
+ * wall clock of the run never defers, legal hours included), its
  * senders (the first is the default; distinct numbers per workspace so the sandbox's record can
  * be told apart), and `contacts` contacts on ordinary numbers (delivered by the sandbox).
  */
@@ -104,9 +105,16 @@ async function loadWorkspace(
       select ${id}, 'sms', '+1555' || ${base}::int || lpad(g::text, 2, '0'), 'connected', ${opts.mps}, g = 1
       from generate_series(1, ${opts.senders}::int) g
       returning id::text, phone_number as phone`;
+    // In a zone where it is early afternoon now: marketing keeps to the legal hours (8 a.m. to
+    // 9 p.m. where the recipient is), and +1 415 numbers are in Los Angeles, where a run late in
+    // the UTC day would find it night and defer everything.
     await tx`
-      insert into public.contacts (workspace_id, phone, first_name, last_name)
-      select ${id}, '+1415' || lpad(g::text, 7, '0'), 'Lead', g::text from generate_series(1, ${opts.contacts}::int) g`;
+      insert into public.contacts (workspace_id, phone, first_name, last_name, timezone)
+      select ${id}, '+1415' || lpad(g::text, 7, '0'), 'Lead', g::text,
+             (select z.name from pg_catalog.pg_timezone_names z
+              where z.name ~ '^Etc/GMT[+-][0-9]+$' and extract(hour from now() at time zone z.name) between 12 and 14
+              order by z.name limit 1)
+      from generate_series(1, ${opts.contacts}::int) g`;
     return { id, senders: senders.map((s) => ({ id: s.id as string, phone: s.phone as string })) };
   });
 }
