@@ -160,7 +160,9 @@ select tests.clear_authentication();
 /** Section - beside the RPCs and the dispatcher's functions */
 select tests.workspace_of('rowena', 'Rows Co') as ws2 \gset
 insert into senders (workspace_id, channel, phone_number, status, mps, is_default) values (:'ws2', 'sms', '+15557713002', 'connected', 100, true);
-insert into contacts (workspace_id, phone) values (:'ws2', '+14157713002') returning id as c2 \gset
+-- In an early-afternoon zone: the message is marketing, and a Los Angeles number would be in
+-- the legal night for runs late in the UTC day.
+insert into contacts (workspace_id, phone, timezone) values (:'ws2', '+14157713002', tests.daytime_zone()) returning id as c2 \gset
 update workspaces set quiet_hours_start = '00:00', quiet_hours_end = '00:00', automation_enabled = true where id = :'ws2';
 select tests.authenticate_as('rowena');
 select schedule_message(:'c2', 'through the API', now() - interval '1 minute') as m_api \gset
