@@ -1412,6 +1412,7 @@ declare
   v_clear_bodies text[];
   v_clear_sids text[];
   v_clear_variables jsonb[];
+  v_rest_i bigint[];
   v_rest_ids uuid[];
   v_rest_attempts integer[];
 begin
@@ -1452,8 +1453,10 @@ begin
     where a.message_id = x.id and a.attempt_no = x.attempt_no;
   end if;
 
-  select coalesce(array_agg(x.id order by x.i), '{}'), coalesce(array_agg(x.attempt_no order by x.i), '{}')
-  into v_rest_ids, v_rest_attempts
+  -- The rest, in the order given: their places in the batch, ids and attempts.
+  select coalesce(array_agg(x.i order by x.i), '{}'), coalesce(array_agg(x.id order by x.i), '{}'),
+         coalesce(array_agg(x.attempt_no order by x.i), '{}')
+  into v_rest_i, v_rest_ids, v_rest_attempts
   from unnest(p_message_ids, p_attempt_nos) with ordinality x (id, attempt_no, i)
   where x.i not in (select unnest(coalesce(v_clear_i, '{}')));
 
@@ -1469,9 +1472,7 @@ begin
   end if;
   return query
   with rest_in as (
-    select x.i, row_number() over (order by x.i) as k
-    from unnest(p_message_ids) with ordinality x (id, i)
-    where x.i not in (select unnest(coalesce(v_clear_i, '{}')))
+    select r.i, r.k from unnest(v_rest_i) with ordinality r (i, k)
   ), rest_out as (
     select e.message_id, e.verdict, e.reason, row_number() over () as k
     from herald.confirm_send_each(v_rest_ids, v_rest_attempts, p_call_timeout) e

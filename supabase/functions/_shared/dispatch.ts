@@ -45,11 +45,11 @@ interface ClaimedMessage {
   attempt_no: number;
   to_phone: string;
   from_phone: string;
-  /** The text: sent as Body unless content_sid is set. */
+  /**
+   * The text, as the look-up after a lost answer matches it at Twilio. What the call carries is
+   * confirm_send's to say, right before it (the claim's choice of body or template can go stale).
+   */
   body: string;
-  /** Set when the message goes as its content template (WhatsApp outside the 24-hour window). */
-  content_sid: string | null;
-  content_variables: Record<string, string> | null;
   /** Seconds from the slot to the message's deadline (Twilio's ValidityPeriod), or null. */
   validity_period: number | null;
   channel: "sms" | "whatsapp";
