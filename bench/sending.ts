@@ -394,12 +394,14 @@ async function callbackRun(ctx: SuiteContext, services: BenchServices, run: numb
   const signed = sids.map((sid) => signedStatusCallback(services.functionsUrl, sid, "delivered"));
   log(`sending: callbacks run ${run + 1}: ${signed.length} signed 'delivered' callbacks, concurrency ${CALLBACK_CONCURRENCY}`);
   const statuses = new Map<number, number>();
+  const before = cpuNow(ctx, services);
   const t = await timed(() =>
     pool(signed.length, CALLBACK_CONCURRENCY, async (i) => {
       const s = await postCallback(services.functionsUrl, signed[i]);
       statuses.set(s, (statuses.get(s) ?? 0) + 1);
     })
   );
+  const cpu = cpuSince(ctx, services, before);
   const counts = await statusCounts(sql, ws);
   if (statuses.get(200) !== CALLBACKS || counts.delivered !== CALLBACKS) {
     throw new Error(
@@ -407,8 +409,35 @@ async function callbackRun(ctx: SuiteContext, services: BenchServices, run: numb
     );
   }
   await finish(ctx.cluster.url, ws);
-  log(`sending: callbacks run ${run + 1}: ${formatMs(t.ms)} (${rate(CALLBACKS, t.ms)})`);
-  return { ms: t.ms };
+  log(`sending: callbacks run ${run + 1}: ${formatMs(t.ms)} (${rate(CALLBACKS, t.ms)}); CPU per callback: ` +
+    `PostgreSQL ${perCallback(cpu.postgres)}, functions ${perCallback(cpu.functions)}, this client ` +
+    `${perCallback(cpu.client)}, machine busy ${perCallback(cpu.machineBusy)} of ${perCallback(cpu.machineTotal)}`);
+  return { ms: t.ms, cpu };
+}
+
+const perCallback = (ms: number) => `${Math.round((ms * 1000) / CALLBACKS)} µs`;
+
+/** CPU so far (ms) of the cluster, the functions server, this bench process and the machine. */
+function cpuNow(ctx: SuiteContext, services: BenchServices) {
+  const machine = machineCpuMs();
+  return {
+    postgres: clusterCpuMs(ctx.cluster.stack.cluster.dataDir),
+    functions: processCpuMs(services.functionsPid),
+    client: processCpuMs(Deno.pid),
+    machineBusy: machine.busy,
+    machineTotal: machine.total,
+  };
+}
+
+function cpuSince(ctx: SuiteContext, services: BenchServices, before: ReturnType<typeof cpuNow>) {
+  const now = cpuNow(ctx, services);
+  return {
+    postgres: now.postgres - before.postgres,
+    functions: now.functions - before.functions,
+    client: now.client - before.client,
+    machineBusy: now.machineBusy - before.machineBusy,
+    machineTotal: now.machineTotal - before.machineTotal,
+  };
 }
 
 async function mpsRun(ctx: SuiteContext, services: BenchServices, log: (s: string) => void) {
@@ -451,6 +480,17 @@ async function mpsRun(ctx: SuiteContext, services: BenchServices, log: (s: strin
   return { achieved, deviation, inWindow, total: at.length, overall, busiest };
 }
 
+/** The cases to run: all, or those HERALD_BENCH_SENDING names (claim,queue,e2e,callbacks,mps) while developing. */
+const SENDING_CASES = ["claim", "queue", "e2e", "callbacks", "mps"];
+function wanted(name: string): boolean {
+  const v = Deno.env.get("HERALD_BENCH_SENDING");
+  if (v === undefined || v === "") return true;
+  const names = v.split(",").map((x) => x.trim());
+  const unknown = names.filter((x) => !SENDING_CASES.includes(x));
+  if (unknown.length) throw new Error(`HERALD_BENCH_SENDING names ${SENDING_CASES.join(", ")}, not ${unknown.join(", ")}`);
+  return names.includes(name);
+}
+
 export const sendingSuite: Suite = {
   name: "sending",
   title: "Sending: claim and queue in SQL; dispatch, callbacks and mps through the sandbox",
@@ -462,49 +502,53 @@ export const sendingSuite: Suite = {
     lines.push({ kind: "figure", label: "load average at start (1/5/15 min)", value: loadAverage() });
     await loadMember(sql);
 
-    // -- claim_messages -----------------------------------------------------------------------
-    log(`sending: claim_messages, ${heavyRuns} run(s) on fresh data`);
-    const claim = await timeCase(
-      `claim_messages(${CLAIM_BATCH}) x ${CLAIMERS} claimers: ${CLAIM_MESSAGES / 1000}k due queued`,
-      heavyRuns,
-      (i) => claimRun(ctx, i, (s) => log(`sending: ${s}`)),
-      { line: {
-          targetMs: (CLAIM_MESSAGES / TARGET_CLAIM_PER_S) * 1000,
-          note: `${CLAIM_CONTACTS} contacts, ${CLAIM_SENDERS} senders at mps 1000, lease 10 min; each claimer its own ` +
-            `connection, autocommit, until it gets nothing; cpu = the ${CLAIMERS} backends summed; target = ` +
-            `${TARGET_CLAIM_PER_S.toLocaleString("en-US")} msg/s`,
-      } },
-    );
-    lines.push(claim);
-    if (claim.samples.length) {
-      const perS = CLAIM_MESSAGES / (median(claim.samples) / 1000);
-      lines.push({
-        kind: "figure",
-        label: "claim throughput (median run)",
-        value: `${Math.round(perS).toLocaleString("en-US")} msg/s (>= ${TARGET_CLAIM_PER_S.toLocaleString("en-US")}: ${
-          verdict(perS >= TARGET_CLAIM_PER_S)
-        })`,
-      });
+    if (wanted("claim")) {
+      // -- claim_messages -----------------------------------------------------------------------
+      log(`sending: claim_messages, ${heavyRuns} run(s) on fresh data`);
+      const claim = await timeCase(
+        `claim_messages(${CLAIM_BATCH}) x ${CLAIMERS} claimers: ${CLAIM_MESSAGES / 1000}k due queued`,
+        heavyRuns,
+        (i) => claimRun(ctx, i, (s) => log(`sending: ${s}`)),
+        { line: {
+            targetMs: (CLAIM_MESSAGES / TARGET_CLAIM_PER_S) * 1000,
+            note: `${CLAIM_CONTACTS} contacts, ${CLAIM_SENDERS} senders at mps 1000, lease 10 min; each claimer its own ` +
+              `connection, autocommit, until it gets nothing; cpu = the ${CLAIMERS} backends summed; target = ` +
+              `${TARGET_CLAIM_PER_S.toLocaleString("en-US")} msg/s`,
+        } },
+      );
+      lines.push(claim);
+      if (claim.samples.length) {
+        const perS = CLAIM_MESSAGES / (median(claim.samples) / 1000);
+        lines.push({
+          kind: "figure",
+          label: "claim throughput (median run)",
+          value: `${Math.round(perS).toLocaleString("en-US")} msg/s (>= ${TARGET_CLAIM_PER_S.toLocaleString("en-US")}: ${
+            verdict(perS >= TARGET_CLAIM_PER_S)
+          })`,
+        });
+      }
     }
 
-    // -- queue_due_messages --------------------------------------------------------------------
-    log(`sending: queue_due_messages, ${heavyRuns} run(s) on fresh data`);
-    const queue = await timeCase(
-      `queue_due_messages(20000): ${QUEUE_MESSAGES / 1000}k due scheduled`,
-      heavyRuns,
-      (i) => queueDueRun(ctx, i, log),
-      { line: {
-          note: "called as pg_cron does (default limit 20,000) until nothing is left; quiet hours 21:00-08:00 evaluated " +
-            "for every message (4 zones) at a clock outside them; report only",
-      } },
-    );
-    lines.push(queue);
-    if (queue.samples.length) {
-      lines.push({
-        kind: "figure",
-        label: "queue_due_messages throughput (median run)",
-        value: rate(QUEUE_MESSAGES, median(queue.samples)).replace("/s", " msg/s"),
-      });
+    if (wanted("queue")) {
+      // -- queue_due_messages --------------------------------------------------------------------
+      log(`sending: queue_due_messages, ${heavyRuns} run(s) on fresh data`);
+      const queue = await timeCase(
+        `queue_due_messages(20000): ${QUEUE_MESSAGES / 1000}k due scheduled`,
+        heavyRuns,
+        (i) => queueDueRun(ctx, i, log),
+        { line: {
+            note: "called as pg_cron does (default limit 20,000) until nothing is left; quiet hours 21:00-08:00 evaluated " +
+              "for every message (4 zones) at a clock outside them; report only",
+        } },
+      );
+      lines.push(queue);
+      if (queue.samples.length) {
+        lines.push({
+          kind: "figure",
+          label: "queue_due_messages throughput (median run)",
+          value: rate(QUEUE_MESSAGES, median(queue.samples)).replace("/s", " msg/s"),
+        });
+      }
     }
 
     // -- served: dispatch, callbacks, mps -------------------------------------------------------
@@ -517,78 +561,84 @@ export const sendingSuite: Suite = {
       return lines;
     }
     try {
-      log(`sending: dispatch end to end, ${heavyRuns} run(s)`);
-      const delivered: number[] = [];
-      const e2e = await timeCase(
-        `dispatch e2e: ${E2E_MESSAGES / 1000}k msgs, ${E2E_PARALLEL} parallel POSTs`,
-        heavyRuns,
-        async (i) => {
-          const r = await e2eRun(ctx, services!, i, log);
-          delivered.push(r.deliveredMs);
-          return { ms: r.ms };
-        },
-        { line: {
-            targetMs: (E2E_MESSAGES / TARGET_E2E_PER_S) * 1000,
-            note: `POST dispatch {limit: ${E2E_LIMIT}} with the service role key in ${E2E_PARALLEL} loops until one ` +
-              `claims nothing; ${E2E_SENDERS} senders at mps 1000; time until every message is sent (the sandbox's ` +
-              `status callbacks, 3 per message, arrive meanwhile and after); target = ${TARGET_E2E_PER_S} msg/s`,
-        } },
-      );
-      lines.push(e2e);
-      if (e2e.samples.length) {
-        const perS = E2E_MESSAGES / (median(e2e.samples) / 1000);
-        lines.push({
-          kind: "figure",
-          label: "dispatch e2e throughput (median run)",
-          value: `${Math.round(perS)} msg/s (>= ${TARGET_E2E_PER_S}: ${verdict(perS >= TARGET_E2E_PER_S)})`,
-        });
-        const d = delivered.filter((x) => Number.isFinite(x));
-        if (d.length) {
+      if (wanted("e2e")) {
+        log(`sending: dispatch end to end, ${heavyRuns} run(s)`);
+        const delivered: number[] = [];
+        const e2e = await timeCase(
+          `dispatch e2e: ${E2E_MESSAGES / 1000}k msgs, ${E2E_PARALLEL} parallel POSTs`,
+          heavyRuns,
+          async (i) => {
+            const r = await e2eRun(ctx, services!, i, log);
+            delivered.push(r.deliveredMs);
+            return { ms: r.ms };
+          },
+          { line: {
+              targetMs: (E2E_MESSAGES / TARGET_E2E_PER_S) * 1000,
+              note: `POST dispatch {limit: ${E2E_LIMIT}} with the service role key in ${E2E_PARALLEL} loops until one ` +
+                `claims nothing; ${E2E_SENDERS} senders at mps 1000; time until every message is sent (the sandbox's ` +
+                `status callbacks, 3 per message, arrive meanwhile and after); target = ${TARGET_E2E_PER_S} msg/s`,
+          } },
+        );
+        lines.push(e2e);
+        if (e2e.samples.length) {
+          const perS = E2E_MESSAGES / (median(e2e.samples) / 1000);
           lines.push({
             kind: "figure",
-            label: "dispatch e2e: until all delivered (median)",
-            value: `${formatMs(median(d))} (${rate(E2E_MESSAGES, median(d))} incl. the callbacks)`,
+            label: "dispatch e2e throughput (median run)",
+            value: `${Math.round(perS)} msg/s (>= ${TARGET_E2E_PER_S}: ${verdict(perS >= TARGET_E2E_PER_S)})`,
+          });
+          const d = delivered.filter((x) => Number.isFinite(x));
+          if (d.length) {
+            lines.push({
+              kind: "figure",
+              label: "dispatch e2e: until all delivered (median)",
+              value: `${formatMs(median(d))} (${rate(E2E_MESSAGES, median(d))} incl. the callbacks)`,
+            });
+          }
+        }
+      }
+
+      if (wanted("callbacks")) {
+        log(`sending: status callbacks, ${heavyRuns} run(s)`);
+        const cb = await timeCase(
+          `twilio-status: ${CALLBACKS / 1000}k signed callbacks, concurrency ${CALLBACK_CONCURRENCY}`,
+          Math.min(ctx.runs, 5),
+          (i) => callbackRun(ctx, services!, i, log),
+          { line: {
+              targetMs: (CALLBACKS / TARGET_CALLBACKS_PER_S) * 1000,
+              note: "each a 'delivered' for an existing sent message's sid, form-encoded with X-Twilio-Signature and an " +
+                `idempotency token (signed before the clock starts); target = ${TARGET_CALLBACKS_PER_S} callbacks/s`,
+          } },
+        );
+        lines.push(cb);
+        if (cb.samples.length) {
+          const perS = CALLBACKS / (median(cb.samples) / 1000);
+          lines.push({
+            kind: "figure",
+            label: "webhook throughput (median run)",
+            value: `${Math.round(perS)}/s (>= ${TARGET_CALLBACKS_PER_S}: ${
+              verdict(perS >= TARGET_CALLBACKS_PER_S)
+            })`,
           });
         }
       }
 
-      log(`sending: status callbacks, ${heavyRuns} run(s)`);
-      const cb = await timeCase(
-        `twilio-status: ${CALLBACKS / 1000}k signed callbacks, concurrency ${CALLBACK_CONCURRENCY}`,
-        Math.min(ctx.runs, 5),
-        (i) => callbackRun(ctx, services!, i, log),
-        { line: {
-            targetMs: (CALLBACKS / TARGET_CALLBACKS_PER_S) * 1000,
-            note: "each a 'delivered' for an existing sent message's sid, form-encoded with X-Twilio-Signature and an " +
-              `idempotency token (signed before the clock starts); target = ${TARGET_CALLBACKS_PER_S} callbacks/s`,
-        } },
-      );
-      lines.push(cb);
-      if (cb.samples.length) {
-        const perS = CALLBACKS / (median(cb.samples) / 1000);
-        lines.push({
-          kind: "figure",
-          label: "webhook throughput (median run)",
-          value: `${Math.round(perS)}/s (>= ${TARGET_CALLBACKS_PER_S}: ${
-            verdict(perS >= TARGET_CALLBACKS_PER_S)
-          })`,
-        });
-      }
-
-      log("sending: per-sender mps");
-      try {
-        const m = await mpsRun(ctx, services, log);
-        lines.push({
-          kind: "figure",
-          label: `sender mps ${MPS} over ${MPS_WINDOW_S} s (sandbox receive times)`,
-          value: `${m.achieved.toFixed(2)} msg/s, ${m.deviation >= 0 ? "+" : ""}${(m.deviation * 100).toFixed(2)}% ` +
-            `(within ${MPS_TOLERANCE * 100}%: ${verdict(Math.abs(m.deviation) <= MPS_TOLERANCE)})`,
-          note: `${m.inWindow} create requests in the ${MPS_WINDOW_S} s from the first; ${m.total} in all at ` +
-            `${m.overall.toFixed(2)}/s first to last; busiest 1-s window ${m.busiest}; ${MPS_PARALLEL} dispatch loops ` +
-            `(limit ${MPS_LIMIT}) running for ${MPS_WINDOW_S + 3} s`,
-        });
-      } catch (err) {
-        lines.push(errorLine(`sender mps ${MPS} over ${MPS_WINDOW_S} s`, err));
+      if (wanted("mps")) {
+        log("sending: per-sender mps");
+        try {
+          const m = await mpsRun(ctx, services, log);
+          lines.push({
+            kind: "figure",
+            label: `sender mps ${MPS} over ${MPS_WINDOW_S} s (sandbox receive times)`,
+            value: `${m.achieved.toFixed(2)} msg/s, ${m.deviation >= 0 ? "+" : ""}${(m.deviation * 100).toFixed(2)}% ` +
+              `(within ${MPS_TOLERANCE * 100}%: ${verdict(Math.abs(m.deviation) <= MPS_TOLERANCE)})`,
+            note: `${m.inWindow} create requests in the ${MPS_WINDOW_S} s from the first; ${m.total} in all at ` +
+              `${m.overall.toFixed(2)}/s first to last; busiest 1-s window ${m.busiest}; ${MPS_PARALLEL} dispatch loops ` +
+              `(limit ${MPS_LIMIT}) running for ${MPS_WINDOW_S + 3} s`,
+          });
+        } catch (err) {
+          lines.push(errorLine(`sender mps ${MPS} over ${MPS_WINDOW_S} s`, err));
+        }
       }
     } finally {
       await services.stop();

@@ -591,6 +591,7 @@ COMMENT ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with ti
 CREATE FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) RETURNS text[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_n integer := cardinality(p_sids);
@@ -680,19 +681,23 @@ begin
       with u as (
         select u.i::integer as i, u.sid, lower(u.status) as status, u.code, u.token,
                herald.from_provider_status(u.status) as target,
-               exists (select 1 from herald.provider_erasures e where e.provider_sid = u.sid) as erased
+               x.erased is not null as erased
         from unnest(p_sids, p_statuses, p_error_codes, p_idempotency_tokens) with ordinality u (sid, status, code, token, i)
+        left join lateral (select true as erased from herald.provider_erasures e where e.provider_sid = u.sid limit 1) x on true
       ),
       d as (
         select u.*,
                not u.erased and u.token is not null
-               and (exists (select 1 from public.provider_events e where e.idempotency_token = u.token)
+               and (stored.token is not null
                     or coalesce(bool_or(not u.erased) over (partition by u.token order by u.i
                                                             rows between unbounded preceding and 1 preceding), false)) as duplicate,
                a.id as attempt_id, a.workspace_id,
                coalesce(a.message_id, (select m.id from public.messages m where a.id is null and m.provider_sid = u.sid)) as message_id
         -- (not null: what lets the join use the attempts' partial unique index on provider_sid)
         from u left join public.message_attempts a on a.provider_sid = u.sid and a.provider_sid is not null
+        -- One index probe per token: as an exists() the planner may hash every stored event instead.
+        left join lateral (select e.idempotency_token as token from public.provider_events e
+                           where e.idempotency_token = u.token limit 1) stored on true
       ),
       s as (
         select d.*, not d.erased and not d.duplicate as live,
@@ -736,8 +741,8 @@ begin
         set provider_status = case
               when herald.from_provider_status(a.provider_status) is null then f.status
               when f.target is null then a.provider_status
-              when herald.message_rank(f.target) > herald.message_rank(herald.from_provider_status(a.provider_status))
-                   and herald.message_transition_ok(herald.from_provider_status(a.provider_status), f.target) then f.status
+              when herald.from_provider_status(a.provider_status)::text || '>' || f.target::text = any (herald.forward_moves())
+                then f.status
               else a.provider_status
             end,
             last_callback_at = now()
@@ -760,8 +765,7 @@ begin
                                     else m.delivered_at end
             from unnest(f_i, f_round, f_sid, f_target, f_message) f (i, round, sid, target, message_id)
             where f.round = v_k and f.target = v_target and m.id = f.message_id
-              and herald.message_rank(f.target) > herald.message_rank(m.status)
-              and herald.message_transition_ok(m.status, f.target)
+              and m.status::text || '>' || f.target::text = any (herald.forward_moves())
             returning f.i
           )
           select array_agg(moved.i) into v_moved from moved;
@@ -2950,6 +2954,17 @@ CREATE FUNCTION herald.final_statuses() RETURNS public.message_status[]
     AS $$ select '{sent,delivered,read,undelivered,failed,cancelled}'::public.message_status[] $$;
 
 COMMENT ON FUNCTION herald.final_statuses() IS 'Final: Herald will never send the message (again). It went out (sent, delivered, read) or it never will (undelivered, failed, cancelled); the provider''s callbacks may still move a sent message on, but only to another final status.';
+
+CREATE FUNCTION herald.forward_moves() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array_agg(f::text || '>' || t::text order by f, t)
+  from unnest(enum_range(null::public.message_status)) f, unnest(enum_range(null::public.message_status)) t
+  where herald.message_rank(t) > herald.message_rank(f) and herald.message_transition_ok(f, t)
+$$;
+
+COMMENT ON FUNCTION herald.forward_moves() IS 'Every move of the message status graph (herald.message_transition_ok) to a higher rank (herald.message_rank), as ''from>to'': what a callback may move a message by, as a constant the planner folds in.';
 
 CREATE FUNCTION herald.from_provider_status(p_status text) RETURNS public.message_status
     LANGUAGE sql IMMUTABLE
@@ -7862,6 +7877,8 @@ GRANT ALL ON FUNCTION herald.fill_placeholders(p_text text, p_values jsonb) TO s
 REVOKE ALL ON FUNCTION herald.final_statuses() FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.final_statuses() TO authenticated;
 GRANT ALL ON FUNCTION herald.final_statuses() TO service_role;
+
+REVOKE ALL ON FUNCTION herald.forward_moves() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.from_provider_status(p_status text) FROM PUBLIC;
 
