@@ -386,6 +386,7 @@ COMMENT ON CONSTRAINT workspaces_timezone_iana ON public.workspaces IS 'The time
 CREATE FUNCTION herald.allowed_send_time(p_contact public.contacts, p_category public.message_category, p_workspace public.workspaces, p_at timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_starts time[] := array[p_workspace.quiet_hours_start];
@@ -1129,6 +1130,7 @@ COMMENT ON FUNCTION herald.child_take_workspace() IS 'A child row takes workspac
 CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, content_sid text, content_variables jsonb, validity_period integer, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_ids uuid[] := '{}';
@@ -1408,6 +1410,7 @@ COMMENT ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) IS
 CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text, body text, content_sid text, content_variables jsonb)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_clear_i bigint[];
@@ -1503,6 +1506,7 @@ COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos inte
 CREATE FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   m public.messages;
@@ -1628,6 +1632,7 @@ $$;
 CREATE FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer DEFAULT 0) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   w public.workspaces;
@@ -4200,6 +4205,7 @@ COMMENT ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no in
 CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text, p_http_status integer DEFAULT NULL::integer) RETURNS public.message_status
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   m public.messages;
@@ -4378,6 +4384,7 @@ COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no in
 CREATE FUNCTION herald.record_send_results(p_message_ids uuid[], p_attempt_nos integer[], p_outcomes text[], p_sids text[] DEFAULT NULL::text[], p_provider_statuses text[] DEFAULT NULL::text[], p_error_codes integer[] DEFAULT NULL::integer[], p_error_messages text[] DEFAULT NULL::text[], p_http_statuses integer[] DEFAULT NULL::integer[]) RETURNS TABLE(message_id uuid, status public.message_status)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_n integer := coalesce(cardinality(p_message_ids), 0);
