@@ -134,12 +134,13 @@ declare
   v_stopped uuid[];
 begin
   -- Most updates of messages (claims, leases, callbacks before sent) move no enrollment: one
-  -- pass over the new rows tells, before planning the statements below.
-  execute $sql$
-    select coalesce(bool_or(n.enrollment_id is not null and n.retry_of is null
-                            and n.status = any (herald.final_statuses())), false)
-    from new_rows n
-  $sql$ into v_relevant;
+  -- pass over the new rows tells, before planning the statements below. A static statement,
+  -- planned once per session: a scan of the new rows whatever their number, so nothing is
+  -- planned at all for the updates that concern no enrollment.
+  select coalesce(bool_or(n.enrollment_id is not null and n.retry_of is null
+                          and n.status = any (herald.final_statuses())), false)
+  into v_relevant
+  from new_rows n;
   if not v_relevant then
     return null;
   end if;
@@ -2010,15 +2011,15 @@ $_$;
 COMMENT ON FUNCTION herald.content_variables_valid(p_variables jsonb) IS 'True for ContentVariables Twilio accepts: an object from variable numbers to non-empty strings without newlines, tabs or runs of five spaces.';
 
 CREATE FUNCTION herald.current_actor() RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO ''
     AS $$
-  select coalesce(
-    (select auth.uid())::text,
-    nullif(current_setting('herald.actor', true), ''),
-    nullif((select auth.role()), ''),
-    current_user
-  )
+begin
+  return coalesce(auth.uid()::text,
+                  nullif(current_setting('herald.actor', true), ''),
+                  nullif(auth.role(), ''),
+                  current_user);
+end;
 $$;
 
 COMMENT ON FUNCTION herald.current_actor() IS 'Who is acting, for the ledger and the logs: the JWT''s user, else the declared herald.actor, else the JWT''s role, else the database role.';

@@ -29,7 +29,7 @@ select is(current_setting('plan_cache_mode'), 'auto', 'outside them, the session
 update workspaces set automation_enabled = false;
 select tests.workspace('Plans once') as ws \gset
 select tests.sender(:'ws', '+15550043001');
-select tests.message(tests.contact(:'ws', '+14155550431'), now() - interval '1 minute', 'queued');
+select tests.message(tests.contact(:'ws', '+14155550431', tests.daytime_zone()), now() - interval '1 minute', 'queued');
 create temp table seen (mode text);
 create function pg_temp.note_mode() returns trigger language plpgsql as $$
 begin
