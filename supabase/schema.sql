@@ -1454,8 +1454,11 @@ begin
     and l.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1);
 
   if v_clear_ids is not null then
-    update public.messages m set lease_expires_at = greatest(m.lease_expires_at, now() + p_call_timeout)
-    from unnest(v_clear_ids) x (id) where m.id = x.id;
+    -- The lease must outlast the call. The claim's usually does (it covers the slot and the
+    -- call, and at least the claim's lease); only a message whose slot wait ate into it is
+    -- written: lease_expires_at is indexed, so every such update is a new row version.
+    update public.messages m set lease_expires_at = now() + p_call_timeout
+    from unnest(v_clear_ids) x (id) where m.id = x.id and m.lease_expires_at < now() + p_call_timeout;
     update public.message_attempts a set confirmed_at = now()
     from unnest(v_clear_ids, v_clear_attempts) x (id, attempt_no)
     where a.message_id = x.id and a.attempt_no = x.attempt_no;

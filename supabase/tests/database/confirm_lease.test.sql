@@ -1,0 +1,37 @@
+-- The confirmation writes only the leases that need it (…_confirm_lease.sql): herald.confirm_send
+-- leaves a message whose lease outlasts the call as it is (the same row version), and extends one
+-- that would run out during the call to now() + the call timeout. Every other verdict is proven
+-- in confirm_batches.test.sql, against the per-message steps.
+begin;
+select plan(5);
+update workspaces set automation_enabled = false;
+
+select tests.workspace('Confirm lease') as ws \gset
+select tests.sender(:'ws', '+15550045001');
+create temp table cases (name text primary key, message uuid);
+insert into cases
+select n, tests.message(tests.contact(:'ws', '+1415555045' || k, tests.daytime_zone()), now() - interval '1 minute', 'queued')
+from unnest(array['roomy', 'short']) with ordinality x (n, k);
+grant select on cases to service_role;
+select is((select count(*)::int from herald.claim_messages(10, interval '2 minutes', interval '15 seconds')), 2, 'both claimed');
+-- 'short': its slot wait ate its lease, 5 s are left for a 15 s call.
+update messages set lease_expires_at = now() + interval '5 seconds' where id = (select message from cases where name = 'short');
+create temp table before as select c.name, m.ctid::text as version, m.lease_expires_at from cases c join messages m on m.id = c.message;
+
+select tests.authenticate_as_service_role();
+select is((select array_agg(e.verdict order by e.n)
+           from herald.confirm_send(array(select message from cases order by name), array[1, 1], interval '15 seconds')
+                with ordinality e (message_id, verdict, reason, body, content_sid, content_variables, n)),
+  '{send,send}', 'both may go');
+select tests.clear_authentication();
+
+select is((select m.ctid::text from messages m where m.id = (select message from cases where name = 'roomy')),
+          (select version from before where name = 'roomy'),
+  'a lease that outlasts the call: the message is not written at all (the same row version)');
+select is((select m.lease_expires_at from messages m where m.id = (select message from cases where name = 'roomy')),
+          (select lease_expires_at from before where name = 'roomy'), 'and its lease is the claim''s');
+select is((select m.lease_expires_at from messages m where m.id = (select message from cases where name = 'short')),
+          now() + interval '15 seconds', 'a lease that would run out during the call: extended to now() + the call timeout');
+
+select * from finish();
+rollback;
