@@ -593,7 +593,6 @@ COMMENT ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with ti
 CREATE FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) RETURNS text[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_n integer := cardinality(p_sids);
@@ -1131,7 +1130,6 @@ COMMENT ON FUNCTION herald.child_take_workspace() IS 'A child row takes workspac
 CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, content_sid text, content_variables jsonb, validity_period integer, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_ids uuid[] := '{}';
@@ -1411,7 +1409,6 @@ COMMENT ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) IS
 CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text, body text, content_sid text, content_variables jsonb)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_clear_i bigint[];
@@ -1510,7 +1507,6 @@ COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos inte
 CREATE FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   m public.messages;
@@ -1636,7 +1632,6 @@ $$;
 CREATE FUNCTION herald.contact_cap_next_time(p_contact public.contacts, p_at timestamp with time zone, p_pending integer DEFAULT 0) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   w public.workspaces;
@@ -4209,7 +4204,6 @@ COMMENT ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no in
 CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text, p_http_status integer DEFAULT NULL::integer) RETURNS public.message_status
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   m public.messages;
@@ -4388,7 +4382,6 @@ COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no in
 CREATE FUNCTION herald.record_send_results(p_message_ids uuid[], p_attempt_nos integer[], p_outcomes text[], p_sids text[] DEFAULT NULL::text[], p_provider_statuses text[] DEFAULT NULL::text[], p_error_codes integer[] DEFAULT NULL::integer[], p_error_messages text[] DEFAULT NULL::text[], p_http_statuses integer[] DEFAULT NULL::integer[]) RETURNS TABLE(message_id uuid, status public.message_status)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_n integer := coalesce(cardinality(p_message_ids), 0);

@@ -21,7 +21,6 @@ create or replace function herald.confirm_send(
 language plpgsql
 security definer
 set search_path = ''
-set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_clear_i bigint[];

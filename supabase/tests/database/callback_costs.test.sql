@@ -1,10 +1,9 @@
 -- What a batch of status callbacks costs (…_callback_costs.sql): herald.forward_moves is exactly
--- the graph's moves to a higher rank, folded into a constant; herald.apply_status_callbacks plans
--- its statements once per session and looks stored tokens up by index, however many events are
--- stored. What a batch does is proven against one-by-one callbacks in
--- status_callback_batches.test.sql; here, what it reads to do it.
+-- the graph's moves to a higher rank, folded into a constant; herald.apply_status_callbacks looks
+-- stored tokens up by index, however many events are stored. What a batch does is proven against
+-- one-by-one callbacks in status_callback_batches.test.sql; here, what it reads to do it.
 begin;
-select plan(7);
+select plan(6);
 update workspaces set automation_enabled = false;
 
 /** Section - the forward moves as one constant */
@@ -18,11 +17,6 @@ select ok(tests.plan_of($$ select 1 where 'sent>delivered' = any (herald.forward
 select ok('sent>delivered' = any (herald.forward_moves()) and not 'delivered>sent' = any (herald.forward_moves())
           and not 'failed>delivered' = any (herald.forward_moves()),
   'forward: sent to delivered; never back, never out of a final status');
-
-/** Section - generic plans */
-select is((select p.proconfig from pg_proc p where p.oid = 'herald.apply_status_callbacks(text[], text[], integer[], jsonb[], text[])'::regprocedure),
-  array['search_path=""', 'plan_cache_mode=force_generic_plan'],
-  'herald.apply_status_callbacks runs with an empty search_path and generic plans, made once per session');
 
 /** Section - stored tokens looked up by index */
 -- Enough stored events that hashing them all looks cheaper to the planner than a probe per token:
