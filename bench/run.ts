@@ -11,8 +11,9 @@
 //   npm run bench -- --with fix.sql      apply fix.sql after the migrations (measure a proposal)
 //   npm run bench -- --keep              leave the loaded cluster running for a look with psql
 //   HERALD_BENCH_PEERS_JOBS=10000 npm run bench -- peers
-//   HERALD_BENCH_SENDING=callbacks npm run bench -- sending   only those cases of the sending suite
 //                                        the peers suite on a smaller drain (default 100,000)
+//   HERALD_BENCH_SENDING=callbacks,e2e npm run bench -- sending
+//                                        only those cases of the sending suite
 //
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
