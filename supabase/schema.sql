@@ -1451,11 +1451,7 @@ begin
     and l.id not in (select d.id from unnest(p_message_ids) d (id) group by d.id having count(*) > 1);
 
   if v_clear_ids is not null then
-    -- The lease must outlast the call. The claim's usually does (it covers the slot and the
-    -- call, and at least the claim's lease); only a message whose slot wait ate into it is
-    -- written: lease_expires_at is indexed, so every such update is a new row version.
-    update public.messages m set lease_expires_at = now() + p_call_timeout
-    from unnest(v_clear_ids) x (id) where m.id = x.id and m.lease_expires_at < now() + p_call_timeout;
+    perform herald.stretch_leases(v_clear_ids, p_call_timeout);
     update public.message_attempts a set confirmed_at = now()
     from unnest(v_clear_ids, v_clear_attempts) x (id, attempt_no)
     where a.message_id = x.id and a.attempt_no = x.attempt_no;
@@ -1575,7 +1571,7 @@ begin
         verdict := 'deferred';
         reason := 'daily_limit';
       else
-        update public.messages set lease_expires_at = greatest(lease_expires_at, now() + p_call_timeout) where id = m.id;
+        perform herald.stretch_leases(array[m.id], p_call_timeout);
         update public.message_attempts a set confirmed_at = now() where a.message_id = m.id and a.attempt_no = m.attempts;
         verdict := 'send';
       end if;
@@ -5099,6 +5095,21 @@ CREATE FUNCTION herald.stop_sequence(p_workspace_id uuid, p_sequence_id uuid) RE
   where workspace_id = p_workspace_id and sequence_id = p_sequence_id and status = 'active';
 $$;
 
+CREATE FUNCTION herald.stretch_leases(p_message_ids uuid[], p_call_timeout interval) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  -- The claim's lease usually outlasts the call (it covers the slot and the call, and at least
+  -- the claim's lease); only a message whose slot wait ate into it is written: lease_expires_at
+  -- is indexed, so every such update is a new row version.
+  update public.messages m set lease_expires_at = now() + p_call_timeout
+  from unnest(p_message_ids) x (id) where m.id = x.id and m.lease_expires_at < now() + p_call_timeout;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.stretch_leases(p_message_ids uuid[], p_call_timeout interval) IS 'Right before the provider call: extends to now() + p_call_timeout the lease of each of these messages that would run out sooner, and writes no other.';
+
 CREATE FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone DEFAULT now()) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -8100,6 +8111,8 @@ REVOKE ALL ON FUNCTION herald.set_reason(p_reason text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION herald.spread(p_id uuid, p_span interval) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.stop_sequence(p_workspace_id uuid, p_sequence_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.stretch_leases(p_message_ids uuid[], p_call_timeout interval) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.validity_period_seconds(p_expires_at timestamp with time zone, p_now timestamp with time zone) TO service_role;
