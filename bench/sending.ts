@@ -482,13 +482,13 @@ async function mpsRun(ctx: SuiteContext, services: BenchServices, log: (s: strin
 
 /** The cases to run: all, or those HERALD_BENCH_SENDING names (claim,queue,e2e,callbacks,mps) while developing. */
 const SENDING_CASES = ["claim", "queue", "e2e", "callbacks", "mps"];
-function wanted(name: string): boolean {
+function sendingCases(): Set<string> {
   const v = Deno.env.get("HERALD_BENCH_SENDING");
-  if (v === undefined || v === "") return true;
+  if (v === undefined || v === "") return new Set(SENDING_CASES);
   const names = v.split(",").map((x) => x.trim());
   const unknown = names.filter((x) => !SENDING_CASES.includes(x));
   if (unknown.length) throw new Error(`HERALD_BENCH_SENDING names ${SENDING_CASES.join(", ")}, not ${unknown.join(", ")}`);
-  return names.includes(name);
+  return new Set(names);
 }
 
 export const sendingSuite: Suite = {
@@ -499,6 +499,8 @@ export const sendingSuite: Suite = {
     const sql = cluster.sql;
     const lines: Line[] = [];
     const heavyRuns = Math.min(ctx.runs, 3);
+    const cases = sendingCases();
+    const wanted = (name: string) => cases.has(name);
     lines.push({ kind: "figure", label: "load average at start (1/5/15 min)", value: loadAverage() });
     await loadMember(sql);
 
@@ -552,6 +554,10 @@ export const sendingSuite: Suite = {
     }
 
     // -- served: dispatch, callbacks, mps -------------------------------------------------------
+    if (!["e2e", "callbacks", "mps"].some(wanted)) {
+      lines.push({ kind: "figure", label: "load average at end (1/5/15 min)", value: loadAverage() });
+      return lines;
+    }
     let services: BenchServices | undefined;
     try {
       services = await startBenchServices(cluster, log);
@@ -599,10 +605,11 @@ export const sendingSuite: Suite = {
       }
 
       if (wanted("callbacks")) {
-        log(`sending: status callbacks, ${heavyRuns} run(s)`);
+        const callbackRuns = Math.min(ctx.runs, 5);
+        log(`sending: status callbacks, ${callbackRuns} run(s)`);
         const cb = await timeCase(
           `twilio-status: ${CALLBACKS / 1000}k signed callbacks, concurrency ${CALLBACK_CONCURRENCY}`,
-          Math.min(ctx.runs, 5),
+          callbackRuns,
           (i) => callbackRun(ctx, services!, i, log),
           { line: {
               targetMs: (CALLBACKS / TARGET_CALLBACKS_PER_S) * 1000,
