@@ -93,9 +93,12 @@ const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, a
   try {
     // Supabase's gateway: any valid project JWT passes (anon included); the function decides the rest.
     if (fn.verifyJwt && gatewayVerifiesJwt) await verifyJwt(bearerToken(req));
-    // Functions see the path Supabase gives them: /<name>/..., not /functions/v1/<name>/...
-    const inner = new URL(`/${m[1]}${m[2] ?? ""}${url.search}`, url.origin);
-    return await fn.handler(new Request(inner, req), info);
+    // Functions see the path Supabase gives them: /<name>/..., not /functions/v1/<name>/... The
+    // request itself is passed on with its url shadowed: re-making it (new Request(inner, req))
+    // copied its headers and took over its body stream, ~80 µs a request, a third of what this
+    // server spent on a status callback. (Only url reads the new path; req.clone() would not.)
+    Object.defineProperty(req, "url", { value: `${url.origin}/${m[1]}${m[2] ?? ""}${url.search}` });
+    return await fn.handler(req, info);
   } catch (err) {
     return errorResponse(err);
   }
