@@ -29,12 +29,12 @@ import {
 } from "./lib.ts";
 import {
   type BenchServices,
+  callbackRequest,
   clusterCpuMs,
   dispatch,
+  KeepAlive,
   logTail,
   machineCpuMs,
-  pool,
-  postCallback,
   processCpuMs,
   sandboxReset,
   sandboxSnapshot,
@@ -391,16 +391,20 @@ async function callbackRun(ctx: SuiteContext, services: BenchServices, run: numb
   await settle(sql);
   const sids = (await sql`select provider_sid from public.messages where workspace_id = ${ws.id} order by random()`)
     .map((r) => r.provider_sid as string);
-  const signed = sids.map((sid) => signedStatusCallback(services.functionsUrl, sid, "delivered"));
-  log(`sending: callbacks run ${run + 1}: ${signed.length} signed 'delivered' callbacks, concurrency ${CALLBACK_CONCURRENCY}`);
+  const requests = sids.map((sid) => callbackRequest(services.functionsUrl, signedStatusCallback(services.functionsUrl, sid, "delivered")));
+  log(`sending: callbacks run ${run + 1}: ${requests.length} signed 'delivered' callbacks, concurrency ${CALLBACK_CONCURRENCY}`);
   const statuses = new Map<number, number>();
+  const connections = await Promise.all(Array.from({ length: CALLBACK_CONCURRENCY }, () => KeepAlive.open(services.functionsUrl)));
   const before = cpuNow(ctx, services);
+  let next = 0;
   const t = await timed(() =>
-    pool(signed.length, CALLBACK_CONCURRENCY, async (i) => {
-      const s = await postCallback(services.functionsUrl, signed[i]);
-      statuses.set(s, (statuses.get(s) ?? 0) + 1);
-    })
-  );
+    Promise.all(connections.map(async (c) => {
+      while (next < requests.length) {
+        const s = await c.send(requests[next++]);
+        statuses.set(s, (statuses.get(s) ?? 0) + 1);
+      }
+    }))
+  ).finally(() => connections.forEach((c) => c.close()));
   const cpu = cpuSince(ctx, services, before);
   const counts = await statusCounts(sql, ws);
   if (statuses.get(200) !== CALLBACKS || counts.delivered !== CALLBACKS) {
