@@ -681,7 +681,7 @@ begin
     for c in
       with u as (
         select u.i::integer as i, u.sid, lower(u.status) as status, u.code, u.token,
-               herald.from_provider_status(u.status) as target,
+               (herald.provider_targets() ->> lower(u.status))::public.message_status as target,
                x.erased is not null as erased
         from unnest(p_sids, p_statuses, p_error_codes, p_idempotency_tokens) with ordinality u (sid, status, code, token, i)
         left join lateral (select true as erased from herald.provider_erasures e where e.provider_sid = u.sid limit 1) x on true
@@ -740,9 +740,9 @@ begin
         -- The attempt keeps the furthest status Twilio reported (herald.apply_status_event).
         update public.message_attempts a
         set provider_status = case
-              when herald.from_provider_status(a.provider_status) is null then f.status
+              when herald.provider_targets() ->> lower(a.provider_status) is null then f.status
               when f.target is null then a.provider_status
-              when herald.from_provider_status(a.provider_status)::text || '>' || f.target::text = any (herald.forward_moves())
+              when (herald.provider_targets() ->> lower(a.provider_status)) || '>' || f.target::text = any (herald.forward_moves())
                 then f.status
               else a.provider_status
             end,
@@ -3089,58 +3089,6 @@ $$;
 
 COMMENT ON FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text) IS 'The contact, locked, for a caller with at least p_min_role in its workspace; 42501 without a user, 22023 without an id, P0002 when unknown or another workspace''s.';
 
-CREATE FUNCTION herald.message_encoding(p_body text) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path TO ''
-    AS $_$
-  select case when p_body ~ '^[\n\r\f @£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ!"#¤%&''()*+,./0-9:;<=>?¡A-ZÄÖÑÜ§¿a-zäöñüà^{}\\\[~\]|€-]*$'
-              then 'GSM-7' else 'UCS-2' end
-$_$;
-
-COMMENT ON FUNCTION herald.message_encoding(p_body text) IS 'GSM-7 when every character of the body is in the GSM 03.38 basic set or its extension table, else UCS-2.';
-
-CREATE FUNCTION herald.message_segment_count(p_body text) RETURNS integer
-    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path TO ''
-    AS $$
-declare
-  v_gsm boolean := herald.message_encoding(p_body) = 'GSM-7';
-  v_length integer := length(p_body);
-  v_wide integer;   -- characters that take two units
-  v_single integer := case when v_gsm then 160 else 70 end;
-  v_part integer := case when v_gsm then 153 else 67 end;
-  v_parts integer := 1;
-  v_used integer := 0;
-  v_width integer;
-  v_char text;
-begin
-  if v_length = 0 then
-    return 0;
-  end if;
-  v_wide := v_length - length(case when v_gsm then translate(p_body, E'^{}\\[~]|€\f', '')
-                                   else regexp_replace(p_body, '[\U00010000-\U0010FFFF]', '', 'g') end);
-  if v_length + v_wide <= v_single then
-    return 1;
-  end if;
-  if v_wide = 0 then
-    return ceil((v_length)::numeric / v_part)::integer;
-  end if;
-  -- Parts filled in order; a two-unit character that does not fit starts the next part.
-  foreach v_char in array string_to_array(p_body, null) loop
-    v_width := case when v_gsm then case when strpos(E'^{}\\[~]|€\f', v_char) > 0 then 2 else 1 end
-                    else case when ascii(v_char) > 65535 then 2 else 1 end end;
-    if v_used + v_width > v_part then
-      v_parts := v_parts + 1;
-      v_used := 0;
-    end if;
-    v_used := v_used + v_width;
-  end loop;
-  return v_parts;
-end;
-$$;
-
-COMMENT ON FUNCTION herald.message_segment_count(p_body text) IS 'How many parts a carrier bills the body as: GSM-7 160 septets in one part, 153 per part beyond (extension characters take two); UCS-2 70 / 67 UTF-16 units (surrogate pairs take two). A two-unit character is never split between parts. 0 for an empty body.';
-
 CREATE TABLE public.messages (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     workspace_id uuid NOT NULL,
@@ -3170,8 +3118,8 @@ CREATE TABLE public.messages (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     provider_check_required boolean DEFAULT false NOT NULL,
-    segments integer GENERATED ALWAYS AS (herald.message_segment_count(body)) STORED,
-    encoding text GENERATED ALWAYS AS (herald.message_encoding(body)) STORED,
+    segments integer,
+    encoding text,
     template_id uuid,
     template_variables jsonb,
     expires_at timestamp with time zone,
@@ -3247,9 +3195,9 @@ COMMENT ON COLUMN public.messages.updated_at IS 'When the row last changed; kept
 
 COMMENT ON COLUMN public.messages.provider_check_required IS 'Set when a lease expired with the provider''s answer unknown: the dispatcher looks the message up at Twilio before any resend.';
 
-COMMENT ON COLUMN public.messages.segments IS 'Parts the body is billed as by SMS carriers (generated from the body). Twilio paces an SMS sender in segments per second; a WhatsApp message is one message whatever its length.';
+COMMENT ON COLUMN public.messages.segments IS 'Parts the body is billed as by SMS carriers (set from the body whenever it is written; a value written by hand is refused). Twilio paces an SMS sender in segments per second; a WhatsApp message is one message whatever its length.';
 
-COMMENT ON COLUMN public.messages.encoding IS 'GSM-7 or UCS-2 (generated from the body): one character outside the GSM set makes the whole body UCS-2, 70 characters a part instead of 160.';
+COMMENT ON COLUMN public.messages.encoding IS 'GSM-7 or UCS-2 (set from the body whenever it is written; a value written by hand is refused): one character outside the GSM set makes the whole body UCS-2, 70 characters a part instead of 160.';
 
 COMMENT ON COLUMN public.messages.template_id IS 'The content template of the same workspace and channel this message is sent as when a free-form body cannot go (WhatsApp outside the 24-hour window). Cleared if the template is deleted after the message went out.';
 
@@ -3309,6 +3257,16 @@ $$;
 
 COMMENT ON FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text) IS 'The workspace, for a caller with at least p_min_role in it; 42501 without a user (or with too low a role), 22023 without an id, P0002 when unknown or not hers.';
 
+CREATE FUNCTION herald.message_encoding(p_body text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  select case when p_body ~ '^[\n\r\f @£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ!"#¤%&''()*+,./0-9:;<=>?¡A-ZÄÖÑÜ§¿a-zäöñüà^{}\\\[~\]|€-]*$'
+              then 'GSM-7' else 'UCS-2' end
+$_$;
+
+COMMENT ON FUNCTION herald.message_encoding(p_body text) IS 'GSM-7 when every character of the body is in the GSM 03.38 basic set or its extension table, else UCS-2.';
+
 CREATE FUNCTION herald.message_events_append_only() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -3345,6 +3303,48 @@ CREATE FUNCTION herald.message_rank(p_status public.message_status) RETURNS inte
     when 'cancelled' then 8 end
 $$;
 
+CREATE FUNCTION herald.message_segment_count(p_body text) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_gsm boolean := herald.message_encoding(p_body) = 'GSM-7';
+  v_length integer := length(p_body);
+  v_wide integer;   -- characters that take two units
+  v_single integer := case when v_gsm then 160 else 70 end;
+  v_part integer := case when v_gsm then 153 else 67 end;
+  v_parts integer := 1;
+  v_used integer := 0;
+  v_width integer;
+  v_char text;
+begin
+  if v_length = 0 then
+    return 0;
+  end if;
+  v_wide := v_length - length(case when v_gsm then translate(p_body, E'^{}\\[~]|€\f', '')
+                                   else regexp_replace(p_body, '[\U00010000-\U0010FFFF]', '', 'g') end);
+  if v_length + v_wide <= v_single then
+    return 1;
+  end if;
+  if v_wide = 0 then
+    return ceil((v_length)::numeric / v_part)::integer;
+  end if;
+  -- Parts filled in order; a two-unit character that does not fit starts the next part.
+  foreach v_char in array string_to_array(p_body, null) loop
+    v_width := case when v_gsm then case when strpos(E'^{}\\[~]|€\f', v_char) > 0 then 2 else 1 end
+                    else case when ascii(v_char) > 65535 then 2 else 1 end end;
+    if v_used + v_width > v_part then
+      v_parts := v_parts + 1;
+      v_used := 0;
+    end if;
+    v_used := v_used + v_width;
+  end loop;
+  return v_parts;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.message_segment_count(p_body text) IS 'How many parts a carrier bills the body as: GSM-7 160 septets in one part, 153 per part beyond (extension characters take two); UCS-2 70 / 67 UTF-16 units (surrogate pairs take two). A two-unit character is never split between parts. 0 for an empty body.';
+
 CREATE FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) RETURNS record
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path TO ''
@@ -3353,6 +3353,24 @@ CREATE FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT e
 $$;
 
 COMMENT ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) IS 'The body''s segment count and encoding (GSM-7 or UCS-2), as messages.segments and messages.encoding hold them.';
+
+CREATE FUNCTION herald.message_segments_from_body() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  -- tg_argv[0] = 'written': the trigger of an update that names segments or encoding.
+  if tg_op = 'INSERT' and (new.segments is not null or new.encoding is not null) or tg_argv[0] = 'written' then
+    raise exception 'messages.segments and messages.encoding are computed from the body and cannot be written'
+      using errcode = '428C9', hint = 'Write the body; its segments and encoding follow.';
+  end if;
+  new.segments := herald.message_segment_count(new.body);
+  new.encoding := herald.message_encoding(new.body);
+  return new;
+end;
+$$;
+
+COMMENT ON FUNCTION herald.message_segments_from_body() IS 'Trigger: messages.segments and messages.encoding from the body, on insert and on an update that changes the body; refuses (428C9) a value written to either, on insert or by an update that names them (trigger argument ''written'').';
 
 CREATE FUNCTION herald.message_templates_before_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3886,6 +3904,16 @@ end;
 $$;
 
 COMMENT ON FUNCTION herald.provider_events_note_whatsapp() IS 'An inbound WhatsApp message routed to a contact opens its 24-hour window (contacts.last_whatsapp_inbound_at).';
+
+CREATE FUNCTION herald.provider_targets() RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select '{"sent": "sent", "delivered": "delivered", "read": "read", "undelivered": "undelivered", "failed": "failed",
+           "canceled": "failed"}'::jsonb
+$$;
+
+COMMENT ON FUNCTION herald.provider_targets() IS 'Twilio''s message statuses (lower case) that move a message, each with the status it moves it to: herald.from_provider_status as one constant the planner folds in. Any status not in it (accepted, queued, sending…) moves nothing.';
 
 CREATE FUNCTION herald.purge_deleted_contacts(p_retention interval DEFAULT '30 days'::interval, p_limit integer DEFAULT 2000, p_time_budget interval DEFAULT '00:00:20'::interval) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -7237,6 +7265,12 @@ CREATE TRIGGER messages_ledger_insert AFTER INSERT ON public.messages REFERENCIN
 
 CREATE TRIGGER messages_ledger_update AFTER UPDATE ON public.messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION herald.messages_ledger_update();
 
+CREATE TRIGGER messages_segments_on_insert BEFORE INSERT ON public.messages FOR EACH ROW EXECUTE FUNCTION herald.message_segments_from_body();
+
+CREATE TRIGGER messages_segments_on_update BEFORE UPDATE ON public.messages FOR EACH ROW WHEN ((new.body IS DISTINCT FROM old.body)) EXECUTE FUNCTION herald.message_segments_from_body();
+
+CREATE TRIGGER messages_segments_written BEFORE UPDATE OF segments, encoding ON public.messages FOR EACH ROW EXECUTE FUNCTION herald.message_segments_from_body('written');
+
 CREATE TRIGGER messages_updated_at BEFORE UPDATE ON public.messages FOR EACH ROW EXECUTE FUNCTION extensions.moddatetime('updated_at');
 
 COMMENT ON TRIGGER messages_updated_at ON public.messages IS 'Keeps updated_at current on every update (moddatetime).';
@@ -7919,14 +7953,6 @@ REVOKE ALL ON FUNCTION herald.log_deletion(p_entity text, p_table regclass, p_wo
 
 REVOKE ALL ON FUNCTION herald.member_contact(p_contact_id uuid, p_min_role text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION herald.message_encoding(p_body text) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.message_encoding(p_body text) TO authenticated;
-GRANT ALL ON FUNCTION herald.message_encoding(p_body text) TO service_role;
-
-REVOKE ALL ON FUNCTION herald.message_segment_count(p_body text) FROM PUBLIC;
-GRANT ALL ON FUNCTION herald.message_segment_count(p_body text) TO authenticated;
-GRANT ALL ON FUNCTION herald.message_segment_count(p_body text) TO service_role;
-
 GRANT SELECT,REFERENCES,TRIGGER ON TABLE public.messages TO authenticated;
 GRANT ALL ON TABLE public.messages TO service_role;
 
@@ -7936,14 +7962,22 @@ REVOKE ALL ON FUNCTION herald.member_sequence(p_sequence_id uuid, p_min_role tex
 
 REVOKE ALL ON FUNCTION herald.member_workspace(p_workspace_id uuid, p_min_role text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.message_encoding(p_body text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.message_encoding(p_body text) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.message_events_append_only() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.message_moves() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.message_rank(p_status public.message_status) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION herald.message_segment_count(p_body text) FROM PUBLIC;
+GRANT ALL ON FUNCTION herald.message_segment_count(p_body text) TO service_role;
+
 REVOKE ALL ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) FROM PUBLIC;
 GRANT ALL ON FUNCTION herald.message_segments(p_body text, OUT segments integer, OUT encoding text) TO service_role;
+
+REVOKE ALL ON FUNCTION herald.message_segments_from_body() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.message_templates_before_delete() FROM PUBLIC;
 
@@ -8024,6 +8058,8 @@ REVOKE ALL ON FUNCTION herald.provider_events_inbound_key() FROM PUBLIC;
 REVOKE ALL ON FUNCTION herald.provider_events_keep_workspace() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.provider_events_note_whatsapp() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION herald.provider_targets() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION herald.purge_deleted_contacts(p_retention interval, p_limit integer, p_time_budget interval) FROM PUBLIC;
 

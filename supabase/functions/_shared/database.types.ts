@@ -636,7 +636,7 @@ export type Database = {
           "contact_id": string;
           "created_at"?: string;
           "delivered_at"?: string | null;
-          "encoding"?: never;
+          "encoding"?: string | null;
           "enrollment_id"?: string | null;
           "expires_at"?: string | null;
           "failed_at"?: string | null;
@@ -650,7 +650,7 @@ export type Database = {
           "provider_sid"?: string | null;
           "reminder_id"?: string | null;
           "retry_of"?: string | null;
-          "segments"?: never;
+          "segments"?: number | null;
           "send_at"?: string;
           "sender_id"?: string | null;
           "sent_at"?: string | null;
@@ -673,7 +673,7 @@ export type Database = {
           "contact_id"?: string;
           "created_at"?: string;
           "delivered_at"?: string | null;
-          "encoding"?: never;
+          "encoding"?: string | null;
           "enrollment_id"?: string | null;
           "expires_at"?: string | null;
           "failed_at"?: string | null;
@@ -687,7 +687,7 @@ export type Database = {
           "provider_sid"?: string | null;
           "reminder_id"?: string | null;
           "retry_of"?: string | null;
-          "segments"?: never;
+          "segments"?: number | null;
           "send_at"?: string;
           "sender_id"?: string | null;
           "sent_at"?: string | null;
