@@ -20,8 +20,27 @@ import {
   type OutboundContent,
   ProviderCallError,
   rewriteTwilioUri,
+  sameString,
+  signatureValid,
   type TwilioClient,
 } from "./twilio.ts";
+import twilio from "twilio";
+
+Deno.test("signatureValid: the URL as given, with or without its port, and nothing else", () => {
+  const params = { MessageSid: "SM00000000000000000000000000000001", MessageStatus: "delivered", To: "+14155550100" };
+  const given = "https://abc.supabase.co/functions/v1/twilio-status";
+  const local = "http://127.0.0.1:54321/functions/v1/twilio-status";
+  const sign = (url: string, p: Record<string, string> = params) => twilio.getExpectedTwilioSignature(AUTH_TOKEN, url, p);
+  assert.ok(signatureValid(AUTH_TOKEN, sign(given), given, params), "signed over the URL Twilio was given");
+  assert.ok(signatureValid(AUTH_TOKEN, sign(local), local, params), "a URL with a port, signed as given");
+  assert.ok(signatureValid(AUTH_TOKEN, sign("https://abc.supabase.co:443/functions/v1/twilio-status"), given, params),
+    "signed with the port the URL leaves out: twilio.validateRequest's variants still hold");
+  assert.ok(!signatureValid(AUTH_TOKEN, sign(given, { ...params, MessageStatus: "failed" }), given, params), "another form");
+  assert.ok(!signatureValid("another-token", sign(given), given, params), "another auth token");
+  assert.ok(!signatureValid(AUTH_TOKEN, sign(given).slice(0, -1), given, params), "a signature cut short");
+  assert.ok(!signatureValid(AUTH_TOKEN, null, given, params) && !signatureValid(AUTH_TOKEN, "", given, params), "none");
+  assert.ok(sameString("abc", "abc") && !sameString("abc", "abd") && !sameString("abc", "ab"), "sameString");
+});
 
 Deno.test("rewriteTwilioUri moves any twilio.com origin and leaves others alone", () => {
   const base = "http://127.0.0.1:54330/";

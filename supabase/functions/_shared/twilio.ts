@@ -172,6 +172,12 @@ export function messageCreateParams(
 /**
  * Checks `X-Twilio-Signature`. Pass the public URL Twilio was given (from configuration), not
  * `req.url`: proxies in front of the function rewrite the host and scheme.
+ *
+ * Twilio signs the URL it was given, so that one is checked first: one HMAC. Only a signature
+ * that does not match it goes to twilio.validateRequest, which also accepts the URL without or
+ * with its port and normalized forms, but starts with the URL without its port: a second HMAC
+ * on every request wherever the URL has one (the local stack's does), a sixth of what serving a
+ * status callback cost.
  */
 export function signatureValid(
   authToken: string,
@@ -180,7 +186,16 @@ export function signatureValid(
   params: Record<string, string>,
 ): boolean {
   if (!signature) return false;
+  if (sameString(twilio.getExpectedTwilioSignature(authToken, url, params), signature)) return true;
   return twilio.validateRequest(authToken, signature, url, params);
+}
+
+/** Equal strings, in time that depends on their length only (a signature's length is no secret). */
+export function sameString(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 /** Twilio errors that no retry can fix: the number itself is unusable or has opted out. */
