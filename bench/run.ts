@@ -13,7 +13,8 @@
 //   HERALD_BENCH_PEERS_JOBS=10000 npm run bench -- peers
 //                                        the peers suite on a smaller drain (default 100,000)
 //   HERALD_BENCH_SENDING=callbacks,e2e npm run bench -- sending
-//                                        only those cases of the sending suite
+//                                        only those cases of the sending suite (claim, queue, e2e,
+//                                        callbacks, mps; fanout for the sending-fanout suite)
 //
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
