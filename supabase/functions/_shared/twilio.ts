@@ -9,6 +9,7 @@
  * request that was written. With `apiBase` set (local development and tests), twilio.com requests
  * go there instead.
  */
+import { timingSafeEqual } from "node:crypto";
 import twilio from "twilio";
 // Type-only: the library ships these as CommonJS declarations that the root export does not re-export.
 import type RequestClientTypes from "twilio/lib/base/RequestClient";
@@ -190,12 +191,16 @@ export function signatureValid(
   return twilio.validateRequest(authToken, signature, url, params);
 }
 
-/** Equal strings, in time that depends on their length only (a signature's length is no secret). */
+const utf8 = new TextEncoder();
+
+/**
+ * Equal strings, compared with timingSafeEqual as the service key is (_shared/caller.ts): the time
+ * depends on their length only, and a signature's length is no secret.
+ */
 export function sameString(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
+  const x = utf8.encode(a);
+  const y = utf8.encode(b);
+  return x.byteLength === y.byteLength && timingSafeEqual(x, y);
 }
 
 /** Twilio errors that no retry can fix: the number itself is unusable or has opted out. */
