@@ -223,6 +223,8 @@ export async function postCallback(functionsUrl: string, cb: SignedCallback): Pr
  * server and PostgreSQL, and fetch spent ~100 µs of them on each callback, which Twilio's own
  * machines spend in production.
  */
+const latin1 = new TextDecoder("latin1");
+
 export class KeepAlive {
   #buf = new Uint8Array(16 * 1024);
   #len = 0;
@@ -280,7 +282,7 @@ export class KeepAlive {
       }
     }
     if (end < 0) return 0;
-    const head = new TextDecoder().decode(b.subarray(0, end));
+    const head = latin1.decode(b.subarray(0, end));
     const length = /\r\ncontent-length: *(\d+)/i.exec(head);
     let total: number;
     if (length) {
@@ -292,7 +294,7 @@ export class KeepAlive {
         let eol = at;
         while (eol + 1 < this.#len && !(b[eol] === 13 && b[eol + 1] === 10)) eol++;
         if (eol + 1 >= this.#len) return 0;
-        const size = parseInt(new TextDecoder().decode(b.subarray(at, eol)), 16);
+        const size = parseInt(latin1.decode(b.subarray(at, eol)), 16);
         at = eol + 2 + (size === 0 ? 0 : size) + 2;
         if (at > this.#len) return 0;
         if (size === 0) break;
@@ -317,11 +319,18 @@ export function callbackRequest(functionsUrl: string, cb: SignedCallback): Uint8
   }, cb.body);
 }
 
-/** Runs `worker(i)` for i in 0..n-1 with at most `concurrency` at once. */
-export async function pool(n: number, concurrency: number, worker: (i: number) => Promise<void>): Promise<void> {
+/**
+ * Runs `worker(i, slot)` for i in 0..n-1 with at most `concurrency` at once; `slot` (0 to
+ * concurrency - 1) says which of the concurrent lanes runs it, for a resource each lane keeps.
+ */
+export async function pool(
+  n: number,
+  concurrency: number,
+  worker: (i: number, slot: number) => Promise<void>,
+): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => {
-    while (next < n) await worker(next++);
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async (_, slot) => {
+    while (next < n) await worker(next++, slot);
   }));
 }
 
