@@ -17,16 +17,15 @@ select is((select string_agg(a.attname || '=' || a.attgenerated::text, ',' order
 
 -- Function calls counted for this transaction only (pg_stat_xact_user_functions).
 set local track_functions = 'all';
-create temp table calls_before as
-select coalesce(sum(calls) filter (where funcname = 'message_encoding'), 0) as encoding,
-       coalesce(sum(calls) filter (where funcname = 'message_segment_count'), 0) as segment_count
-from pg_stat_xact_user_functions where schemaname = 'herald';
+create function pg_temp.calls(out encoding numeric, out segment_count numeric) language sql as $$
+  select coalesce(sum(calls) filter (where funcname = 'message_encoding'), 0),
+         coalesce(sum(calls) filter (where funcname = 'message_segment_count'), 0)
+  from pg_stat_xact_user_functions where schemaname = 'herald'
+$$;
+create temp table calls_before as select * from pg_temp.calls();
 create function pg_temp.calls_since() returns text language sql as $$
-  select format('encoding %s, segment_count %s',
-                coalesce(sum(s.calls) filter (where s.funcname = 'message_encoding'), 0) - b.encoding,
-                coalesce(sum(s.calls) filter (where s.funcname = 'message_segment_count'), 0) - b.segment_count)
-  from calls_before b left join pg_stat_xact_user_functions s on s.schemaname = 'herald'
-  group by b.encoding, b.segment_count
+  select format('encoding %s, segment_count %s', n.encoding - b.encoding, n.segment_count - b.segment_count)
+  from calls_before b, pg_temp.calls() n
 $$;
 
 /** Section - a member's message: computed once, on insert */
@@ -37,9 +36,7 @@ select results_eq(format('select segments, encoding from messages where id = %L'
   'a message scheduled by a member (authenticated, through schedule_message) carries its body''s segments and encoding');
 select isnt(pg_temp.calls_since(), 'encoding 0, segment_count 0', 'computed on insert');
 truncate calls_before;
-insert into calls_before
-select coalesce(sum(calls) filter (where funcname = 'message_encoding'), 0), coalesce(sum(calls) filter (where funcname = 'message_segment_count'), 0)
-from pg_stat_xact_user_functions where schemaname = 'herald';
+insert into calls_before select * from pg_temp.calls();
 
 /** Section - status moves compute nothing */
 update messages set status = 'queued' where id = :'m';
