@@ -27,12 +27,12 @@ import {
   walPosition,
   walSince,
 } from "./lib.ts";
+import { Http1Connection } from "@herald/sandbox/http1.ts";
 import {
   type BenchServices,
   callbackRequest,
   clusterCpuMs,
   dispatch,
-  KeepAlive,
   logTail,
   machineCpuMs,
   pool,
@@ -342,6 +342,7 @@ async function e2eRun(ctx: SuiteContext, services: BenchServices, run: number, l
   await sandboxReset(services);
   log(`sending: e2e run ${run + 1}: ${E2E_MESSAGES} queued, ${E2E_PARALLEL} dispatch loops of limit ${E2E_LIMIT}`);
   let posts = 0;
+  const before = cpuNow(ctx, services);
   const t0 = performance.now();
   await Promise.all(Array.from({ length: E2E_PARALLEL }, async () => {
     for (;;) {
@@ -363,6 +364,7 @@ async function e2eRun(ctx: SuiteContext, services: BenchServices, run: number, l
     return n === E2E_MESSAGES;
   }, 180_000, 250);
   const deliveredMs = performance.now() - t0;
+  const cpu = cpuSince(ctx, services, before);
   // The sandbox's record is the witness: each message created exactly once.
   const snap = await sandboxSnapshot(services);
   const ours = snap.messages.filter((m) => ws.senders.some((s) => s.phone === m.from));
@@ -373,7 +375,9 @@ async function e2eRun(ctx: SuiteContext, services: BenchServices, run: number, l
   await finish(ctx.cluster.url, ws);
   log(
     `sending: e2e run ${run + 1}: all sent in ${formatMs(ms)} (${rate(E2E_MESSAGES, ms)}), ${posts} POSTs; ` +
-      `${delivered ? "all delivered" : "NOT all delivered"} after ${formatMs(deliveredMs)}; sandbox ${createdOk} creates`,
+      `${delivered ? "all delivered" : "NOT all delivered"} after ${formatMs(deliveredMs)}; sandbox ${createdOk} creates; ` +
+      `CPU per message until delivered: PostgreSQL ${perMessage(cpu.postgres)}, functions ${perMessage(cpu.functions)}, ` +
+      `sandbox ${perMessage(cpu.sandbox)}, machine busy ${perMessage(cpu.machineBusy)} of ${perMessage(cpu.machineTotal)}`,
   );
   return { ms, deliveredMs: delivered ? deliveredMs : NaN };
 }
@@ -407,11 +411,11 @@ async function callbackRun(
   const requests = sids.map((sid) => callbackRequest(services.functionsUrl, signedStatusCallback(services.functionsUrl, sid, "delivered")));
   log(`sending: callbacks run ${run + 1}: ${requests.length} signed 'delivered' callbacks, concurrency ${concurrency}`);
   const statuses = new Map<number, number>();
-  const connections = await Promise.all(Array.from({ length: concurrency }, () => KeepAlive.open(services.functionsUrl)));
+  const connections = await Promise.all(Array.from({ length: concurrency }, () => Http1Connection.open(services.functionsUrl)));
   const before = cpuNow(ctx, services);
   const t = await timed(() =>
     pool(requests.length, concurrency, async (i, slot) => {
-      const s = await connections[slot].send(requests[i]);
+      const { status: s } = await connections[slot].send(requests[i]);
       statuses.set(s, (statuses.get(s) ?? 0) + 1);
     })
   ).finally(() => connections.forEach((c) => c.close()));
@@ -468,6 +472,7 @@ async function callbackCase(
   }];
 }
 
+const perMessage = (ms: number) => `${Math.round((ms * 1000) / E2E_MESSAGES)} µs`;
 const perCallback = (ms: number) => `${Math.round((ms * 1000) / CALLBACKS)} µs`;
 
 /** CPU so far (ms) of the cluster, the functions server, this bench process and the machine. */
@@ -476,6 +481,7 @@ function cpuNow(ctx: SuiteContext, services: BenchServices) {
   return {
     postgres: clusterCpuMs(ctx.cluster.stack.cluster.dataDir),
     functions: processCpuMs(services.functionsPid),
+    sandbox: processCpuMs(services.sandboxPid),
     client: processCpuMs(Deno.pid),
     machineBusy: machine.busy,
     machineTotal: machine.total,
@@ -487,6 +493,7 @@ function cpuSince(ctx: SuiteContext, services: BenchServices, before: ReturnType
   return {
     postgres: now.postgres - before.postgres,
     functions: now.functions - before.functions,
+    sandbox: now.sandbox - before.sandbox,
     client: now.client - before.client,
     machineBusy: now.machineBusy - before.machineBusy,
     machineTotal: now.machineTotal - before.machineTotal,

@@ -10,6 +10,7 @@ import { LOCAL_JWT_SECRET, LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
 import { firstFreePort } from "@herald/scripts/lib/proc.ts";
 import { signJwt } from "@herald/shared/jwt.ts";
 import { statusCallbackParams } from "@herald/sandbox/webhooks.ts";
+import { Http1Connection } from "@herald/sandbox/http1.ts";
 import type { BenchCluster, Member } from "./lib.ts";
 
 export interface BenchServices {
@@ -217,102 +218,14 @@ export async function postCallback(functionsUrl: string, cb: SignedCallback): Pr
 }
 
 /**
- * One keep-alive HTTP/1.1 connection that writes requests built beforehand and reads back only
- * the status and the length of each answer: a load generator's cost rather than fetch's. The
- * callbacks case runs 32 of these: the client shares the machine's two cores with the functions
+ * A signed status callback as the bytes a kept-alive connection writes (the sandbox's
+ * Http1Connection): built before the clock, so the callbacks case pays a load generator's cost
+ * per request rather than fetch's. The client shares the machine's two cores with the functions
  * server and PostgreSQL, and fetch spent ~100 µs of them on each callback, which Twilio's own
  * machines spend in production.
  */
-const latin1 = new TextDecoder("latin1");
-
-export class KeepAlive {
-  #buf = new Uint8Array(16 * 1024);
-  #len = 0;
-  private constructor(private readonly conn: Deno.TcpConn) {}
-
-  static async open(baseUrl: string): Promise<KeepAlive> {
-    const u = new URL(baseUrl);
-    const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
-    conn.setNoDelay(true);
-    return new KeepAlive(conn);
-  }
-
-  /** A POST of `body` to `url` with `headers`, as the bytes this connection writes. */
-  static post(url: string, headers: Record<string, string>, body: string): Uint8Array {
-    const u = new URL(url);
-    const payload = new TextEncoder().encode(body);
-    const lines = [`POST ${u.pathname}${u.search} HTTP/1.1`, `host: ${u.host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-      `content-length: ${payload.byteLength}`];
-    const head = new TextEncoder().encode(`${lines.join("\r\n")}\r\n\r\n`);
-    const all = new Uint8Array(head.byteLength + payload.byteLength);
-    all.set(head);
-    all.set(payload, head.byteLength);
-    return all;
-  }
-
-  /** Writes one request and answers its response's status once the whole response is read. */
-  async send(request: Uint8Array): Promise<number> {
-    for (let at = 0; at < request.byteLength;) at += await this.conn.write(request.subarray(at));
-    for (;;) {
-      const done = this.#response();
-      if (done) return done;
-      if (this.#len === this.#buf.byteLength) {
-        const bigger = new Uint8Array(this.#buf.byteLength * 2);
-        bigger.set(this.#buf);
-        this.#buf = bigger;
-      }
-      const n = await this.conn.read(this.#buf.subarray(this.#len));
-      if (n === null) throw new Error("the server closed the connection mid-response");
-      this.#len += n;
-    }
-  }
-
-  close(): void {
-    this.conn.close();
-  }
-
-  /** The status of the buffered response when all of it has arrived (and drops it), else 0. */
-  #response(): number {
-    const b = this.#buf;
-    let end = -1;
-    for (let i = 3; i < this.#len; i++) {
-      if (b[i] === 10 && b[i - 1] === 13 && b[i - 2] === 10 && b[i - 3] === 13) {
-        end = i + 1;
-        break;
-      }
-    }
-    if (end < 0) return 0;
-    const head = latin1.decode(b.subarray(0, end));
-    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
-    let total: number;
-    if (length) {
-      total = end + Number(length[1]);
-    } else if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
-      // Chunk by chunk (a size line, the data, CRLF) to the zero-size one and the blank line after it.
-      let at = end;
-      for (;;) {
-        let eol = at;
-        while (eol + 1 < this.#len && !(b[eol] === 13 && b[eol + 1] === 10)) eol++;
-        if (eol + 1 >= this.#len) return 0;
-        const size = parseInt(latin1.decode(b.subarray(at, eol)), 16);
-        at = eol + 2 + (size === 0 ? 0 : size) + 2;
-        if (at > this.#len) return 0;
-        if (size === 0) break;
-      }
-      total = at;
-    } else {
-      throw new Error(`a response with neither content-length nor chunked encoding: ${head.split("\r\n")[0]}`);
-    }
-    if (this.#len < total) return 0;
-    b.copyWithin(0, total, this.#len);
-    this.#len -= total;
-    return Number(head.slice(9, 12));
-  }
-}
-
-/** A signed status callback as the request bytes a KeepAlive connection writes. */
 export function callbackRequest(functionsUrl: string, cb: SignedCallback): Uint8Array {
-  return KeepAlive.post(`${functionsUrl}/twilio-status`, {
+  return Http1Connection.post(`${functionsUrl}/twilio-status`, {
     "content-type": "application/x-www-form-urlencoded",
     "x-twilio-signature": cb.signature,
     "i-twilio-idempotency-token": cb.token,

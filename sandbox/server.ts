@@ -21,7 +21,16 @@ import {
   SERVICE_SENDER,
   type Step,
 } from "./behaviour.ts";
-import { type CallbackRecord, CallbackPoster, inboundParams, postSigned, sleep, statusCallbackParams } from "./webhooks.ts";
+import { Http1Pool } from "./http1.ts";
+import {
+  type CallbackRecord,
+  CallbackPoster,
+  inboundParams,
+  MAX_CONCURRENT_CALLBACKS,
+  postSigned,
+  sleep,
+  statusCallbackParams,
+} from "./webhooks.ts";
 import { inboxLimit, type InboxView, renderInbox, renderInboxList } from "./inbox.ts";
 import { type CreateRequestRecord, SandboxRecord, type StoredMessage } from "./record.ts";
 
@@ -178,7 +187,9 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const cfg = parsed.data;
   const expectedAuth = `Basic ${btoa(`${cfg.accountSid}:${cfg.authToken}`)}`;
   const warn = throttledWarn();
-  const callbacks = new CallbackPoster(cfg.authToken, Math.max(cfg.callbackDelayMs, 25), warn);
+  // Kept-alive connections to the receivers, at most as many idle per receiver as callbacks in flight.
+  const connections = new Http1Pool(MAX_CONCURRENT_CALLBACKS);
+  const callbacks = new CallbackPoster(connections, cfg.authToken, Math.max(cfg.callbackDelayMs, 25), warn);
 
   const opened = cfg.recordPath ? SandboxRecord.open(cfg.recordPath) : null;
   const disk = opened?.record ?? null;
@@ -478,7 +489,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
       body,
       numSegments: message.resource.num_segments,
     });
-    const result = await postSigned(cfg.inboundUrl, params, cfg.authToken, generation.signal, sid);
+    const result = await postSigned(connections, cfg.inboundUrl, params, cfg.authToken, generation.signal, sid);
     message.webhookStatus = result.status;
     message.webhookError = result.error;
     save(message);
@@ -591,6 +602,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         generation.abort();
         await server.shutdown();
         await Promise.allSettled([...inflight]);
+        connections.close();
         disk?.close();
       })();
       return closed;

@@ -4,6 +4,7 @@
  */
 import twilio from "twilio";
 import { API_VERSION, type MessageStatus } from "./behaviour.ts";
+import { Http1Pool } from "./http1.ts";
 
 /**
  * The form fields of a Twilio status callback, as Twilio posts them (and the sandbox does). Also
@@ -59,7 +60,7 @@ export function inboundParams(m: {
 
 const HTTP_TIMEOUT_MS = 10_000;
 const CALLBACK_MAX_ATTEMPTS = 4;
-const MAX_CONCURRENT_CALLBACKS = 32;
+export const MAX_CONCURRENT_CALLBACKS = 32;
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts; never leaves a timer behind. */
 export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
@@ -83,8 +84,12 @@ export interface PostResult {
   error: string | null;
 }
 
-/** Signed, form-encoded POST as Twilio sends webhooks; aborts on `signal` or after a timeout. */
+/**
+ * Signed, form-encoded POST as Twilio sends webhooks; aborts on `signal` or after a timeout. A
+ * plain-http receiver is reached through `pool`'s kept-alive connections, an https one by fetch.
+ */
 export async function postSigned(
+  pool: Http1Pool,
   url: string,
   params: Record<string, string>,
   authToken: string,
@@ -98,18 +103,19 @@ export async function postSigned(
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
   const timer = setTimeout(() => request.abort(new Error("timed out")), HTTP_TIMEOUT_MS);
+  const headers = {
+    "content-type": "application/x-www-form-urlencoded",
+    "user-agent": "TwilioProxy/1.1",
+    "x-twilio-signature": twilio.getExpectedTwilioSignature(authToken, url, params),
+    "i-twilio-idempotency-token": idempotencyToken,
+  };
+  const form = new URLSearchParams(params).toString();
   try {
-    const res = await fetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/x-www-form-urlencoded",
-        "user-agent": "TwilioProxy/1.1",
-        "x-twilio-signature": twilio.getExpectedTwilioSignature(authToken, url, params),
-        "i-twilio-idempotency-token": idempotencyToken,
-      },
-      body: new URLSearchParams(params),
-      signal: request.signal,
-    });
+    if (url.startsWith("http:")) {
+      const res = await pool.post(url, headers, form, request.signal);
+      return { status: res.status, body: textDecoder.decode(res.body), error: null };
+    }
+    const res = await fetch(url, { method: "POST", headers, body: form, signal: request.signal });
     // Reading the body to the end lets the connection go back to the keep-alive pool.
     const body = await res.text();
     return { status: res.status, body, error: null };
@@ -120,6 +126,8 @@ export async function postSigned(
     signal.removeEventListener("abort", onAbort);
   }
 }
+
+const textDecoder = new TextDecoder();
 
 /**
  * Bounds concurrent outgoing callbacks. Under load thousands of messages change status at once;
@@ -168,6 +176,7 @@ export class CallbackPoster {
   readonly #gate = new Gate(MAX_CONCURRENT_CALLBACKS);
 
   constructor(
+    private readonly pool: Http1Pool,
     private readonly authToken: string,
     /** The first retry's delay; each further one doubles it. */
     private readonly backoffMs: number,
@@ -188,7 +197,7 @@ export class CallbackPoster {
       try {
         if (signal.aborted) return; // close()/reset() drains queued waiters through here
         record.attempts = attempt;
-        result = await postSigned(url, params, this.authToken, signal, idempotencyToken);
+        result = await postSigned(this.pool, url, params, this.authToken, signal, idempotencyToken);
       } finally {
         this.#gate.release();
       }
