@@ -30,9 +30,13 @@ export const MAX_WEBHOOK_BYTES = 64 * 1024;
 /** The body as text, or 413 as soon as it is known to exceed the limit (declared or streamed). */
 async function readBounded(req: Request, limit: number): Promise<string> {
   const tooLarge = () => new HttpError(413, "payload_too_large", `the body exceeds ${limit} bytes`);
-  const declared = Number(req.headers.get("content-length"));
+  const length = req.headers.get("content-length");
+  const declared = Number(length);
   if (Number.isFinite(declared) && declared > limit) throw tooLarge();
   if (!req.body) return "";
+  // A declared length within the limit is the body's length (the server frames the body by it),
+  // so it is read whole, without pulling it through a stream reader chunk by chunk.
+  if (length !== null && Number.isFinite(declared)) return await req.text();
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { LOCAL_TWILIO } from "@herald/scripts/lib/config.ts";
-import { connect, messageSid, phone, postTwilioWebhook, sendingWorkspace, twilioSignature, waitFor } from "@herald/tests/support.ts";
+import { connect, messageSid, phone, postTwilioWebhook, sendingWorkspace, stack, twilioSignature, waitFor } from "@herald/tests/support.ts";
 import { statusCallbackParams } from "@herald/sandbox/webhooks.ts";
 
 // Twilio's status callbacks, over HTTP against the served function: signed as Twilio signs them
@@ -104,6 +104,48 @@ Deno.test("twilio-status: a body that is not form-encoded or is malformed is ref
       else assert.match(error.message, message);
     }
     assert.deepEqual(await snapshot(sql, messageId, sid), before);
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("twilio-status: a body over 64 KiB is refused with 413, its length declared or streamed, and changes nothing", async () => {
+  const sql = connect();
+  try {
+    const { messageId, sid } = await sentMessage(sql);
+    const before = await snapshot(sql, messageId, sid);
+    const params = callback(sid, "delivered", { Padding: "x".repeat(64 * 1024) });
+    const form = new URLSearchParams(params).toString();
+
+    // fetch declares a string body's length: refused on the header, before a byte is read.
+    const declared = await postTwilioWebhook("twilio-status", params);
+    assert.equal(declared.status, 413, declared.text);
+    assert.equal((declared.body as { error: { code: string } }).error.code, "payload_too_large");
+
+    // A stream goes chunked, with no length to go by: refused once the bytes read pass the limit.
+    const bytes = new TextEncoder().encode(form);
+    const streamed = await fetch(`${stack.functionsUrl}/twilio-status`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": twilioSignature("twilio-status", params),
+      },
+      body: new ReadableStream({
+        start(c) {
+          for (let at = 0; at < bytes.byteLength; at += 8192) c.enqueue(bytes.slice(at, at + 8192));
+          c.close();
+        },
+      }),
+    });
+    assert.equal(streamed.status, 413);
+    assert.equal((await streamed.json()).error.code, "payload_too_large");
+
+    assert.deepEqual(await snapshot(sql, messageId, sid), before);
+    // The same callback at its usual size, length declared, is read whole and applied.
+    const ok = await postTwilioWebhook("twilio-status", callback(sid, "delivered"));
+    assert.equal(ok.status, 200, ok.text);
+    const [{ status }] = await sql`select status::text from messages where id = ${messageId}`;
+    assert.equal(status, "delivered");
   } finally {
     await sql.end();
   }
