@@ -7137,7 +7137,9 @@ CREATE INDEX messages_workspace_step_idx ON public.messages USING btree (workspa
 
 CREATE INDEX messages_workspace_template_idx ON public.messages USING btree (workspace_id, template_id, channel) WHERE (template_id IS NOT NULL);
 
-CREATE INDEX provider_events_sid_idx ON public.provider_events USING btree (provider_sid);
+CREATE INDEX provider_events_sid_idx ON public.provider_events USING btree (provider_sid) WHERE ((message_id IS NULL) OR (outcome = 'unknown_sid'::text));
+
+COMMENT ON INDEX public.provider_events_sid_idx IS 'The events a sid is looked up for: an early callback kept as unknown_sid until record_send_result replays it, and the unmatched events of a sid (message_id is null). Applied callbacks are reached through their message instead.';
 
 CREATE INDEX provider_events_workspace_contact_idx ON public.provider_events USING btree (workspace_id, contact_id) WHERE (contact_id IS NOT NULL);
 
