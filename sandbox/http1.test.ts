@@ -144,3 +144,20 @@ Deno.test("Http1Pool: reuses an idle connection, sends again once when the serve
     await server.close();
   }
 });
+
+Deno.test("Http1Pool: sent again after a let-go connection, a request goes on a new one, not on another idle one", async () => {
+  // Every connection answers its first request and closes on its second, unanswered.
+  const server = rawServer((_req, n) => n > 1 ? null : "HTTP/1.1 204 No Content\r\n\r\n");
+  const pool = new Http1Pool(4);
+  try {
+    const post = () => pool.post(server.url, {}, "x", new AbortController().signal);
+    // Two at once: two connections, both idle afterwards, both let go by the server on sight.
+    await Promise.all([post(), post()]);
+    assert.equal(server.connections, 2);
+    assert.equal((await post()).status, 204);
+    assert.equal(server.connections, 3);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+});

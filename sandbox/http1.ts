@@ -168,8 +168,9 @@ export class Http1Pool {
     const u = new URL(url);
     const request = Http1Connection.post(u, headers, body);
     signal.throwIfAborted();
-    for (let attempt = 1;; attempt++) {
-      const reused = this.#idle.get(u.origin)?.pop();
+    for (let again = false;; again = true) {
+      // Sent again, it goes on a new connection: another idle one may have been let go too.
+      const reused = again ? undefined : this.#idle.get(u.origin)?.pop();
       const conn = reused ?? await Http1Connection.open(u);
       this.#all.add(conn);
       const onAbort = () => conn.close();
@@ -182,7 +183,7 @@ export class Http1Pool {
       } catch (err) {
         conn.close();
         signal.throwIfAborted();
-        if (reused && attempt === 1 && err instanceof Http1ClosedError && err.beforeResponse) continue;
+        if (reused && err instanceof Http1ClosedError && err.beforeResponse) continue;
         throw err;
       } finally {
         signal.removeEventListener("abort", onAbort);
@@ -201,8 +202,7 @@ export class Http1Pool {
   #putBack(origin: string, conn: Http1Connection): void {
     const idle = this.#idle.get(origin) ?? [];
     if (idle.length >= this.maxIdlePerOrigin) {
-      conn.close();
-      this.#all.delete(conn);
+      conn.close(); // and post's finally forgets it
       return;
     }
     idle.push(conn);
