@@ -1059,7 +1059,7 @@ begin
     update public.messages m
     set status = 'cancelled', cancel_reason = 'expired', cancelled_at = now()
     where m.id in (select x.id from public.messages x
-                   where x.expires_at <= p_now and x.status in ('scheduled', 'queued')
+                   where x.expires_at <= p_now and x.pending_status in ('scheduled', 'queued')
                    for update skip locked)
     returning 1
   ) select count(*) into v_count from expired;
@@ -1174,7 +1174,7 @@ begin
                coalesce(sum(case when m.channel = 'whatsapp' then 1 else m.segments end)
                           over (order by m.send_at rows between unbounded preceding and 1 preceding), 0) as ahead
         from public.messages m
-        where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
+        where m.sender_id = se.id and m.pending_status = 'queued' and m.send_at <= now()
         order by m.send_at limit p_limit
       ) d
     ) due
@@ -1218,7 +1218,7 @@ begin
     select array_agg(m.id) into v_batch
     from (
       select m.id from public.messages m
-      where m.sender_id = v_senders[i] and m.status = 'queued' and m.send_at <= now()
+      where m.sender_id = v_senders[i] and m.pending_status = 'queued' and m.send_at <= now()
       order by m.send_at
       limit v_takes[i]
       for update of m skip locked
@@ -1651,7 +1651,7 @@ begin
             and m.sent_at >= v_day_start and m.sent_at < v_next_day)
        + (select count(*) from public.messages m
           where m.workspace_id = p_contact.workspace_id and m.contact_id = p_contact.id and m.category = 'marketing'
-            and m.sent_at is null and m.status in ('queued', 'sending'))
+            and m.sent_at is null and m.pending_status in ('queued', 'sending'))
   into v_used;
   if v_used + greatest(coalesce(p_pending, 0), 0) < w.contact_daily_cap then
     return null;
@@ -2025,7 +2025,7 @@ CREATE FUNCTION herald.day_use(p_workspace_id uuid, p_day_start timestamp with t
   select (select count(*) from public.messages m
           where m.workspace_id = p_workspace_id and m.sent_at >= p_day_start)
        + (select count(*) from public.messages m
-          where m.workspace_id = p_workspace_id and m.status = 'sending' and m.sent_at is null)
+          where m.workspace_id = p_workspace_id and m.pending_status = 'sending' and m.sent_at is null)
 $$;
 
 COMMENT ON FUNCTION herald.day_use(p_workspace_id uuid, p_day_start timestamp with time zone) IS 'What counts against a workspace''s daily limit once messages are claimed: sent since the local day began, and in flight.';
@@ -2416,7 +2416,7 @@ begin
       select sum(case when m.channel = 'whatsapp' then 1 else m.segments end)
                over (order by m.send_at rows unbounded preceding) as spent
       from public.messages m
-      where m.sender_id = se.id and m.status = 'queued' and m.send_at <= now()
+      where m.sender_id = se.id and m.pending_status = 'queued' and m.send_at <= now()
       order by m.send_at
       limit ceil(se.mps * v_budget_s)::integer
     ) d
@@ -3125,6 +3125,11 @@ CREATE TABLE public.messages (
     expires_at timestamp with time zone,
     reminder_id uuid,
     category public.message_category NOT NULL,
+    pending_status public.message_status GENERATED ALWAYS AS (
+CASE
+    WHEN (status = ANY (ARRAY['scheduled'::public.message_status, 'queued'::public.message_status, 'sending'::public.message_status])) THEN status
+    ELSE NULL::public.message_status
+END) STORED,
     CONSTRAINT messages_attempts_range CHECK (((attempts >= 0) AND ((max_attempts >= 1) AND (max_attempts <= 20)))),
     CONSTRAINT messages_body_length CHECK (((length(btrim(body)) >= 1) AND (length(btrim(body)) <= 1600))),
     CONSTRAINT messages_cancel_reason_iff_cancelled CHECK (((status = 'cancelled'::public.message_status) = (cancel_reason IS NOT NULL))),
@@ -3208,6 +3213,8 @@ COMMENT ON COLUMN public.messages.expires_at IS 'Send-by deadline: never sent at
 COMMENT ON COLUMN public.messages.reminder_id IS 'The appointment_reminders row this reminder was scheduled by; cleared if that row is deleted (the reminder stays).';
 
 COMMENT ON COLUMN public.messages.category IS 'transactional or marketing; when an insert names none, transactional if appointment_id is set, else marketing (herald.messages_default_category).';
+
+COMMENT ON COLUMN public.messages.pending_status IS 'status while the message is still to be sent (scheduled, queued, sending), else null: what the queue''s partial indexes read, so a move after sending changes no indexed column and is a HOT update. Generated; read status for the message''s state.';
 
 CREATE FUNCTION herald.member_message(p_message_id uuid) RETURNS public.messages
     LANGUAGE plpgsql
@@ -3975,7 +3982,7 @@ begin
   select array_agg(id) into v_ids from (
     select m.id from public.messages m
     join public.workspaces w on w.id = m.workspace_id
-    where m.status = 'scheduled' and m.send_at <= p_now and w.automation_enabled
+    where m.pending_status = 'scheduled' and m.send_at <= p_now and w.automation_enabled
     order by m.send_at
     limit p_limit
     for update of m skip locked
@@ -4042,7 +4049,7 @@ begin
     select ws.id, ws.daily_limit, ws.timezone, ws.day_start,
            (select count(*) from public.messages m
             where m.workspace_id = ws.id
-              and (m.status = 'queued' or m.status = any (herald.in_flight_statuses()) or m.sent_at >= ws.day_start)) as used
+              and (m.pending_status = 'queued' or m.pending_status = any (herald.in_flight_statuses()) or m.sent_at >= ws.day_start)) as used
     from ws
   ), ranked as (
     select m.id, u.daily_limit - u.used as room, u.timezone, u.day_start,
@@ -4106,7 +4113,7 @@ declare
 begin
   perform set_config('herald.actor', coalesce(nullif(current_setting('herald.actor', true), ''), 'cron'), true);
   select array_agg(id) into v_ids from (
-    select m.id from public.messages m where m.status = 'sending' and m.lease_expires_at < now()
+    select m.id from public.messages m where m.pending_status = 'sending' and m.lease_expires_at < now()
     order by m.lease_expires_at limit 10000
     for update skip locked
   ) expired;
@@ -4886,14 +4893,22 @@ begin
   where a.id = s.attempt_id and m.workspace_id = a.workspace_id and m.id = a.message_id
     and (m.status not in ('sent', 'sending') or a.requested_at < now() - p_give_up_after);
 
+  -- The attempts of sent messages that Twilio has not given a final status (an attempt that
+  -- has one needs no look-up), and every attempt of a message still being sent.
   insert into herald.status_checks (attempt_id, every)
   select a.id, p_older_than
-  from (select m.workspace_id, m.id from public.messages m
-        where m.status = 'sent' and m.sent_at >= now() - p_give_up_after
-        union all
-        select m.workspace_id, m.id from public.messages m where m.status = 'sending') m
+  from public.message_attempts a
+  join public.messages m on m.workspace_id = a.workspace_id and m.id = a.message_id
+  where a.provider_sid is not null and not a.provider_final
+    and a.requested_at >= now() - p_give_up_after
+    and coalesce(a.last_callback_at, a.responded_at, a.requested_at) < now() - p_older_than
+    and m.status = 'sent' and m.sent_at >= now() - p_give_up_after
+  union all
+  select a.id, p_older_than
+  from public.messages m
   join public.message_attempts a on a.workspace_id = m.workspace_id and a.message_id = m.id
-  where a.provider_sid is not null
+  where m.pending_status = 'sending'
+    and a.provider_sid is not null
     and a.requested_at >= now() - p_give_up_after
     and coalesce(a.last_callback_at, a.responded_at, a.requested_at) < now() - p_older_than
   on conflict (attempt_id) do nothing;
@@ -6313,8 +6328,10 @@ CREATE TABLE public.message_attempts (
     last_callback_at timestamp with time zone,
     confirmed_at timestamp with time zone,
     spent boolean DEFAULT true NOT NULL,
+    provider_final boolean GENERATED ALWAYS AS (COALESCE((lower(provider_status) = ANY (ARRAY['delivered'::text, 'read'::text, 'undelivered'::text, 'failed'::text, 'canceled'::text])), false)) STORED NOT NULL,
     CONSTRAINT message_attempts_attempt_no_positive CHECK ((attempt_no > 0))
-);
+)
+WITH (fillfactor='80');
 
 COMMENT ON TABLE public.message_attempts IS 'One row per call to the provider for a message: its sid, the provider''s latest status and error.';
 
@@ -6343,6 +6360,8 @@ COMMENT ON COLUMN public.message_attempts.last_callback_at IS 'When the provider
 COMMENT ON COLUMN public.message_attempts.confirmed_at IS 'When the dispatcher confirmed, right before calling the provider, that it may send. Null: the provider was never called for this attempt.';
 
 COMMENT ON COLUMN public.message_attempts.spent IS 'Whether this call counts against the message''s max_attempts: false when Twilio never processed it (retry_free: 429 / 20429, rejected credentials) or a daily cap deferred the message (defer_next_day: 63038, 30023).';
+
+COMMENT ON COLUMN public.message_attempts.provider_final IS 'Whether Twilio reported a final status for this attempt (delivered, read, undelivered, failed, canceled). Generated from provider_status; status reconciliation looks up only attempts without one.';
 
 CREATE TABLE public.message_events (
     id bigint NOT NULL,
@@ -7089,11 +7108,17 @@ CREATE INDEX deletion_log_workspace_at_idx ON public.deletion_log USING btree (w
 
 CREATE UNIQUE INDEX message_attempts_provider_sid_key ON public.message_attempts USING btree (provider_sid) WHERE (provider_sid IS NOT NULL);
 
+CREATE INDEX message_attempts_unreported_idx ON public.message_attempts USING btree (requested_at) WHERE ((provider_sid IS NOT NULL) AND (NOT provider_final));
+
+COMMENT ON INDEX public.message_attempts_unreported_idx IS 'select_status_checks: attempts Twilio took (a sid) and has not given a final status, by when they were requested.';
+
 CREATE INDEX message_attempts_workspace_message_idx ON public.message_attempts USING btree (workspace_id, message_id);
 
 CREATE INDEX message_events_workspace_message_idx ON public.message_events USING btree (workspace_id, message_id, id);
 
-CREATE INDEX messages_contact_marketing_idx ON public.messages USING btree (workspace_id, contact_id, sent_at) INCLUDE (status) WHERE (category = 'marketing'::public.message_category);
+CREATE INDEX messages_contact_marketing_idx ON public.messages USING btree (workspace_id, contact_id, sent_at) INCLUDE (pending_status) WHERE (category = 'marketing'::public.message_category);
+
+COMMENT ON INDEX public.messages_contact_marketing_idx IS 'contact_cap_next_time: a contact''s marketing messages by sent_at, in flight ones (pending_status) read from the index.';
 
 CREATE UNIQUE INDEX messages_idempotency_key ON public.messages USING btree (workspace_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
@@ -7101,17 +7126,23 @@ CREATE UNIQUE INDEX messages_one_per_reminder ON public.messages USING btree (ap
 
 CREATE UNIQUE INDEX messages_one_per_step ON public.messages USING btree (enrollment_id, step_id) WHERE ((enrollment_id IS NOT NULL) AND (step_id IS NOT NULL) AND (retry_of IS NULL));
 
-CREATE INDEX messages_pending_expiry_idx ON public.messages USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (status = ANY (ARRAY['scheduled'::public.message_status, 'queued'::public.message_status])));
+CREATE INDEX messages_pending_expiry_idx ON public.messages USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (pending_status = ANY (ARRAY['scheduled'::public.message_status, 'queued'::public.message_status])));
+
+COMMENT ON INDEX public.messages_pending_expiry_idx IS 'cancel_expired_messages: scheduled and queued messages with a deadline, by deadline.';
 
 CREATE UNIQUE INDEX messages_provider_sid_key ON public.messages USING btree (provider_sid) WHERE (provider_sid IS NOT NULL);
 
-CREATE INDEX messages_queued_due_idx ON public.messages USING btree (sender_id, send_at) WHERE (status = 'queued'::public.message_status);
+CREATE INDEX messages_queued_due_idx ON public.messages USING btree (sender_id, send_at) WHERE (pending_status = 'queued'::public.message_status);
 
-CREATE INDEX messages_scheduled_due_idx ON public.messages USING btree (send_at) WHERE (status = 'scheduled'::public.message_status);
+COMMENT ON INDEX public.messages_queued_due_idx IS 'claim_messages and dispatch_fanout: each sender''s queued messages by send_at.';
 
-CREATE INDEX messages_sending_lease_idx ON public.messages USING btree (lease_expires_at) WHERE (status = 'sending'::public.message_status);
+CREATE INDEX messages_scheduled_due_idx ON public.messages USING btree (send_at) WHERE (pending_status = 'scheduled'::public.message_status);
 
-CREATE INDEX messages_sent_idx ON public.messages USING btree (sent_at) WHERE (status = 'sent'::public.message_status);
+COMMENT ON INDEX public.messages_scheduled_due_idx IS 'queue_due_messages: scheduled messages by send_at.';
+
+CREATE INDEX messages_sending_lease_idx ON public.messages USING btree (lease_expires_at) WHERE (pending_status = 'sending'::public.message_status);
+
+COMMENT ON INDEX public.messages_sending_lease_idx IS 'reap_expired_leases, select_status_checks and day_use: the messages being sent, by lease expiry.';
 
 CREATE INDEX messages_workspace_appointment_idx ON public.messages USING btree (workspace_id, appointment_id) WHERE (appointment_id IS NOT NULL);
 

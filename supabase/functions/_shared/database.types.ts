@@ -430,6 +430,7 @@ export type Database = {
           "id": string;
           "last_callback_at": string | null;
           "message_id": string;
+          "provider_final": boolean;
           "provider_sid": string | null;
           "provider_status": string | null;
           "requested_at": string;
@@ -446,6 +447,7 @@ export type Database = {
           "id"?: string;
           "last_callback_at"?: string | null;
           "message_id": string;
+          "provider_final"?: never;
           "provider_sid"?: string | null;
           "provider_status"?: string | null;
           "requested_at"?: string;
@@ -461,6 +463,7 @@ export type Database = {
           "id"?: string;
           "last_callback_at"?: string | null;
           "message_id"?: string;
+          "provider_final"?: never;
           "provider_sid"?: string | null;
           "provider_status"?: string | null;
           "requested_at"?: string;
@@ -608,6 +611,9 @@ export type Database = {
           "last_error_code": number | null;
           "lease_expires_at": string | null;
           "max_attempts": number;
+          "pending_status":
+            | Database["public"]["Enums"]["message_status"]
+            | null;
           "provider_check_required": boolean;
           "provider_sid": string | null;
           "reminder_id": string | null;
@@ -646,6 +652,7 @@ export type Database = {
           "last_error_code"?: number | null;
           "lease_expires_at"?: string | null;
           "max_attempts"?: number;
+          "pending_status"?: never;
           "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
           "reminder_id"?: string | null;
@@ -683,6 +690,7 @@ export type Database = {
           "last_error_code"?: number | null;
           "lease_expires_at"?: string | null;
           "max_attempts"?: number;
+          "pending_status"?: never;
           "provider_check_required"?: boolean;
           "provider_sid"?: string | null;
           "reminder_id"?: string | null;
