@@ -22,7 +22,7 @@
  *     canceled), and message_attempts_unreported_idx holds the attempts with a sid still
  *     without one. An attempt changes it once, at its final callback; its other callbacks
  *     (queued, sent) stay HOT on the attempt too.
- *   - message_attempts keeps a fifth of each new page free, as messages does: each attempt is
+ *   - message_attempts keeps a fifth of each page free, as messages does: each attempt is
  *     updated three or four times after its insert.
  *
  *   select_status_checks   the sent messages' attempts through message_attempts_unreported_idx;
@@ -59,6 +59,8 @@ comment on index public.messages_pending_expiry_idx is 'cancel_expired_messages:
 comment on index public.messages_contact_marketing_idx is 'contact_cap_next_time: a contact''s marketing messages by sent_at, in flight ones (pending_status) read from the index.';
 
 /** Section - message_attempts: provider_final and the unreported attempts */
+-- Before the column: the rewrite it causes already leaves the room.
+alter table public.message_attempts set (fillfactor = 80);
 alter table public.message_attempts
   add column provider_final boolean not null
     generated always as (coalesce(lower(provider_status) in ('delivered', 'read', 'undelivered', 'failed', 'canceled'), false)) stored;
@@ -67,7 +69,6 @@ comment on column public.message_attempts.provider_final is
 create index message_attempts_unreported_idx on public.message_attempts (requested_at)
   where provider_sid is not null and not provider_final;
 comment on index public.message_attempts_unreported_idx is 'select_status_checks: attempts Twilio took (a sid) and has not given a final status, by when they were requested.';
-alter table public.message_attempts set (fillfactor = 80);
 
 /** Section - the scans, on pending_status */
 
