@@ -21,12 +21,15 @@ export interface BenchCluster {
 /**
  * Boots a migrated throwaway cluster (fsync off: see settings) on its own port and data dir.
  * `extraSql` files are applied after the migrations: a way to measure a proposed migration
- * before it is written into supabase/migrations.
+ * before it is written into supabase/migrations. With `statements`, the cluster is restarted
+ * with pg_stat_statements loaded (every statement, nested ones included, and its planning), for
+ * statementsLine.
  */
 export async function bootBenchCluster(
   port: number,
   log: (s: string) => void,
   extraSql: string[] = [],
+  statements = false,
 ): Promise<BenchCluster> {
   const stack = new Stack({ db: port, functions: 0, sandbox: 0 }, `/var/tmp/herald/bench-${Deno.pid}`, true);
   try {
@@ -34,6 +37,22 @@ export async function bootBenchCluster(
     for (const file of extraSql) {
       log(`applying ${file}`);
       await stack.cluster.psqlFile(file);
+    }
+    if (statements) {
+      log("restarting the cluster with pg_stat_statements (--statements)");
+      // In the file, as Cluster.init writes the rest: ALTER SYSTEM refuses a library's settings
+      // before the library is loaded.
+      const conf = [
+        "shared_preload_libraries = 'pg_cron,pg_stat_statements'",
+        "pg_stat_statements.track = all",
+        "pg_stat_statements.track_planning = on",
+      ];
+      await Deno.writeTextFile(`${stack.cluster.dataDir}/postgresql.conf`, `\n# bench --statements\n${conf.join("\n")}\n`, {
+        append: true,
+      });
+      await stack.cluster.stop();
+      await stack.cluster.start();
+      await stack.cluster.psql("create extension if not exists pg_stat_statements with schema extensions");
     }
   } catch (err) {
     await stack.cluster.destroy();
@@ -276,8 +295,10 @@ export type Sample = { ms: number; cpuMs?: number; waitMs?: number };
 
 /**
  * Times a case: an untimed warm-up if asked, then `runs` samples, each after `before` (a vacuum,
- * say, outside the timing). A warm-up slower than `slowMs` is the only sample: repeating a run
- * far past its target would only cost time. An error ends the case and is shown on its line.
+ * say, outside the timing). The line's note says that a warm-up ran and what it took, so a cold
+ * first run left out of the median is never hidden. A warm-up slower than `slowMs` is the only
+ * sample: repeating a run far past its target would only cost time. An error ends the case and is
+ * shown on its line.
  */
 export async function timeCase(
   label: string,
@@ -301,6 +322,7 @@ export async function timeCase(
         line.note = `${line.note ? line.note + "; " : ""}1 run only: the first took over ${formatMs(opts.slowMs)}`;
         return line;
       }
+      line.note = `${line.note ? line.note + "; " : ""}after 1 warm-up run, not counted (${formatMs(s.ms)})`;
     }
     for (let k = 0; k < runs; k++) {
       await opts.before?.();
@@ -354,6 +376,63 @@ function formatRows(header: string[], rows: string[][], right: (i: number) => bo
   const widths = header.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...r[i]].length)));
   const fmt = (r: string[]) => r.map((c, i) => pad(c, widths[i], i > 0 && right(i))).join("  ").trimEnd();
   return [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)];
+}
+
+/** Forgets the statements counted so far (--statements: each suite's table starts from zero). */
+export async function resetStatements(sql: Sql): Promise<void> {
+  await sql`select extensions.pg_stat_statements_reset()`;
+}
+
+/**
+ * The `top` statements by time (execution plus planning) since resetStatements, as a table line:
+ * what a suite's time went to, statements run inside functions and triggers included. Each has its
+ * share of the time of the statements clients sent; a nested one's time is also inside its
+ * caller's, so shares overlap and are not meant to add up.
+ */
+export async function statementsLine(sql: Sql, suite: string, top: number): Promise<Line> {
+  const rows = await sql<
+    {
+      toplevel: boolean;
+      calls: string;
+      total_ms: number;
+      plan_ms: number;
+      plans: string;
+      rows: string;
+      share: number;
+      query: string;
+    }[]
+  >`
+    with s as (
+      select toplevel, calls, total_exec_time + total_plan_time as total_ms, total_plan_time as plan_ms, plans, rows,
+             regexp_replace(query, '\\s+', ' ', 'g') as query
+      from extensions.pg_stat_statements
+      where dbid = (select oid from pg_database where datname = current_database())
+        and query !~* 'pg_stat_statements'
+    )
+    select toplevel, calls::text, total_ms, plan_ms, plans::text, rows::text,
+           100 * total_ms / nullif(sum(total_ms) filter (where toplevel) over (), 0) as share, query
+    from s
+    order by total_ms desc
+    limit ${top}`;
+  return {
+    kind: "table",
+    label: `statements of ${suite} by time (pg_stat_statements, --statements ${top}):`,
+    header: ["total", "share", "calls", "mean", "planning", "plans", "rows", "statement (> nested)"],
+    rows: rows.map((r) => [
+      formatMs(r.total_ms),
+      `${(r.share ?? 0).toFixed(1)}%`,
+      r.calls,
+      Number(r.calls) ? `${Math.round((r.total_ms * 1000) / Number(r.calls))} µs` : "-",
+      formatMs(r.plan_ms),
+      r.plans,
+      r.rows,
+      (r.toplevel ? "" : "> ") + (r.query.length > 110 ? r.query.slice(0, 107) + "..." : r.query),
+    ]),
+    notes: [
+      "share: of the time of the statements clients sent (top level) in this suite; a nested statement (> , run " +
+      "by a function or trigger) is also inside its caller's time; mean: per call, planning included",
+    ],
+  };
 }
 
 /** Prints a plain-text table; returns the number of lines that missed their target. */

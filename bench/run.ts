@@ -10,6 +10,8 @@
 //                                        the slowest statements, triggers' statements included
 //   npm run bench -- --with fix.sql      apply fix.sql after the migrations (measure a proposal)
 //   npm run bench -- --keep              leave the loaded cluster running for a look with psql
+//   npm run bench -- --statements [N]    after each suite, its N (default 15) costliest statements
+//                                        by pg_stat_statements, nested ones included
 //   HERALD_BENCH_PEERS_JOBS=10000 npm run bench -- peers
 //                                        the peers suite on a smaller drain (default 100,000)
 //   HERALD_BENCH_SENDING=callbacks,e2e npm run bench -- sending
@@ -18,7 +20,7 @@
 //
 // Adding a suite: export a Suite from bench/<topic>.ts and list it in SUITES below.
 
-import { bootBenchCluster, loadAverage, printTable, type Suite } from "./lib.ts";
+import { bootBenchCluster, loadAverage, printTable, resetStatements, statementsLine, type Suite } from "./lib.ts";
 import { deletionSuite, purgeSuite } from "./deletion.ts";
 import { fanoutSuite, sendingSuite } from "./sending.ts";
 import { queueSuite } from "./queue.ts";
@@ -40,6 +42,8 @@ interface Options {
   profile: boolean;
   keep: boolean;
   extraSql: string[];
+  /** Statements to list after each suite (--statements); 0 for none. */
+  statements: number;
 }
 
 function parseArgs(args: string[]): Options {
@@ -51,6 +55,7 @@ function parseArgs(args: string[]): Options {
     profile: false,
     keep: false,
     extraSql: [],
+    statements: 0,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -58,6 +63,14 @@ function parseArgs(args: string[]): Options {
     else if (a === "--list") o.list = true;
     else if (a === "--profile") o.profile = true;
     else if (a === "--keep") o.keep = true;
+    else if (a === "--statements" || a.startsWith("--statements=")) {
+      const v = a.includes("=") ? a.slice("--statements=".length) : /^\d+$/.test(args[i + 1] ?? "") ? args[++i] : "15";
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 200) {
+        throw new Error(`--statements wants a whole number from 1 to 200, not ${v}`);
+      }
+      o.statements = n;
+    }
     else if (a === "--with" || a.startsWith("--with=")) {
       const v = a.includes("=") ? a.slice("--with=".length) : args[++i];
       if (!v) throw new Error("--with wants a SQL file");
@@ -70,7 +83,9 @@ function parseArgs(args: string[]): Options {
       }
       o.runs = n;
     } else if (a.startsWith("-")) {
-      throw new Error(`unknown option ${a} (known: --runs N, --strict, --profile, --with FILE, --keep, --list)`);
+      throw new Error(
+        `unknown option ${a} (known: --runs N, --strict, --profile, --with FILE, --keep, --statements [N], --list)`,
+      );
     } else o.filters.push(a);
   }
   return o;
@@ -91,7 +106,7 @@ async function main(): Promise<number> {
   const log = (s: string) => console.log(`bench: ${s}`);
   const port = await firstFreePort(BENCH_PORT, 1, 10);
   log(`booting a throwaway PostgreSQL cluster on port ${port}`);
-  const cluster = await bootBenchCluster(port, log, opts.extraSql);
+  const cluster = await bootBenchCluster(port, log, opts.extraSql, opts.statements > 0);
   let missed = 0;
   let errors = 0;
   try {
@@ -104,12 +119,15 @@ async function main(): Promise<number> {
     );
     if (opts.extraSql.length) console.log(`with, after the migrations: ${opts.extraSql.join(", ")}`);
     console.log(
-      `runs: ${opts.runs} timed per case after 1 warm-up (naive cases: at most 3, no warm-up); ` +
+      `runs: ${opts.runs} timed per case (heavy and naive cases: at most 3); a case that runs one warm-up first ` +
+        "says so in its note, with that run's time, and the others count every run; " +
         "PASS = median wall time under target; p95 is nearest-rank; cpu = the server backend's CPU time and " +
         "cpu wait = its time runnable but waiting for a CPU (medians, from /proc/<pid>/schedstat; parallel workers not counted)",
     );
     for (const suite of suites) {
+      if (opts.statements) await resetStatements(cluster.sql);
       const lines = await suite.run({ cluster, runs: opts.runs, profile: opts.profile, log });
+      if (opts.statements) lines.push(await statementsLine(cluster.sql, suite.name, opts.statements));
       missed += printTable(`== ${suite.name}: ${suite.title}`, lines);
       errors += lines.filter((l) => l.kind === "timing" && l.error).length;
     }
