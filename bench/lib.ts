@@ -429,8 +429,8 @@ export async function statementsLine(sql: Sql, suite: string, top: number): Prom
       (r.toplevel ? "" : "> ") + (r.query.length > 110 ? r.query.slice(0, 107) + "..." : r.query),
     ]),
     notes: [
-      "share: of the time of the statements clients sent (top level) in this suite; a nested statement (> , run " +
-      "by a function or trigger) is also inside its caller's time; mean: per call, planning included",
+      "share: of the time of the statements clients sent (top level) in this suite; a nested statement (marked >, " +
+      "run by a function or trigger) is also inside its caller's time; mean: per call, planning included",
     ],
   };
 }
