@@ -41,15 +41,13 @@ export async function bootBenchCluster(
     if (statements) {
       log("restarting the cluster with pg_stat_statements (--statements)");
       // In the file, as Cluster.init writes the rest: ALTER SYSTEM refuses a library's settings
-      // before the library is loaded.
-      const conf = [
-        "shared_preload_libraries = 'pg_cron,pg_stat_statements'",
+      // before the library is loaded. The libraries already preloaded (pg_cron) stay.
+      const preloaded = await stack.cluster.psql("show shared_preload_libraries");
+      await stack.cluster.appendSettings("bench --statements", [
+        `shared_preload_libraries = '${preloaded ? `${preloaded},` : ""}pg_stat_statements'`,
         "pg_stat_statements.track = all",
         "pg_stat_statements.track_planning = on",
-      ];
-      await Deno.writeTextFile(`${stack.cluster.dataDir}/postgresql.conf`, `\n# bench --statements\n${conf.join("\n")}\n`, {
-        append: true,
-      });
+      ]);
       await stack.cluster.stop();
       await stack.cluster.start();
       await stack.cluster.psql("create extension if not exists pg_stat_statements with schema extensions");

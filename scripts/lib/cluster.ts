@@ -51,7 +51,15 @@ export class Cluster {
       "log_min_messages = warning",
       ...(opts.throwaway ? ["fsync = off", "synchronous_commit = off", "full_page_writes = off"] : []),
     ];
-    await Deno.writeTextFile(`${this.dataDir}/postgresql.conf`, `\n# herald\n${conf.join("\n")}\n`, { append: true });
+    await this.appendSettings("herald", conf);
+  }
+
+  /**
+   * Appends settings to postgresql.conf under a `# label` line; a later line wins over an earlier
+   * one, so this also overrides. They take effect at the next start (or reload, where they can).
+   */
+  async appendSettings(label: string, settings: string[]): Promise<void> {
+    await Deno.writeTextFile(`${this.dataDir}/postgresql.conf`, `\n# ${label}\n${settings.join("\n")}\n`, { append: true });
   }
 
   async running(): Promise<boolean> {
