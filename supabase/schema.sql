@@ -593,6 +593,7 @@ COMMENT ON FUNCTION herald.apply_send_rules(p_ids uuid[], p_at timestamp with ti
 CREATE FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], p_error_codes integer[], p_payloads jsonb[], p_idempotency_tokens text[]) RETURNS text[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_n integer := cardinality(p_sids);
@@ -694,8 +695,10 @@ begin
                                                             rows between unbounded preceding and 1 preceding), false)) as duplicate,
                a.id as attempt_id, a.workspace_id,
                coalesce(a.message_id, (select m.id from public.messages m where a.id is null and m.provider_sid = u.sid)) as message_id
-        -- (not null: what lets the join use the attempts' partial unique index on provider_sid)
-        from u left join public.message_attempts a on a.provider_sid = u.sid and a.provider_sid is not null
+        -- One index probe per sid (provider_sid is unique): as a join, a plan made while the table
+        -- was small read every attempt with a sid for each batch.
+        from u left join lateral (select a.id, a.workspace_id, a.message_id from public.message_attempts a
+                                  where a.provider_sid = u.sid limit 1) a on true
         -- One index probe per token: as an exists() the planner may hash every stored event instead.
         left join lateral (select e.idempotency_token as token from public.provider_events e
                            where e.idempotency_token = u.token limit 1) stored on true
@@ -748,7 +751,9 @@ begin
             end,
             last_callback_at = now()
         from unnest(f_round, f_attempt, f_status, f_target) f (round, attempt_id, status, target)
-        where f.round = v_k and a.id = f.attempt_id;
+        -- (the ids as an array too: an index condition on the table itself, which a plan made on
+        -- a small table otherwise read whole, through its primary key, to join)
+        where f.round = v_k and a.id = f.attempt_id and a.id = any (f_attempt);
         -- The messages, forward by rank only; one statement per status reached, whose name the
         -- ledger gives as the reason (provider_sent, provider_delivered…).
         for v_target in
@@ -765,7 +770,7 @@ begin
                 delivered_at = case when f.target = any (herald.delivered_statuses()) then coalesce(m.delivered_at, now())
                                     else m.delivered_at end
             from unnest(f_i, f_round, f_sid, f_target, f_message) f (i, round, sid, target, message_id)
-            where f.round = v_k and f.target = v_target and m.id = f.message_id
+            where f.round = v_k and f.target = v_target and m.id = f.message_id and m.id = any (f_message)
               and m.status::text || '>' || f.target::text = any (herald.forward_moves())
             returning f.i
           )
