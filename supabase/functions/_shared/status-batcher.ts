@@ -5,7 +5,7 @@
 // is tried alone: one the database refuses is answered 500 by itself. Twilio does not reliably
 // send a status callback again after a 500, so failing its batch-mates would lose their statuses.
 
-import { db } from "./db.ts";
+import { serialDb } from "./db.ts";
 import { HttpError } from "./http.ts";
 import { Batcher } from "./batcher.ts";
 
@@ -25,7 +25,8 @@ const MAX_BATCH = 250;
 
 async function applyStatusCallbacks(batch: StatusCallback[]): Promise<StatusOutcome[]> {
   try {
-    const [row] = await db()`
+    // One batch at a time, so one connection of its own (db.ts): the same backend, warm.
+    const [row] = await serialDb()`
       select herald.apply_status_callbacks(
         ${batch.map((c) => c.sid)}::text[],
         ${batch.map((c) => c.status)}::text[],
