@@ -15,14 +15,15 @@
  * apply_status_callbacks reaches every row it reads or writes by a unique key (a sid, a token,
  * an id), for at most 1,000 callbacks: an index probe per callback is the right plan at any size.
  * Three changes keep its plans there whatever the tables' sizes when they are made:
- *   - it runs with enable_seqscan off, so no statement planned while it runs (its own, and the
- *     foreign-key checks and triggers its writes fire) reads a table sequentially;
+ *   - it runs with enable_seqscan off, so a statement planned while it runs (its own, and the
+ *     foreign-key checks and triggers its writes fire) reads a table sequentially only where no
+ *     index serves it;
  *   - the attempts are found by one lateral probe per sid. As a join, a plan made on a small
  *     table read message_attempts_provider_sid_key whole instead, once per batch;
  *   - the updates of the attempts and the messages also name the batch's ids as an array, an
  *     index condition on the table itself. Without it, a plan made on a small table read the
  *     primary key whole and joined the batch to it.
- * Plans made once the tables are large are the ones they were: the same probes.
+ * Plans made once the tables are large probe as they did (a batch of 19 costs what it did).
  *
  *   apply_status_callbacks   as before; its plans reach every table through an index.
  */
