@@ -554,13 +554,16 @@ begin
   select array_agg(b.id), array_agg(r.cancel_reason), array_agg(r.defer_reason), array_agg(r.defer_until)
   into v_ids, v_cancel, v_defer, v_until
   from (
-    select m.id, m as msg, c as contact, w as workspace,
+    select m.id, m as msg, cc.c as contact, w as workspace,
            case when p_apply_caps then
              (count(*) filter (where m.category = 'marketing')
                 over (partition by m.contact_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding))::integer
            end as pending
     from public.messages m
-    join public.contacts c on c.workspace_id = m.workspace_id and c.id = m.contact_id
+    -- Each message's contact by one probe: as a join, a plan made on a small table looked the
+    -- contact up by workspace alone and read all of the workspace's contacts for each message.
+    cross join lateral (select c from public.contacts c where c.workspace_id = m.workspace_id and c.id = m.contact_id
+                        limit 1) cc
     join public.workspaces w on w.id = m.workspace_id
     where m.id = any (p_ids)
   ) b
@@ -594,6 +597,7 @@ CREATE FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], 
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 declare
   v_n integer := cardinality(p_sids);
@@ -1135,10 +1139,13 @@ COMMENT ON FUNCTION herald.child_take_workspace() IS 'A child row takes workspac
 CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease interval DEFAULT '00:02:00'::interval, p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, workspace_id uuid, attempt_no integer, to_phone text, from_phone text, body text, content_sid text, content_variables jsonb, validity_period integer, channel public.channel, send_not_before timestamp with time zone, provider_check_required boolean, previous_attempt_requested_at timestamp with time zone, blocked_reason public.cancel_reason)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 declare
   v_ids uuid[] := '{}';
   v_batch uuid[];
+  v_workspaces uuid[] := '{}';
   v_skip uuid[];
   v_errors text[];
   v_senders uuid[] := '{}';
@@ -1169,7 +1176,7 @@ begin
   -- due message, oldest first; a WhatsApp message is one). Each workspace's first sender, then
   -- more until the batch can be filled.
   for s in
-    select se.id, se.mps, due.n, due.starts,
+    select se.id, se.workspace_id, se.mps, due.n, due.starts,
            row_number() over (partition by se.workspace_id order by due.oldest) as ws_rank
     from public.senders se
     join public.workspaces w on w.id = se.workspace_id
@@ -1198,6 +1205,7 @@ begin
                where a <= floor(extract(epoch from (now() + p_lease / 2 - v_free)) * s.mps))::integer;
     continue when v_take < 1;
     v_senders := v_senders || s.id;
+    v_workspaces := v_workspaces || s.workspace_id;
     v_caps := v_caps || v_take;
     v_takes := v_takes || 0;
   end loop;
@@ -1281,14 +1289,14 @@ begin
     v_ids := array(select i from unnest(v_ids) i where i <> all (v_skip));
   end if;
 
-  -- 6. The daily limit of each workspace that has one.
-  if exists (select 1 from public.workspaces w
-             where w.daily_limit is not null and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids))) then
+  -- 6. The daily limit of each workspace that has one (of the senders' workspaces: as a
+  -- semi-join with the batch, a plan made on a small table read an index of messages whole).
+  if exists (select 1 from public.workspaces w where w.daily_limit is not null and w.id = any (v_workspaces)) then
     v_prev := herald.set_reason('daily_limit');
     with ws as (
       select w.id, w.daily_limit, w.timezone, herald.local_day_start(now(), w.timezone) as day_start
       from public.workspaces w
-      where w.daily_limit is not null and w.id in (select m.workspace_id from public.messages m where m.id = any (v_ids))
+      where w.daily_limit is not null and w.id = any (v_workspaces)
     ), ranked as (
       select m.id, ws.daily_limit - herald.day_use(ws.id, ws.day_start) as room, ws.timezone, ws.day_start,
              row_number() over (partition by m.workspace_id order by m.send_at, m.id) as n
@@ -1317,16 +1325,19 @@ begin
   -- carries is decided for the message as it is now (herald.outbound_content), with the seconds
   -- its deadline leaves at its slot.
   return query
-  with slotted as (
+  with batch as materialized (
+    -- The batch by primary key alone: beside the joins, a plan made on a small table walked
+    -- another index of messages whole and filtered the batch out of it.
+    select m.id, m.sender_id, m.send_at, m.channel, m.segments from public.messages m where m.id = any (v_ids)
+  ), slotted as (
     select m.id, m.sender_id, se.mps, se.phone_number, x.base,
            x.base + make_interval(secs => coalesce(sum(x.units) over w_before, 0) / se.mps) as slot,
            x.base + make_interval(secs => sum(x.units) over w_through / se.mps) as slot_end
-    from public.messages m
+    from batch m
     join public.senders se on se.id = m.sender_id
     join herald.sender_slots sl on sl.sender_id = m.sender_id
     cross join lateral (select greatest(sl.next_slot_at, now()) as base,
                                case when m.channel = 'whatsapp' then 1 else m.segments end as units) x
-    where m.id = any (v_ids)
     window w_before as (partition by m.sender_id order by m.send_at, m.id rows between unbounded preceding and 1 preceding),
            w_through as (partition by m.sender_id order by m.send_at, m.id rows unbounded preceding)
   ), reserved as (
@@ -1339,7 +1350,7 @@ begin
     update public.messages m
     set status = 'sending', lease_expires_at = greatest(now() + p_lease, t.slot + p_call_timeout), attempts = m.attempts + 1
     from slotted t
-    where m.id = t.id
+    where m.id = t.id and m.id = any (v_ids)
     returning m.id, m.workspace_id, m.contact_id, m.attempts, m.body, m.channel, m.provider_check_required,
               m.expires_at, t.slot, t.phone_number
   ), attempts as (
@@ -1347,19 +1358,21 @@ begin
     select cl.workspace_id, cl.id, cl.attempts, 'requested' from claimed cl
     returning 1
   )
-  select cl.id, cl.workspace_id, cl.attempts, c.phone, cl.phone_number, cl.body,
+  select cl.id, cl.workspace_id, cl.attempts, (cc.c).phone, cl.phone_number, cl.body,
          o.content_sid, o.content_variables, herald.validity_period_seconds(cl.expires_at, cl.slot),
          cl.channel, cl.slot, cl.provider_check_required,
          (select a.requested_at from public.message_attempts a
           where a.workspace_id = cl.workspace_id and a.message_id = cl.id and a.attempt_no = cl.attempts - 1),
-         herald.contact_block_reason(c)
+         herald.contact_block_reason(cc.c)
   from claimed cl
-  join public.contacts c on c.workspace_id = cl.workspace_id and c.id = cl.contact_id
+  -- Each message's contact by one probe: as a join, a plan made on a small table read contacts whole.
+  cross join lateral (select c from public.contacts c where c.workspace_id = cl.workspace_id and c.id = cl.contact_id
+                      limit 1) cc
   -- The message as it was before this statement's update: what it carries has not changed. SMS
   -- always goes as its body, so only WhatsApp asks.
   left join lateral (
     select x.content_sid, x.content_variables
-    from public.messages m cross join lateral herald.outbound_content(m, c, now()) x
+    from public.messages m cross join lateral herald.outbound_content(m, cc.c, now()) x
     where cl.channel = 'whatsapp' and m.id = cl.id
   ) o on true
   order by cl.slot;
@@ -1414,6 +1427,8 @@ COMMENT ON FUNCTION herald.classify_keyword(p_workspace_id uuid, p_body text) IS
 CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text, body text, content_sid text, content_variables jsonb)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 declare
   v_clear_i bigint[];
@@ -1508,6 +1523,8 @@ COMMENT ON FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos inte
 CREATE FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos integer[], p_call_timeout interval DEFAULT '00:00:15'::interval) RETURNS TABLE(message_id uuid, verdict text, reason text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 declare
   m public.messages;
@@ -4240,6 +4257,8 @@ COMMENT ON FUNCTION herald.record_lookup_miss(p_message_id uuid, p_attempt_no in
 CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no integer, p_outcome text, p_sid text DEFAULT NULL::text, p_provider_status text DEFAULT NULL::text, p_error_code integer DEFAULT NULL::integer, p_error_message text DEFAULT NULL::text, p_http_status integer DEFAULT NULL::integer) RETURNS public.message_status
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 declare
   m public.messages;
@@ -4418,6 +4437,8 @@ COMMENT ON FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no in
 CREATE FUNCTION herald.record_send_results(p_message_ids uuid[], p_attempt_nos integer[], p_outcomes text[], p_sids text[] DEFAULT NULL::text[], p_provider_statuses text[] DEFAULT NULL::text[], p_error_codes integer[] DEFAULT NULL::integer[], p_error_messages text[] DEFAULT NULL::text[], p_http_statuses integer[] DEFAULT NULL::integer[]) RETURNS TABLE(message_id uuid, status public.message_status)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 declare
   v_n integer := coalesce(cardinality(p_message_ids), 0);
