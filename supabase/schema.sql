@@ -598,6 +598,7 @@ CREATE FUNCTION herald.apply_status_callbacks(p_sids text[], p_statuses text[], 
     SET search_path TO ''
     SET enable_seqscan TO 'off'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_n integer := cardinality(p_sids);
@@ -1141,6 +1142,7 @@ CREATE FUNCTION herald.claim_messages(p_limit integer DEFAULT 100, p_lease inter
     SET search_path TO ''
     SET enable_seqscan TO 'off'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_ids uuid[] := '{}';
@@ -1429,6 +1431,7 @@ CREATE FUNCTION herald.confirm_send(p_message_ids uuid[], p_attempt_nos integer[
     SET search_path TO ''
     SET enable_seqscan TO 'off'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_clear_i bigint[];
@@ -1525,6 +1528,7 @@ CREATE FUNCTION herald.confirm_send_each(p_message_ids uuid[], p_attempt_nos int
     SET search_path TO ''
     SET enable_seqscan TO 'off'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   m public.messages;
@@ -4259,6 +4263,7 @@ CREATE FUNCTION herald.record_send_result(p_message_id uuid, p_attempt_no intege
     SET search_path TO ''
     SET enable_seqscan TO 'off'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   m public.messages;
@@ -4439,6 +4444,7 @@ CREATE FUNCTION herald.record_send_results(p_message_ids uuid[], p_attempt_nos i
     SET search_path TO ''
     SET enable_seqscan TO 'off'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_n integer := coalesce(cardinality(p_message_ids), 0);
