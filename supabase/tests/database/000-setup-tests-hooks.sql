@@ -302,6 +302,21 @@ begin
 end;
 $$;
 
+-- What this transaction has read so far of these tables: their sequential scans, and the
+-- entries their indexes returned. For tests that a statement reaches a table by index probes,
+-- not whole: the difference across the statement.
+create or replace function tests.table_reads(p_tables regclass[])
+returns table (table_scans numeric, index_entries numeric)
+language sql
+set search_path = ''
+as $$
+  select sum(pg_catalog.pg_stat_get_xact_numscans(c.oid)) filter (where c.relkind = 'r'),
+         sum(pg_catalog.pg_stat_get_xact_tuples_returned(c.oid)) filter (where c.relkind = 'i')
+  from pg_catalog.pg_class c
+  where c.oid = any (p_tables)
+     or c.oid in (select i.indexrelid from pg_catalog.pg_index i where i.indrelid = any (p_tables))
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 select plan(1);

@@ -55,13 +55,8 @@ from public.messages m where m.workspace_id = :'ws' and m.body like 'Grown %';
 
 -- What the next batch reads of each table, and of each table's indexes.
 create temp view reads as
-with t (rels) as (
-  select array['public.messages', 'public.message_attempts', 'public.provider_events', 'herald.provider_erasures']::regclass[]
-)
-select sum(pg_stat_get_xact_numscans(c.oid)) filter (where c.relkind = 'r') as table_scans,
-       sum(pg_stat_get_xact_tuples_returned(c.oid)) filter (where c.relkind = 'i') as index_entries
-from t, pg_class c
-where c.oid = any (t.rels) or c.oid in (select i.indexrelid from pg_index i where i.indrelid = any (t.rels));
+select * from tests.table_reads(array['public.messages', 'public.message_attempts', 'public.provider_events',
+                                      'herald.provider_erasures']::regclass[]);
 select table_scans as scans_before, index_entries as entries_before from reads \gset
 select tests.authenticate_as_service_role();
 select is(herald.apply_status_callbacks(array['SM' || md5('grown1'), 'SM' || md5('grown2')], array['delivered', 'delivered'],
